@@ -1,0 +1,271 @@
+//! A typed client for a running sink, over reqwest.
+
+use std::time::Duration;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::{Deserialize, Serialize};
+
+use crate::record::Record;
+
+/// Characters escaped when a key is put in a path: all but RFC 3986's unreserved ones.
+const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The longest single long-poll the client sends; longer waits are several in a row.
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+/// A key, percent-encoded for use in a path.
+pub fn encode_key(key: &str) -> String {
+    utf8_percent_encode(key, KEY_ESCAPE).to_string()
+}
+
+/// What went wrong talking to a sink.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The request could not be sent or its answer read.
+    #[error("failed to reach the sink: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The sink answered with an error body.
+    #[error("the sink answered {status} {code}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The error's `code`.
+        code: String,
+        /// The error's `message`.
+        message: String,
+    },
+    /// The awaited callbacks did not all arrive in time.
+    #[error("waited {waited:?} for {wanted} callback(s) under key {key:?}; {arrived} arrived")]
+    Timeout {
+        /// The key waited on.
+        key: String,
+        /// How long the client waited.
+        waited: Duration,
+        /// How many were wanted.
+        wanted: usize,
+        /// How many had arrived when the wait ended.
+        arrived: usize,
+    },
+}
+
+/// The sink's answer to a stored callback.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The key it was stored under.
+    pub key: String,
+    /// Its position under that key.
+    pub seq: u64,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct AllBody {
+    callbacks: Vec<Record>,
+}
+
+/// A client for a sink at `base_url` (`http://127.0.0.1:7700`).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), sink::ClientError> {
+/// use std::time::Duration;
+/// let client = sink::Client::new("http://127.0.0.1:7700");
+/// let record = client.wait_for("job-42", Duration::from_secs(30)).await?;
+/// println!("job 42 called back with {:?}", record.body);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for the sink at `base_url`.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: base_url.into().trim_end_matches('/').to_owned(),
+            token: None,
+        }
+    }
+
+    /// Sends `Authorization: Bearer <token>` on reads and deletes (a sink started with `--token`).
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// The sink's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// The URL a system under test should call back for `key`.
+    pub fn callback_url(&self, key: &str) -> String {
+        format!("{}/callbacks/{}", self.base, encode_key(key))
+    }
+
+    fn get(&self, url: String) -> reqwest::RequestBuilder {
+        let req = self.http.get(url);
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Posts `body` as JSON under `key`, as a system under test would.
+    pub async fn post<T: Serialize + ?Sized>(
+        &self,
+        key: &str,
+        body: &T,
+    ) -> Result<Ack, ClientError> {
+        let response = self
+            .http
+            .post(self.callback_url(key))
+            .json(body)
+            .send()
+            .await?;
+        Ok(read_json(response).await?)
+    }
+
+    /// The latest record of `key`, or `None` if it has none.
+    pub async fn latest(&self, key: &str) -> Result<Option<Record>, ClientError> {
+        let response = self.get(self.callback_url(key)).send().await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(read_json(response).await?))
+    }
+
+    /// Every record of `key`, oldest first.
+    pub async fn all(&self, key: &str) -> Result<Vec<Record>, ClientError> {
+        let response = self
+            .get(format!("{}/all", self.callback_url(key)))
+            .send()
+            .await?;
+        Ok(read_json::<AllBody>(response).await?.callbacks)
+    }
+
+    /// Waits (long-polling, never sleeping) until `key` has a record, at most `timeout`.
+    pub async fn wait_for(&self, key: &str, timeout: Duration) -> Result<Record, ClientError> {
+        let mut records = self.wait_for_count(key, 1, timeout).await?;
+        Ok(records
+            .pop()
+            .expect("wait_for_count returns at least one record"))
+    }
+
+    /// Waits until `key` has at least `count` records and returns them all, oldest first.
+    pub async fn wait_for_count(
+        &self,
+        key: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<Record>, ClientError> {
+        let count = count.max(1);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let poll = left.min(MAX_POLL);
+            let url = format!(
+                "{}/all?wait={}ms&count={count}",
+                self.callback_url(key),
+                poll.as_millis()
+            );
+            let response = self
+                .get(url)
+                .timeout(poll + Duration::from_secs(30))
+                .send()
+                .await?;
+            match read_json::<AllBody>(response).await {
+                Ok(body) => return Ok(body.callbacks),
+                Err(ClientError::Api { code, .. }) if code == "timeout" && !left.is_zero() => {
+                    if tokio::time::Instant::now() >= deadline {
+                        let arrived = self.all(key).await.map(|r| r.len()).unwrap_or(0);
+                        return Err(ClientError::Timeout {
+                            key: key.to_owned(),
+                            waited: timeout,
+                            wanted: count,
+                            arrived,
+                        });
+                    }
+                }
+                Err(ClientError::Api { code, .. }) if code == "timeout" => {
+                    let arrived = self.all(key).await.map(|r| r.len()).unwrap_or(0);
+                    return Err(ClientError::Timeout {
+                        key: key.to_owned(),
+                        waited: timeout,
+                        wanted: count,
+                        arrived,
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Forgets `key`.
+    pub async fn delete(&self, key: &str) -> Result<(), ClientError> {
+        self.send_delete(self.callback_url(key)).await
+    }
+
+    /// Forgets every key under `prefix`.
+    pub async fn delete_prefix(&self, prefix: &str) -> Result<(), ClientError> {
+        self.send_delete(format!(
+            "{}/callbacks?prefix={}",
+            self.base,
+            encode_key(prefix)
+        ))
+        .await
+    }
+
+    async fn send_delete(&self, url: String) -> Result<(), ClientError> {
+        let req = self.http.delete(url);
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let response = req.send().await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(api_error(response).await)
+        }
+    }
+}
+
+async fn read_json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+) -> Result<T, ClientError> {
+    if response.status().is_success() {
+        Ok(response.json().await?)
+    } else {
+        Err(api_error(response).await)
+    }
+}
+
+async fn api_error(response: reqwest::Response) -> ClientError {
+    let status = response.status().as_u16();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => ClientError::Api {
+            status,
+            code: body.error.code,
+            message: body.error.message,
+        },
+        Err(e) => ClientError::Http(e),
+    }
+}

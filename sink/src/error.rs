@@ -1,0 +1,113 @@
+//! Errors: [`ApiError`] is what HTTP clients see (`{"error":{"code","message"}}`); [`Error`] is
+//! what can go wrong starting the sink.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+/// Failure to start or stop the sink.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The data directory or its log could not be opened or replayed.
+    #[error("failed to open the callback log in {dir}: {source}")]
+    OpenLog {
+        /// The `--data-dir` in use.
+        dir: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The log could not be flushed at shutdown.
+    #[error("failed to flush the callback log: {0}")]
+    Flush(String),
+}
+
+/// An error answered to an HTTP client. Every variant's message says what was wrong and what to
+/// do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A key in the path is empty, too long or not UTF-8.
+    #[error("{0}")]
+    InvalidKey(String),
+    /// `POST /callbacks` found no key in the headers or body it searched.
+    #[error("{0}")]
+    MissingKey(String),
+    /// A query parameter does not parse or is out of range.
+    #[error("{message}")]
+    InvalidParam {
+        /// `invalid_wait`, `invalid_after`, …
+        code: &'static str,
+        /// What was wrong and the accepted form.
+        message: String,
+    },
+    /// The body is larger than `--max-body`.
+    #[error("{0}")]
+    BodyTooLarge(String),
+    /// Nothing stored under the key (or no such route).
+    #[error("{0}")]
+    NotFound(String),
+    /// A wait ended without the awaited callback(s).
+    #[error("{0}")]
+    Timeout(String),
+    /// The route exists but not for this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    /// `--token` is set and the request did not carry it.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The sink holds `--max-callbacks` records.
+    #[error("{0}")]
+    Full(String),
+    /// The server is stopping; waits are answered with this.
+    #[error("the sink is shutting down; retry against the restarted server")]
+    ShuttingDown,
+    /// Something failed inside the server; the detail is logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status and the stable `code` of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::InvalidKey(_) => (StatusCode::BAD_REQUEST, "invalid_key"),
+            Self::MissingKey(_) => (StatusCode::BAD_REQUEST, "missing_key"),
+            Self::InvalidParam { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Timeout(_) => (StatusCode::NOT_FOUND, "timeout"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
+            Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    pub(crate) fn param(code: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidParam {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "the sink failed to handle this request; see its log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
+    }
+}

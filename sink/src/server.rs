@@ -1,0 +1,107 @@
+//! Opening a sink (store + log + expiry task) and serving it with graceful shutdown.
+
+use std::{future::Future, io};
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::Config,
+    error::Error,
+    routes::{AppState, router},
+    store::Store,
+    wal::ReplayStats,
+};
+
+/// An opened sink: its store, its routes and its shutdown switch.
+#[derive(Debug)]
+pub struct Sink {
+    state: AppState,
+    store: Store,
+    shutdown: CancellationToken,
+    replay: ReplayStats,
+}
+
+impl Sink {
+    /// Opens the store (replaying `data_dir`'s log if there is one) and starts retention expiry.
+    /// Must be called inside a Tokio runtime.
+    pub fn open(config: Config) -> Result<Self, Error> {
+        let (store, replay) = match &config.data_dir {
+            None => (
+                Store::new(config.max_callbacks, config.retention, None),
+                ReplayStats::default(),
+            ),
+            Some(dir) => crate::wal::open(
+                dir,
+                config.fsync,
+                config.max_callbacks,
+                config.retention,
+                config.compact_min_bytes,
+            )
+            .map_err(|source| Error::OpenLog {
+                dir: dir.clone(),
+                source,
+            })?,
+        };
+        let shutdown = CancellationToken::new();
+        if config.retention.is_some() {
+            tokio::spawn(store.clone().run_expiry(shutdown.clone()));
+        }
+        let state = AppState::new(store.clone(), config, shutdown.clone());
+        Ok(Self {
+            state,
+            store,
+            shutdown,
+            replay,
+        })
+    }
+
+    /// The sink's routes, ready to be served or merged into a larger router.
+    pub fn router(&self) -> Router {
+        router(self.state.clone())
+    }
+
+    /// The store behind the routes (for in-process use such as the test helper).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Cancelling this answers every waiter `503 shutting_down` and ends event streams.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// What replaying the log found at open.
+    pub fn replay_stats(&self) -> ReplayStats {
+        self.replay
+    }
+
+    /// Flushes the log to disk. Call after serving has stopped.
+    pub async fn close(self) -> Result<(), Error> {
+        self.shutdown.cancel();
+        match self.store.wal() {
+            Some(wal) => wal.flush().await.map_err(Error::Flush),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop` resolves; in-flight requests then finish, and
+/// `shutdown` is cancelled first so long-polls answer at once instead of holding the exit.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let token = shutdown.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = stop => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        })
+        .await
+}

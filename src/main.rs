@@ -1,0 +1,259 @@
+//! `eventual`: the command line. Parses flags and wires the `sink` (and later `harness`) crates
+//! together; everything else lives in those libraries.
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "eventual",
+    version,
+    about = "Test asynchronous systems: a callback sink you can wait on, and a test runner for shared environments."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start the service on one port (today: the callback sink; the harness and web UI join it).
+    Serve(ServeArgs),
+    /// Start the callback sink alone, e.g. as a CI sidecar (in memory unless --data-dir is given).
+    Sink(SinkArgs),
+    /// Wait for a callback on a running sink and print it as JSON (exit 1 on timeout).
+    Wait(WaitArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (printed as `listening on …`).
+    #[arg(long, env = "EVENTUAL_BIND", default_value = "127.0.0.1:7700")]
+    bind: String,
+    /// Where state is kept (the sink's callback log).
+    #[arg(long, env = "EVENTUAL_DATA_DIR", default_value = "./.eventual")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    sink: SinkFlags,
+}
+
+#[derive(Debug, Args)]
+struct SinkArgs {
+    /// Address to listen on; port 0 picks a free one (printed as `listening on …`).
+    #[arg(long, env = "EVENTUAL_BIND", default_value = "127.0.0.1:7700")]
+    bind: String,
+    /// Keep callbacks in an append-only log here, so they survive restarts (default: memory only).
+    #[arg(long, env = "EVENTUAL_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    sink: SinkFlags,
+}
+
+#[derive(Debug, Args)]
+struct SinkFlags {
+    /// Largest callback body accepted (413 past it).
+    #[arg(long, env = "EVENTUAL_MAX_BODY", default_value = "1MiB")]
+    max_body: bytesize::ByteSize,
+    /// Capacity in callbacks; past it new ones get 507 (nothing is evicted).
+    #[arg(long, env = "EVENTUAL_MAX_CALLBACKS", default_value_t = 1_000_000)]
+    max_callbacks: usize,
+    /// Forget callbacks older than this (e.g. `1h`); off by default.
+    #[arg(long, env = "EVENTUAL_RETENTION")]
+    retention: Option<humantime::Duration>,
+    /// Header holding the key of `POST /callbacks` (repeatable; replaces the default X-Request-Id).
+    #[arg(
+        long = "key-header",
+        env = "EVENTUAL_KEY_HEADER",
+        value_delimiter = ','
+    )]
+    key_headers: Vec<String>,
+    /// JSON pointer to the key in a `POST /callbacks` body (repeatable; replaces the defaults
+    /// /request_id, /requestId, /id).
+    #[arg(
+        long = "key-pointer",
+        env = "EVENTUAL_KEY_POINTER",
+        value_delimiter = ','
+    )]
+    key_pointers: Vec<String>,
+    /// Require `Authorization: Bearer SECRET` to read or delete callbacks (needed to bind beyond
+    /// loopback with `serve`).
+    #[arg(long, env = "EVENTUAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// When the callback log is fsync'd: `always` (before each acknowledgement), a duration such
+    /// as `1s` (at most that much lost on power loss; nothing on a crash), or `never`.
+    #[arg(long, env = "EVENTUAL_FSYNC", default_value = "1s")]
+    fsync: sink::FsyncPolicy,
+}
+
+#[derive(Debug, Args)]
+struct WaitArgs {
+    /// The key to wait for.
+    key: String,
+    /// How long to wait.
+    #[arg(long, default_value = "30s")]
+    timeout: humantime::Duration,
+    /// Wait until this many callbacks exist and print them all.
+    #[arg(long, default_value_t = 1)]
+    count: usize,
+    /// The running server.
+    #[arg(long, env = "EVENTUAL_URL", default_value = "http://127.0.0.1:7700")]
+    url: String,
+    /// Bearer token of a server started with --token.
+    #[arg(long, env = "EVENTUAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl SinkFlags {
+    fn config(self, data_dir: Option<PathBuf>) -> anyhow::Result<sink::Config> {
+        let mut config = sink::Config {
+            data_dir,
+            max_body: usize::try_from(self.max_body.as_u64()).context("--max-body is too large")?,
+            max_callbacks: self.max_callbacks,
+            retention: self.retention.map(Into::into),
+            token: self.token.filter(|t| !t.is_empty()),
+            fsync: self.fsync,
+            ..sink::Config::default()
+        };
+        if !self.key_headers.is_empty() {
+            config.key_headers = self.key_headers;
+        }
+        if !self.key_pointers.is_empty() {
+            for p in &self.key_pointers {
+                anyhow::ensure!(
+                    p.starts_with('/'),
+                    "--key-pointer {p:?} is not a JSON pointer: it must start with `/`, e.g. /request_id"
+                );
+            }
+            config.key_pointers = self.key_pointers;
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EVENTUAL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => {
+                let config = args.sink.config(Some(args.data_dir))?;
+                run_server(&args.bind, config, true).await
+            }
+            Command::Sink(args) => {
+                let config = args.sink.config(args.data_dir)?;
+                run_server(&args.bind, config, false).await
+            }
+            Command::Wait(args) => wait(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_server(bind: &str, config: sink::Config, serve: bool) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
+        format!("failed to listen on {bind}: is another server using it? pick another with --bind")
+    })?;
+    let addr: SocketAddr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && config.token.is_none() {
+        if serve {
+            anyhow::bail!(
+                "refusing to listen on {addr} without --token: the service runs uploaded tests as code on this host; \
+                 bind to 127.0.0.1 or start it with --token SECRET"
+            );
+        }
+        tracing::warn!(%addr, "the sink listens beyond loopback without --token: anyone who reaches it can read and delete callbacks");
+    }
+    let sink = sink::Sink::open(config).context("failed to open the sink")?;
+    let stats = sink.replay_stats();
+    if stats.frames > 0 || stats.truncated_bytes > 0 {
+        tracing::info!(
+            frames = stats.frames,
+            callbacks = sink.store().len(),
+            truncated_bytes = stats.truncated_bytes,
+            "replayed the callback log"
+        );
+    }
+    // The first line on stdout: scripts and tests read the port from it.
+    println!("listening on http://{addr}");
+    let router = sink
+        .router()
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    sink::serve(listener, router, sink.shutdown_token(), stop_signal()).await?;
+    tracing::info!("stopped serving; flushing the callback log");
+    sink.close().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
+    let mut client = sink::Client::new(args.url.clone());
+    if let Some(token) = args.token {
+        client = client.with_token(token);
+    }
+    let timeout: Duration = args.timeout.into();
+    match client.wait_for_count(&args.key, args.count, timeout).await {
+        Ok(records) => {
+            let out = if args.count == 1 {
+                serde_json::to_string_pretty(&records[records.len() - 1])?
+            } else {
+                serde_json::to_string_pretty(&records)?
+            };
+            println!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ sink::ClientError::Timeout { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+        Err(sink::ClientError::Api { code, message, .. }) => {
+            eprintln!("error: {code}: {message}");
+            Ok(ExitCode::from(2))
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "{e} (is the server running at {}?)",
+            args.url
+        )),
+    }
+}
