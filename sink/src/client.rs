@@ -140,7 +140,7 @@ impl Client {
             .json(body)
             .send()
             .await?;
-        Ok(read_json(response).await?)
+        read_json(response).await
     }
 
     /// The latest record of `key`, or `None` if it has none.

@@ -204,10 +204,8 @@ fn classify<'a>(content_type: Option<&str>, body: &'a [u8]) -> Body<'a> {
         .iter()
         .find(|b| !b.is_ascii_whitespace())
         .is_some_and(|b| *b == b'{' || *b == b'[');
-    if (says_json || looks_json) && !body.is_empty() {
-        if serde_json::from_slice::<&RawValue>(body).is_ok() {
-            return Body::Json;
-        }
+    if (says_json || looks_json) && serde_json::from_slice::<&RawValue>(body).is_ok() {
+        return Body::Json;
     }
     match std::str::from_utf8(body) {
         Ok(text) => Body::Text(text),

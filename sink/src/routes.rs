@@ -95,9 +95,13 @@ pub fn router(state: AppState) -> Router {
 async fn healthz(State(state): State<AppState>) -> Response {
     json_response(
         StatusCode::OK,
-        serde_json::json!({ "status": "ok", "callbacks": state.store().len() })
-            .to_string()
-            .into(),
+        serde_json::json!({
+            "status": "ok",
+            "callbacks": state.store().len(),
+            "waiting": state.store().waiting(),
+        })
+        .to_string()
+        .into(),
     )
 }
 

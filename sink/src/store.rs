@@ -110,6 +110,8 @@ pub(crate) struct Inner {
     count: AtomicUsize,
     /// Bytes of record JSON held: compaction compares the log's size with it.
     live_bytes: AtomicU64,
+    /// Requests waiting right now (long-polls, event streams): shown by `/healthz`.
+    waiting: AtomicUsize,
     max_callbacks: usize,
     retention: Option<Duration>,
     /// (deadline in ms since the epoch, key) in arrival order; only used with `retention`.
@@ -130,6 +132,7 @@ impl Store {
                 index: SkipSet::new(),
                 count: AtomicUsize::new(0),
                 live_bytes: AtomicU64::new(0),
+                waiting: AtomicUsize::new(0),
                 max_callbacks,
                 retention,
                 expiry: Mutex::new(VecDeque::new()),
@@ -160,6 +163,11 @@ impl Store {
     /// Whether the store holds no record.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Requests waiting for a callback right now.
+    pub fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
     }
 
     pub(crate) fn live_bytes(&self) -> u64 {
@@ -313,6 +321,7 @@ impl Store {
                 .get_or_insert_with(|| watch::channel(0).0)
                 .subscribe()
         };
+        let _waiting = WaitingGuard::new(&inner.waiting);
         let end = loop {
             tokio::select! {
                 changed = rx.changed() => {
@@ -549,6 +558,22 @@ impl Store {
     }
 }
 
+/// Counts a waiter for as long as it lives (also when its future is dropped mid-wait).
+struct WaitingGuard<'a>(&'a AtomicUsize);
+
+impl<'a> WaitingGuard<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Read-only view of a slot handed to wait conditions.
 #[derive(Debug)]
 pub(crate) struct SlotView<'a>(&'a Slot);
@@ -598,4 +623,103 @@ pub(crate) fn now_ms() -> i64 {
 pub(crate) fn format_ms(ms: i64) -> String {
     let t = SystemTime::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::SystemTime;
+
+    use axum::http::{HeaderMap, Method};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::record::Incoming;
+
+    fn encoded(key: &str) -> Encoded {
+        Encoded::new(
+            key,
+            &Incoming {
+                method: &Method::POST,
+                path: "/",
+                query: None,
+                headers: &HeaderMap::new(),
+                body: b"{}",
+            },
+            SystemTime::now(),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ten_thousand_racing_inserts_and_waits_never_miss_a_wake_up() {
+        let store = Store::new(usize::MAX, None, None);
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for i in 0..10_000 {
+            let key = format!("k{i}");
+            let (s1, s2, stop) = (store.clone(), store.clone(), stop.clone());
+            let k2 = key.clone();
+            let waiter = tokio::spawn(async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                matches!(
+                    s1.wait_until(&key, deadline, &stop, |s| s.latest_after(0))
+                        .await,
+                    WaitEnd::Ready(_)
+                )
+            });
+            let poster =
+                tokio::spawn(async move { s2.insert(&k2, &encoded(&k2)).map(|r| r.0).ok() });
+            tasks.push((waiter, poster));
+        }
+        for (waiter, poster) in tasks {
+            assert_eq!(poster.await.unwrap(), Some(1));
+            assert!(waiter.await.unwrap(), "a waiter missed its wake-up");
+        }
+        assert_eq!(store.waiting(), 0);
+        assert_eq!(
+            store.inner.map.len(),
+            10_000,
+            "no slot left over by waiters"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_leaves_no_slot_behind() {
+        let store = Store::new(10, None, None);
+        let stop = CancellationToken::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1);
+        let end = store
+            .wait_until("ghost", deadline, &stop, |s| s.latest_after(0))
+            .await;
+        assert!(matches!(end, WaitEnd::TimedOut));
+        assert!(store.inner.map.is_empty());
+    }
+
+    #[tokio::test]
+    async fn retention_forgets_expired_records_and_frees_capacity() {
+        let store = Store::new(2, Some(Duration::from_millis(20)), None);
+        store.insert("a", &encoded("a")).unwrap();
+        store.insert("b", &encoded("b")).unwrap();
+        assert!(matches!(
+            store.insert("c", &encoded("c")),
+            Err(InsertError::Full(2))
+        ));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(store.clone().run_expiry(stop.clone()));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !store.is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "records never expired"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(store.latest_after("a", 0).is_none());
+        assert!(
+            store.keys_from("", None, 10).is_empty(),
+            "index emptied too"
+        );
+        store.insert("c", &encoded("c")).unwrap();
+        stop.cancel();
+        task.await.unwrap();
+    }
 }

@@ -1,0 +1,8 @@
+//! API tests of the sink: every route of SPEC "The sink", its bad inputs, and its concurrency
+//! guarantees, against a real server on port 0.
+
+mod helpers;
+mod ingest;
+mod persistence;
+mod reading;
+mod waiting;
