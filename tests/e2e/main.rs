@@ -1,0 +1,18 @@
+//! End-to-end tests of the real `eventual` binary: each test starts it on `127.0.0.1:0` and talks
+//! to it over HTTP or runs its client commands, waiting on outputs and events rather than sleeping.
+//!
+//! # Layout
+//! - `helpers.rs` — [`helpers::spawn_eventual`] / [`helpers::Launch`] start the binary; `Running`
+//!   talks to it, signals it and captures its stderr.
+//! - `sink_durability.rs` — `kill -9` mid-stream and a torn log tail lose no acknowledged callback.
+//! - `shutdown.rs` — SIGTERM/SIGINT: waiters get `503 shutting_down`, exit 0, the log is flushed.
+//! - `limits.rs` — `--max-callbacks`, `--max-body` and their `EVENTUAL_*` variables.
+//! - `retention.rs` — `--retention` forgets callbacks, also across a restart.
+//! - `cli.rs` — `serve`'s bind rule and `eventual wait`'s output and exit codes.
+
+mod cli;
+mod helpers;
+mod limits;
+mod retention;
+mod shutdown;
+mod sink_durability;
