@@ -307,7 +307,7 @@ impl Store {
         check: impl Fn(&SlotView<'_>) -> Option<T>,
     ) -> WaitEnd<T> {
         let inner = &*self.inner;
-        let mut rx = {
+        let rx = {
             let mut slot = match inner.map.get_mut(key) {
                 Some(slot) => slot,
                 None => inner.map.entry(Arc::from(key)).or_default(),
@@ -321,13 +321,16 @@ impl Store {
                 .get_or_insert_with(|| watch::channel(0).0)
                 .subscribe()
         };
-        let _waiting = WaitingGuard::new(&inner.waiting);
-        let end = loop {
+        // Counts the waiter and, however the wait ends (even when the client disconnects and
+        // this future is dropped), removes a slot it created and nobody needs any more.
+        let mut registration = Registration::new(self, key, rx);
+        loop {
+            let rx = &mut registration.rx;
             tokio::select! {
                 changed = rx.changed() => {
                     if changed.is_err() {
                         // The slot was removed and re-created; follow the new one.
-                        rx = self.resubscribe(key);
+                        *rx = self.resubscribe(key);
                     }
                     let found = self.inner.map.get(key).and_then(|slot| {
                         // Mark the value seen under the lock, then check.
@@ -335,16 +338,13 @@ impl Store {
                         check(&SlotView(&slot))
                     });
                     if let Some(found) = found {
-                        break WaitEnd::Ready(found);
+                        return WaitEnd::Ready(found);
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => break WaitEnd::TimedOut,
-                () = shutdown.cancelled() => break WaitEnd::ShuttingDown,
+                () = tokio::time::sleep_until(deadline) => return WaitEnd::TimedOut,
+                () = shutdown.cancelled() => return WaitEnd::ShuttingDown,
             }
-        };
-        drop(rx);
-        self.forget_if_unused(key);
-        end
+        }
     }
 
     fn resubscribe(&self, key: &str) -> watch::Receiver<u64> {
@@ -558,19 +558,29 @@ impl Store {
     }
 }
 
-/// Counts a waiter for as long as it lives (also when its future is dropped mid-wait).
-struct WaitingGuard<'a>(&'a AtomicUsize);
+/// One waiter, for as long as it lives: counted in `waiting`, and on drop the slot it may have
+/// created is removed again if it holds no record and nobody else waits on it.
+struct Registration<'a> {
+    store: &'a Store,
+    key: &'a str,
+    rx: watch::Receiver<u64>,
+}
 
-impl<'a> WaitingGuard<'a> {
-    fn new(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::Relaxed);
-        Self(counter)
+impl<'a> Registration<'a> {
+    fn new(store: &'a Store, key: &'a str, rx: watch::Receiver<u64>) -> Self {
+        store.inner.waiting.fetch_add(1, Ordering::Relaxed);
+        Self { store, key, rx }
     }
 }
 
-impl Drop for WaitingGuard<'_> {
+impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.store.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        // Our receiver must be gone before the slot is checked for other waiters.
+        let mut closed = watch::channel(0).1;
+        std::mem::swap(&mut self.rx, &mut closed);
+        drop(closed);
+        self.store.forget_if_unused(self.key);
     }
 }
 
@@ -692,6 +702,20 @@ mod tests {
             .await;
         assert!(matches!(end, WaitEnd::TimedOut));
         assert!(store.inner.map.is_empty());
+
+        // A client that disconnects drops the wait mid-way: the slot must go all the same.
+        let far = tokio::time::Instant::now() + Duration::from_secs(60);
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(1),
+            store.wait_until("gone", far, &stop, |s| s.latest_after(0)),
+        )
+        .await;
+        assert!(dropped.is_err(), "the wait was cut short");
+        assert_eq!(store.waiting(), 0);
+        assert!(
+            store.inner.map.is_empty(),
+            "slot left behind by a dropped wait"
+        );
     }
 
     #[tokio::test]
