@@ -37,6 +37,33 @@ struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     sink: SinkFlags,
+    #[command(flatten)]
+    harness: HarnessFlags,
+}
+
+#[derive(Debug, Args)]
+struct HarnessFlags {
+    /// Environment ids are 1..=N.
+    #[arg(long, env = "EVENTUAL_ENVS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    envs: u32,
+    /// Runs executing at once on different environments (default: the number of environments).
+    #[arg(long, env = "EVENTUAL_WORKERS")]
+    workers: Option<usize>,
+    /// A test still running after this is terminated (`timed_out`).
+    #[arg(long, env = "EVENTUAL_TEST_TIMEOUT", default_value = "180s")]
+    test_timeout: humantime::Duration,
+    /// Time between SIGTERM and SIGKILL when a test's process group is stopped.
+    #[arg(long, env = "EVENTUAL_KILL_GRACE", default_value = "5s")]
+    kill_grace: humantime::Duration,
+    /// Largest test file accepted by upload.
+    #[arg(long, env = "EVENTUAL_MAX_UPLOAD", default_value = "10MiB")]
+    max_upload: bytesize::ByteSize,
+    /// The bundled tests shown beside uploads.
+    #[arg(long, env = "EVENTUAL_SAMPLE_TESTS", default_value = "sample-tests")]
+    sample_tests: PathBuf,
+    /// The sink tests should use (EVENTUAL_SINK_URL) instead of the built-in one.
+    #[arg(long, env = "EVENTUAL_SINK_URL")]
+    sink_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -151,12 +178,13 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let config = args.sink.config(Some(args.data_dir))?;
-                run_server(&args.bind, config, true).await
+                let config = args.sink.config(Some(args.data_dir.clone()))?;
+                let harness = harness_config(args.harness, args.data_dir, config.token.clone())?;
+                run_server(&args.bind, config, Some(harness)).await
             }
             Command::Sink(args) => {
                 let config = args.sink.config(args.data_dir)?;
-                run_server(&args.bind, config, false).await
+                run_server(&args.bind, config, None).await
             }
             Command::Wait(args) => wait(args).await,
         }
@@ -170,7 +198,34 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_server(bind: &str, config: sink::Config, serve: bool) -> anyhow::Result<ExitCode> {
+fn harness_config(
+    flags: HarnessFlags,
+    data_dir: PathBuf,
+    token: Option<String>,
+) -> anyhow::Result<harness::Config> {
+    let mut config = harness::Config::new(data_dir);
+    config.envs = flags.envs;
+    config.workers = flags.workers.unwrap_or(flags.envs as usize).max(1);
+    config.test_timeout = flags.test_timeout.into();
+    config.kill_grace = flags.kill_grace.into();
+    config.max_upload =
+        usize::try_from(flags.max_upload.as_u64()).context("--max-upload is too large")?;
+    config.sample_tests = Some(flags.sample_tests);
+    // Empty: the built-in sink, on whatever address the server ends up bound to.
+    config.sink_url = flags
+        .sink_url
+        .map(|u| u.trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    config.token = token;
+    Ok(config)
+}
+
+async fn run_server(
+    bind: &str,
+    config: sink::Config,
+    harness: Option<harness::Config>,
+) -> anyhow::Result<ExitCode> {
+    let serve = harness.is_some();
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
         format!("failed to listen on {bind}: is another server using it? pick another with --bind")
     })?;
@@ -196,9 +251,16 @@ async fn run_server(bind: &str, config: sink::Config, serve: bool) -> anyhow::Re
     }
     // The first line on stdout: scripts and tests read the port from it.
     println!("listening on http://{addr}");
-    let router = sink
-        .router()
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+    let mut router = sink.router();
+    if let Some(mut harness_config) = harness {
+        if harness_config.sink_url.is_empty() {
+            harness_config.sink_url = format!("http://{addr}");
+        }
+        let harness =
+            harness::Harness::open(harness_config).context("failed to open the harness")?;
+        router = router.merge(harness::router(harness));
+    }
+    let router = router.layer(tower_http::trace::TraceLayer::new_for_http());
     sink::serve(listener, router, sink.shutdown_token(), stop_signal()).await?;
     tracing::info!("stopped serving; flushing the callback log");
     sink.close().await?;

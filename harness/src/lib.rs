@@ -1,4 +1,32 @@
-//! Eventual's test-runner service: catalog, runs on exclusive environments, supervised test
-//! processes and durable history.
+//! Eventual's test-runner service: a catalog of tests, runs on exclusive numbered environments,
+//! every test a supervised process with its output streamed to disk, and history in SQLite.
 //!
-//! Not built yet: `eventual serve` starts only the sink until the harness lands (see README).
+//! # Layout
+//! - `model.rs` — runs, tests, statuses, environments as the API shows them.
+//! - `catalog.rs` — the test tree (bundled + uploads), path confinement, kinds, tags.
+//! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race).
+//! - `runner.rs` — the core: create, start, execute, cancel, recover after a restart.
+//! - `exec.rs` — one supervised test process: process group, timeout, leftovers.
+//! - `logs.rs` — per-run log files and followers woken as they grow.
+//! - `db.rs` — SQLite history (WAL, migrations).
+//! - `routes.rs` — the HTTP API (`router()`); `error.rs` — its error body.
+
+mod catalog;
+mod claims;
+mod config;
+mod db;
+mod error;
+mod exec;
+mod logs;
+mod model;
+mod routes;
+mod runner;
+
+pub use catalog::{Catalog, Kind, TestInfo, TestPath};
+pub use claims::{Claim, Envs};
+pub use config::Config;
+pub use db::RunFilter;
+pub use error::ApiError;
+pub use model::{EnvView, Run, RunStatus, RunTest, TestStatus};
+pub use routes::router;
+pub use runner::{Event, Harness, HarnessError};

@@ -1,0 +1,233 @@
+//! Exclusive environments: who holds each one, and who waits for it, in order.
+//!
+//! # Why a claim cannot race
+//! Each environment is one entry of a [`DashMap`], and every decision about it — "is it free? then
+//! it is mine", "I am done: who is next?", "take me out of the queue", "pause" — reads and writes
+//! that entry inside a single `get_mut` guard, i.e. under its shard's write lock. Two submissions
+//! to a free environment are therefore serialised: the first sets the holder, the second sees it
+//! set and queues. A release hands the environment to the head of the queue in the same step, so
+//! there is never a moment where it looks free while someone waits: waiting runs start in
+//! submission order, woken by the release itself, never by sleep-and-retry.
+
+use std::collections::VecDeque;
+
+use dashmap::DashMap;
+
+use crate::model::{EnvView, now_rfc3339};
+
+#[derive(Debug, Default)]
+struct Slot {
+    /// The run holding the environment, and since when.
+    holder: Option<(i64, String)>,
+    /// Runs waiting for it, oldest first.
+    queue: VecDeque<i64>,
+    /// Maintenance: queued runs stay queued; a holder finishes.
+    paused: bool,
+}
+
+/// The outcome of submitting a run to an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The run holds the environment now: start it.
+    Holder,
+    /// The run waits; `behind` is the run just ahead of it (or the holder).
+    Queued {
+        /// 1-based position in the queue.
+        position: usize,
+        /// The run it waits behind.
+        behind: Option<i64>,
+    },
+}
+
+/// Every environment `1..=N`.
+#[derive(Debug)]
+pub struct Envs {
+    slots: DashMap<u32, Slot>,
+    count: u32,
+}
+
+impl Envs {
+    /// Environments `1..=count`, all free.
+    pub fn new(count: u32) -> Self {
+        let slots = DashMap::with_capacity(count as usize);
+        for id in 1..=count {
+            slots.insert(id, Slot::default());
+        }
+        Self { slots, count }
+    }
+
+    /// How many environments there are.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Claims `env` for `run`, or queues it (one atomic step; see the module docs).
+    pub fn submit(&self, env: u32, run: i64) -> Option<Claim> {
+        let mut slot = self.slots.get_mut(&env)?;
+        if slot.holder.is_none() && !slot.paused && slot.queue.is_empty() {
+            slot.holder = Some((run, now_rfc3339()));
+            return Some(Claim::Holder);
+        }
+        let behind = slot
+            .queue
+            .back()
+            .copied()
+            .or(slot.holder.as_ref().map(|h| h.0));
+        slot.queue.push_back(run);
+        Some(Claim::Queued {
+            position: slot.queue.len(),
+            behind,
+        })
+    }
+
+    /// `run` is done with `env`: frees it and, unless paused, hands it to the next queued run,
+    /// which the caller must start.
+    pub fn release(&self, env: u32, run: i64) -> Option<i64> {
+        let mut slot = self.slots.get_mut(&env)?;
+        if slot.holder.as_ref().map(|h| h.0) != Some(run) {
+            return None;
+        }
+        slot.holder = None;
+        promote(&mut slot)
+    }
+
+    /// Removes a queued run (cancel). `false` if it was not queued there (it may hold it).
+    pub fn dequeue(&self, env: u32, run: i64) -> bool {
+        let Some(mut slot) = self.slots.get_mut(&env) else {
+            return false;
+        };
+        let before = slot.queue.len();
+        slot.queue.retain(|r| *r != run);
+        slot.queue.len() != before
+    }
+
+    /// Holds the queue of `env`.
+    pub fn pause(&self, env: u32) -> bool {
+        self.slots
+            .get_mut(&env)
+            .map(|mut s| s.paused = true)
+            .is_some()
+    }
+
+    /// Lets the queue of `env` go on; returns a run to start if the environment was free.
+    pub fn resume(&self, env: u32) -> Option<Option<i64>> {
+        let mut slot = self.slots.get_mut(&env)?;
+        slot.paused = false;
+        Some(if slot.holder.is_none() {
+            promote(&mut slot)
+        } else {
+            None
+        })
+    }
+
+    /// Where `run` stands in `env`'s queue (1-based), if queued.
+    pub fn position(&self, env: u32, run: i64) -> Option<usize> {
+        let slot = self.slots.get(&env)?;
+        slot.queue.iter().position(|r| *r == run).map(|p| p + 1)
+    }
+
+    /// The state of one environment.
+    pub fn view(&self, env: u32) -> Option<EnvView> {
+        let slot = self.slots.get(&env)?;
+        Some(EnvView {
+            id: env,
+            state: if slot.paused {
+                "paused"
+            } else if slot.holder.is_some() {
+                "busy"
+            } else {
+                "free"
+            },
+            run_id: slot.holder.as_ref().map(|h| h.0),
+            since: slot.holder.as_ref().map(|h| h.1.clone()),
+            queued: slot.queue.iter().copied().collect(),
+        })
+    }
+
+    /// Every environment, in id order.
+    pub fn views(&self) -> Vec<EnvView> {
+        (1..=self.count).filter_map(|id| self.view(id)).collect()
+    }
+}
+
+fn promote(slot: &mut Slot) -> Option<i64> {
+    if slot.paused {
+        return None;
+    }
+    let next = slot.queue.pop_front()?;
+    slot.holder = Some((next, now_rfc3339()));
+    Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn the_first_submission_holds_the_rest_queue_in_order_and_release_hands_over() {
+        let envs = Envs::new(2);
+        assert_eq!(envs.submit(1, 10), Some(Claim::Holder));
+        assert_eq!(
+            envs.submit(1, 11),
+            Some(Claim::Queued {
+                position: 1,
+                behind: Some(10)
+            })
+        );
+        assert_eq!(
+            envs.submit(1, 12),
+            Some(Claim::Queued {
+                position: 2,
+                behind: Some(11)
+            })
+        );
+        assert_eq!(envs.submit(2, 13), Some(Claim::Holder));
+        assert_eq!(envs.submit(3, 14), None, "no environment 3");
+        assert_eq!(envs.release(1, 99), None, "only the holder releases");
+        assert_eq!(envs.release(1, 10), Some(11));
+        assert!(envs.dequeue(1, 12));
+        assert_eq!(envs.release(1, 11), None);
+        assert_eq!(envs.view(1).map(|v| v.state), Some("free"));
+    }
+
+    #[test]
+    fn pause_holds_the_queue_and_resume_starts_the_next() {
+        let envs = Envs::new(1);
+        assert!(envs.pause(1));
+        assert_eq!(
+            envs.submit(1, 1),
+            Some(Claim::Queued {
+                position: 1,
+                behind: None
+            })
+        );
+        assert_eq!(envs.view(1).map(|v| v.state), Some("paused"));
+        assert_eq!(envs.resume(1), Some(Some(1)));
+        assert_eq!(
+            envs.view(1).map(|v| (v.state, v.run_id)),
+            Some(("busy", Some(1)))
+        );
+    }
+
+    #[test]
+    fn concurrent_submissions_never_give_one_environment_two_holders() {
+        let envs = Arc::new(Envs::new(1));
+        let holders: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| {
+                    let envs = envs.clone();
+                    s.spawn(move || {
+                        (0..1000)
+                            .filter(|i| envs.submit(1, t * 1000 + i) == Some(Claim::Holder))
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(holders, 1);
+        assert_eq!(envs.view(1).map(|v| v.queued.len()), Some(7999));
+    }
+}

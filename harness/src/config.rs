@@ -1,0 +1,43 @@
+//! The harness's settings (`eventual serve` flags).
+
+use std::{path::PathBuf, time::Duration};
+
+/// How the harness is configured.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// State lives here: `history.db`, `tests/` (uploads), `runs/<id>/` (logs, working dirs).
+    pub data_dir: PathBuf,
+    /// The bundled tests (`sample-tests/`), if present.
+    pub sample_tests: Option<PathBuf>,
+    /// Environment ids are `1..=envs`.
+    pub envs: u32,
+    /// Runs executing at once (on different environments).
+    pub workers: usize,
+    /// Per-test timeout.
+    pub test_timeout: Duration,
+    /// Between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Largest upload.
+    pub max_upload: usize,
+    /// Base URL of the sink that tests get as `EVENTUAL_SINK_URL`.
+    pub sink_url: String,
+    /// When set, every harness route needs `Authorization: Bearer <token>`.
+    pub token: Option<String>,
+}
+
+impl Config {
+    /// SPEC's defaults, with state under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        Self {
+            data_dir,
+            sample_tests: Some(PathBuf::from("sample-tests")),
+            envs: 100,
+            workers: 100,
+            test_timeout: Duration::from_secs(180),
+            kill_grace: Duration::from_secs(5),
+            max_upload: 10 << 20,
+            sink_url: "http://127.0.0.1:7700".into(),
+            token: None,
+        }
+    }
+}

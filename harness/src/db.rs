@@ -1,0 +1,362 @@
+//! History: runs and their tests in SQLite (WAL mode) under `--data-dir`.
+//!
+//! Every change of a run or test status is written through at once, so the database is the
+//! truth for everything the API shows about a run; memory holds only what is live (queues,
+//! cancel switches, log followers). Statements are short, so one connection behind a std mutex,
+//! never held across an `.await`, is enough.
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::model::{Run, RunStatus, RunTest, TestStatus, now_rfc3339};
+
+/// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE runs (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    username    TEXT    NOT NULL,
+    env_id      INTEGER NOT NULL,
+    status      TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL,
+    started_at  TEXT,
+    finished_at TEXT
+);
+CREATE INDEX runs_by_env ON runs (env_id, id);
+CREATE INDEX runs_by_user ON runs (username, id);
+CREATE INDEX runs_by_status ON runs (status, id);
+CREATE TABLE run_tests (
+    run_id      INTEGER NOT NULL REFERENCES runs (id),
+    position    INTEGER NOT NULL,
+    path        TEXT    NOT NULL,
+    status      TEXT    NOT NULL,
+    exit_code   INTEGER,
+    duration_ms INTEGER,
+    PRIMARY KEY (run_id, position)
+);
+"#];
+
+/// Filters of `GET /api/runs`.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    /// Only this environment.
+    pub env_id: Option<u32>,
+    /// Only this user.
+    pub username: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only runs older than this id (the next page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// The history database.
+#[derive(Debug)]
+pub(crate) struct Db {
+    conn: Mutex<Connection>,
+}
+
+/// A database failure; its detail is logged, users get a 500.
+pub(crate) type DbResult<T> = Result<T, rusqlite::Error>;
+
+impl Db {
+    /// Opens (creating and migrating) the database at `path`.
+    pub(crate) fn open(path: &Path) -> DbResult<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let db = Self {
+            conn: Mutex::new(conn),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&self) -> DbResult<()> {
+        let mut conn = self.conn.lock();
+        let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Stores a new queued run and returns it.
+    pub(crate) fn insert_run(
+        &self,
+        username: &str,
+        env_id: u32,
+        tests: &[String],
+    ) -> DbResult<Run> {
+        let created_at = now_rfc3339();
+        let mut conn = self.conn.lock();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT INTO runs (username, env_id, status, created_at) VALUES (?1, ?2, 'queued', ?3)",
+            params![username, env_id, created_at],
+        )?;
+        let id = tx.last_insert_rowid();
+        for (position, path) in tests.iter().enumerate() {
+            tx.execute(
+                "INSERT INTO run_tests (run_id, position, path, status) VALUES (?1, ?2, ?3, 'pending')",
+                params![id, position, path],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Run {
+            id,
+            username: username.to_owned(),
+            env_id,
+            status: RunStatus::Queued,
+            tests: tests
+                .iter()
+                .map(|path| RunTest {
+                    path: path.clone(),
+                    status: TestStatus::Pending,
+                    exit_code: None,
+                    duration_ms: None,
+                })
+                .collect(),
+            created_at,
+            started_at: None,
+            finished_at: None,
+        })
+    }
+
+    /// One run, with its tests.
+    pub(crate) fn get_run(&self, id: i64) -> DbResult<Option<Run>> {
+        let conn = self.conn.lock();
+        let run = conn
+            .query_row(
+                "SELECT id, username, env_id, status, created_at, started_at, finished_at FROM runs WHERE id = ?1",
+                params![id],
+                row_to_run,
+            )
+            .optional()?;
+        let Some(mut run) = run else { return Ok(None) };
+        run.tests = tests_of(&conn, id)?;
+        Ok(Some(run))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub(crate) fn list_runs(&self, filter: &RunFilter) -> DbResult<Vec<Run>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, username, env_id, status, created_at, started_at, finished_at FROM runs
+             WHERE (?1 IS NULL OR env_id = ?1) AND (?2 IS NULL OR username = ?2)
+               AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4)
+             ORDER BY id DESC LIMIT ?5",
+        )?;
+        let mut runs = stmt
+            .query_map(
+                params![
+                    filter.env_id,
+                    filter.username,
+                    filter.status.map(RunStatus::as_str),
+                    filter.before,
+                    filter.limit
+                ],
+                row_to_run,
+            )?
+            .collect::<DbResult<Vec<_>>>()?;
+        for run in &mut runs {
+            run.tests = tests_of(&conn, run.id)?;
+        }
+        Ok(runs)
+    }
+
+    /// Sets a run's status, and its start or finish time when it starts or ends.
+    pub(crate) fn set_run_status(&self, id: i64, status: RunStatus) -> DbResult<()> {
+        let now = now_rfc3339();
+        let conn = self.conn.lock();
+        match status {
+            RunStatus::Running => conn.execute(
+                "UPDATE runs SET status = ?2, started_at = ?3 WHERE id = ?1",
+                params![id, status.as_str(), now],
+            )?,
+            s if s.is_finished() => conn.execute(
+                "UPDATE runs SET status = ?2, finished_at = ?3 WHERE id = ?1",
+                params![id, status.as_str(), now],
+            )?,
+            _ => conn.execute(
+                "UPDATE runs SET status = ?2 WHERE id = ?1",
+                params![id, status.as_str()],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// Records a test's status (and, once it ended, its exit code and duration).
+    pub(crate) fn set_test(
+        &self,
+        run_id: i64,
+        position: usize,
+        status: TestStatus,
+        exit_code: Option<i32>,
+        duration_ms: Option<u64>,
+    ) -> DbResult<()> {
+        self.conn.lock().execute(
+            "UPDATE run_tests SET status = ?3, exit_code = ?4, duration_ms = ?5 WHERE run_id = ?1 AND position = ?2",
+            params![run_id, position, status.as_str(), exit_code, duration_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Marks every test of a run that has not ended with `status`.
+    pub(crate) fn finish_open_tests(&self, run_id: i64, status: TestStatus) -> DbResult<()> {
+        self.conn.lock().execute(
+            "UPDATE run_tests SET status = ?2 WHERE run_id = ?1 AND status IN ('pending', 'running')",
+            params![run_id, status.as_str()],
+        )?;
+        Ok(())
+    }
+
+    /// After a restart: runs that were running become `interrupted` (their running test
+    /// `cancelled`, the rest `skipped`). Returns the queued runs, oldest first, to go on.
+    pub(crate) fn recover(&self) -> DbResult<(Vec<i64>, Vec<Run>)> {
+        let interrupted: Vec<i64> = {
+            let conn = self.conn.lock();
+            let mut stmt =
+                conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY id")?;
+            stmt.query_map([], |r| r.get(0))?
+                .collect::<DbResult<Vec<_>>>()?
+        };
+        for id in &interrupted {
+            {
+                let conn = self.conn.lock();
+                conn.execute(
+                    "UPDATE run_tests SET status = 'cancelled' WHERE run_id = ?1 AND status = 'running'",
+                    params![id],
+                )?;
+            }
+            self.finish_open_tests(*id, TestStatus::Skipped)?;
+            self.set_run_status(*id, RunStatus::Interrupted)?;
+        }
+        let queued = self.list_runs(&RunFilter {
+            status: Some(RunStatus::Queued),
+            limit: u32::MAX,
+            ..RunFilter::default()
+        })?;
+        Ok((interrupted, queued.into_iter().rev().collect()))
+    }
+}
+
+fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    let status: String = row.get(3)?;
+    Ok(Run {
+        id: row.get(0)?,
+        username: row.get(1)?,
+        env_id: row.get(2)?,
+        status: RunStatus::parse(&status).unwrap_or(RunStatus::Error),
+        tests: Vec::new(),
+        created_at: row.get(4)?,
+        started_at: row.get(5)?,
+        finished_at: row.get(6)?,
+    })
+}
+
+fn tests_of(conn: &Connection, run_id: i64) -> DbResult<Vec<RunTest>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT path, status, exit_code, duration_ms FROM run_tests WHERE run_id = ?1 ORDER BY position",
+    )?;
+    stmt.query_map(params![run_id], |row| {
+        let status: String = row.get(1)?;
+        Ok(RunTest {
+            path: row.get(0)?,
+            status: TestStatus::parse(&status).unwrap_or(TestStatus::Error),
+            exit_code: row.get(2)?,
+            duration_ms: row.get(3)?,
+        })
+    })?
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_interrupts_running_runs_and_returns_queued_ones_oldest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("history.db");
+        {
+            let db = Db::open(&path).expect("open");
+            let a = db
+                .insert_run("ann", 1, &["a.sh".into(), "b.sh".into()])
+                .expect("insert");
+            db.set_run_status(a.id, RunStatus::Running).expect("status");
+            db.set_test(a.id, 0, TestStatus::Running, None, None)
+                .expect("test");
+            db.insert_run("bob", 2, &["a.sh".into()]).expect("insert");
+            db.insert_run("cid", 2, &["a.sh".into()]).expect("insert");
+        }
+        let db = Db::open(&path).expect("reopen");
+        let (interrupted, queued) = db.recover().expect("recover");
+        assert_eq!(interrupted, vec![1]);
+        assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![2, 3]);
+        let run = db.get_run(1).expect("get").expect("exists");
+        assert_eq!(run.status, RunStatus::Interrupted);
+        assert!(run.finished_at.is_some());
+        let statuses: Vec<_> = run.tests.iter().map(|t| t.status).collect();
+        assert_eq!(statuses, vec![TestStatus::Cancelled, TestStatus::Skipped]);
+    }
+
+    #[test]
+    fn listing_filters_and_pages_newest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Db::open(&dir.path().join("h.db")).expect("open");
+        for i in 0..5 {
+            db.insert_run(
+                if i % 2 == 0 { "ann" } else { "bob" },
+                1 + i % 2,
+                &["t.sh".into()],
+            )
+            .expect("insert");
+        }
+        let page = |f: RunFilter| -> Vec<i64> {
+            db.list_runs(&f)
+                .expect("list")
+                .iter()
+                .map(|r| r.id)
+                .collect()
+        };
+        assert_eq!(
+            page(RunFilter {
+                limit: 2,
+                ..Default::default()
+            }),
+            vec![5, 4]
+        );
+        assert_eq!(
+            page(RunFilter {
+                limit: 2,
+                before: Some(4),
+                ..Default::default()
+            }),
+            vec![3, 2]
+        );
+        assert_eq!(
+            page(RunFilter {
+                limit: 50,
+                username: Some("ann".into()),
+                ..Default::default()
+            }),
+            vec![5, 3, 1]
+        );
+        assert_eq!(
+            page(RunFilter {
+                limit: 50,
+                env_id: Some(2),
+                ..Default::default()
+            }),
+            vec![4, 2]
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! The harness's HTTP errors: `{"error":{"code","message"}}`, plus `fields` for validation.
+
+use axum::{
+    Json,
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+use crate::runner::HarnessError;
+
+/// An error answered to an HTTP client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed (bad JSON, bad query).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// What was wrong and what to do.
+        message: String,
+    },
+    /// Fields failed validation; every problem is listed.
+    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
+    /// A bad name or directory on upload.
+    #[error("{0}")]
+    InvalidPath(String),
+    /// No such thing.
+    #[error("{0}")]
+    NotFound(String),
+    /// The action conflicts with the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too big.
+    #[error("{0}")]
+    TooLarge(String),
+    /// Not a kind of file or body we accept.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Missing or wrong bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Something failed inside; logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
+            Self::InvalidPath(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_path"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_kind"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<HarnessError> for ApiError {
+    fn from(e: HarnessError) -> Self {
+        match e {
+            HarnessError::UnknownRun(_) | HarnessError::UnknownEnv(..) => {
+                Self::NotFound(e.to_string())
+            }
+            HarnessError::Finished(..) => Self::Conflict(e.to_string()),
+            HarnessError::Db(_) | HarnessError::Io(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                "the harness failed to handle this request; see its log".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::Invalid(fields) = &self {
+            body["error"]["fields"] = fields
+                .iter()
+                .map(|(f, m)| (f.clone(), json!(m)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        (status, Json(body)).into_response()
+    }
+}
