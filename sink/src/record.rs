@@ -135,14 +135,23 @@ fn encode_tail(incoming: &Incoming<'_>, received: SystemTime) -> Vec<u8> {
         first = false;
         write_json_str(&mut out, name.as_str());
         out.push(b':');
-        let mut joined = String::new();
-        for (i, value) in incoming.headers.get_all(name).iter().enumerate() {
-            if i > 0 {
-                joined.push_str(", ");
+        let mut values = incoming.headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            // The common case, one value of plain text: no intermediate string.
+            (Some(only), None) if only.to_str().is_ok() => {
+                write_json_str(&mut out, only.to_str().unwrap_or_default());
             }
-            joined.push_str(&String::from_utf8_lossy(value.as_bytes()));
+            _ => {
+                let joined = incoming
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                write_json_str(&mut out, &joined);
+            }
         }
-        write_json_str(&mut out, &joined);
     }
     out.extend_from_slice(b"},\"content_type\":");
     let content_type = incoming

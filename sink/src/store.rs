@@ -143,6 +143,15 @@ impl Store {
         }
     }
 
+    /// Attaches the log after replay (replay itself must not write to it).
+    pub(crate) fn with_wal(self, wal: Wal) -> Self {
+        let mut inner = Arc::try_unwrap(self.inner).expect("the store is not shared during open");
+        inner.wal = Some(wal);
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
     pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
         Arc::downgrade(&self.inner)
     }

@@ -1,31 +1,39 @@
 //! Durability: an append-only, checksummed log of puts and deletes under `--data-dir`.
 //!
 //! # Design
-//! - A put is handed to the log *under its key's lock* (so the log's order per key is the
-//!   store's), and the HTTP answer waits for [`WalAck`]: the record has been `write(2)`n to the
-//!   file — it survives `kill -9` of the server — before anyone sees `200`.
-//! - One writer thread does all file I/O. It takes every message queued since its last turn as
-//!   one batch: one `write`, at most one `fdatasync` (group commit), then all their acks.
+//! - A put is written to the file *under its key's lock* (so the log's order per key is the
+//!   store's) by the request's own thread, with one `write(2)` into the page cache: it survives
+//!   `kill -9` of the server before anyone sees `200`. No hand-off to another thread, no wake-up.
 //! - `--fsync` decides when the kernel's copy reaches the disk: `always` (before every ack: also
 //!   survives power loss), a duration such as `1s` (the default: at most that much is lost on
-//!   power loss, nothing on a process crash), or `never` (left to the OS).
+//!   power loss, nothing on a process crash), or `never` (left to the OS). A syncer thread does
+//!   the fsyncs on its own descriptor; with `always`, each request waits ([`WalAck`]) until a
+//!   sync that started after its write has finished, so one fsync covers every write before it
+//!   (group commit).
 //! - Frames are `[len u32][crc32 u32][payload]`. Replay stops at the first frame that is short or
 //!   fails its checksum: that tail is cut off with a warning (and kept beside the log for a
 //!   post-mortem); everything before it is loaded.
 //! - Compaction rewrites the log from a snapshot of the store once the file is more than twice
-//!   the live data (deletes and expiry make garbage). The store's gate blocks mutations while the
-//!   snapshot is taken, so snapshot and later appends neither overlap nor leave a gap.
+//!   the live data (deletes and expiry make garbage), on a thread of its own. The store's gate
+//!   blocks mutations only while the snapshot is taken (cloning reference-counted records); from
+//!   then on every append also goes to a `tail` buffer, which is written after the snapshot into
+//!   the new file before it replaces the old one, so nothing is lost or doubled.
 
 use std::{
     fs::{File, OpenOptions},
     io::{self, BufReader, Read, Write},
     path::{Path, PathBuf},
-    sync::{Arc, Weak, mpsc},
+    sync::{
+        Arc, OnceLock, Weak,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use tokio::sync::oneshot;
+use parking_lot::Mutex;
+use tokio::sync::watch;
 
 use crate::store::{Inner, Store};
 
@@ -81,60 +89,156 @@ const MAX_FRAME: u32 = 1 << 30;
 /// Compaction is not worth it below this many bytes of log.
 pub(crate) const DEFAULT_COMPACT_MIN: u64 = 64 << 20;
 
-type AckTx = oneshot::Sender<Result<(), String>>;
-
-#[derive(Debug)]
-enum Msg {
-    Op(Op, Option<AckTx>),
-    Flush(AckTx),
-}
-
-/// The store's handle to the writer thread.
+/// The store's handle to the log.
 #[derive(Debug)]
 pub(crate) struct Wal {
-    tx: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
 }
 
-/// Resolves once a put is in the log.
 #[derive(Debug)]
-pub(crate) struct WalAck(Option<oneshot::Receiver<Result<(), String>>>);
+struct Shared {
+    path: PathBuf,
+    state: Mutex<State>,
+    policy: FsyncPolicy,
+    /// Bytes (counted since start, across compactions) known to be on disk.
+    synced: watch::Sender<u64>,
+    /// Wakes the syncer (a request for `always`, shutdown for every policy).
+    sync_requests: mpsc::Sender<SyncRequest>,
+    compacting: AtomicBool,
+    compact_min: u64,
+    store: OnceLock<Weak<Inner>>,
+}
+
+#[derive(Debug)]
+enum SyncRequest {
+    Sync,
+    Stop,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    /// Size of the current file.
+    len: u64,
+    /// Bytes written since start, across compactions (what `synced` is compared with).
+    written: u64,
+    /// Written but not yet fsync'd.
+    dirty: bool,
+    /// While a compaction writes its snapshot: frames appended meanwhile, for the new file.
+    tail: Option<Vec<u8>>,
+}
+
+/// Resolves once a put is as durable as `--fsync` promises.
+#[derive(Debug)]
+pub(crate) enum WalAck {
+    Done(Result<(), String>),
+    Synced(u64, watch::Receiver<u64>),
+}
 
 impl WalAck {
     pub(crate) fn done() -> Self {
-        Self(None)
+        Self::Done(Ok(()))
     }
 
     pub(crate) async fn wait(self) -> Result<(), String> {
-        match self.0 {
-            None => Ok(()),
-            Some(rx) => rx
+        match self {
+            Self::Done(result) => result,
+            Self::Synced(target, mut synced) => synced
+                .wait_for(|s| *s >= target)
                 .await
-                .unwrap_or_else(|_| Err("the log writer stopped".to_owned())),
+                .map(|_| ())
+                .map_err(|_| "the log's syncer stopped".to_owned()),
         }
     }
 }
 
 impl Wal {
+    /// Writes one operation; call it under the key's lock.
     pub(crate) fn append(&self, op: Op) -> WalAck {
-        let (tx, rx) = oneshot::channel();
-        match self.tx.send(Msg::Op(op, Some(tx))) {
-            Ok(()) => WalAck(Some(rx)),
-            Err(_) => {
-                let (tx, rx) = oneshot::channel();
-                let _ = tx.send(Err("the log writer stopped".to_owned()));
-                WalAck(Some(rx))
+        let shared = &*self.shared;
+        let mut frame = Vec::with_capacity(op_len(&op) + 8);
+        encode(&op, &mut frame);
+        let mut state = shared.state.lock();
+        if let Err(e) = state.file.write_all(&frame) {
+            tracing::error!(path = %shared.path.display(), error = %e, "failed to write the callback log");
+            return WalAck::Done(Err(format!("the callback log could not be written: {e}")));
+        }
+        state.len += frame.len() as u64;
+        state.written += frame.len() as u64;
+        state.dirty = true;
+        if let Some(tail) = &mut state.tail {
+            tail.extend_from_slice(&frame);
+        }
+        let written = state.written;
+        let len = state.len;
+        drop(state);
+        self.maybe_compact(len);
+        match shared.policy {
+            FsyncPolicy::Always => {
+                let rx = shared.synced.subscribe();
+                let _ = shared.sync_requests.send(SyncRequest::Sync);
+                WalAck::Synced(written, rx)
             }
+            _ => WalAck::done(),
         }
     }
 
     /// Waits until everything appended so far is on disk (fsync'd).
     pub(crate) async fn flush(&self) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_err() {
-            return Err("the log writer stopped".to_owned());
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = shared.state.lock();
+            state
+                .file
+                .sync_data()
+                .map_err(|e| format!("fsync of the callback log failed: {e}"))?;
+            state.dirty = false;
+            let written = state.written;
+            drop(state);
+            shared.synced.send_modify(|s| *s = (*s).max(written));
+            Ok(())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    fn maybe_compact(&self, len: u64) {
+        let shared = &self.shared;
+        if len < shared.compact_min {
+            return;
         }
-        rx.await
-            .unwrap_or_else(|_| Err("the log writer stopped".to_owned()))
+        let Some(inner) = shared.store.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        if len <= Store::from_inner(inner).live_bytes().saturating_mul(2) {
+            return;
+        }
+        if shared.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("eventual-compact".into())
+            .spawn(move || {
+                compact(&shared);
+                shared.compacting.store(false, Ordering::Release);
+            });
+        if spawned.is_err() {
+            self.shared.compacting.store(false, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.shared.sync_requests.send(SyncRequest::Stop);
+    }
+}
+
+fn op_len(op: &Op) -> usize {
+    match op {
+        Op::Put { key, json, .. } => 21 + key.len() + json.len(),
+        Op::Delete { key } => 1 + key.len(),
     }
 }
 
@@ -157,25 +261,36 @@ pub(crate) fn open(
 ) -> io::Result<(Store, ReplayStats)> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("callbacks.log");
-    let (tx, rx) = mpsc::channel();
-    let store = Store::new(max_callbacks, retention, Some(Wal { tx }));
+    // Replay into a store without a log (nothing replayed is written again), then attach it.
+    let store = Store::new(max_callbacks, retention, None);
     let stats = replay(&path, &store)?;
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
-    let file_len = file.metadata()?.len();
-    let writer = Writer {
+    let len = file.metadata()?.len();
+    let (sync_tx, sync_rx) = mpsc::channel();
+    let shared = Arc::new(Shared {
         path,
-        file,
-        file_len,
-        rx,
-        store: store.downgrade(),
-        fsync,
-        dirty: false,
-        last_sync: Instant::now(),
+        state: Mutex::new(State {
+            file,
+            len,
+            written: 0,
+            dirty: false,
+            tail: None,
+        }),
+        policy: fsync,
+        synced: watch::channel(0).0,
+        sync_requests: sync_tx,
+        compacting: AtomicBool::new(false),
         compact_min,
-    };
+        store: OnceLock::new(),
+    });
+    let store = store.with_wal(Wal {
+        shared: shared.clone(),
+    });
+    let _ = shared.store.set(store.downgrade());
+    let syncer = shared.clone();
     std::thread::Builder::new()
-        .name("eventual-wal".into())
-        .spawn(move || writer.run())?;
+        .name("eventual-fsync".into())
+        .spawn(move || run_syncer(&syncer, sync_rx))?;
     Ok((store, stats))
 }
 
@@ -307,169 +422,114 @@ fn apply(payload: &[u8], store: &Store) -> bool {
     }
 }
 
-struct Writer {
-    path: PathBuf,
-    file: File,
-    file_len: u64,
-    rx: mpsc::Receiver<Msg>,
-    store: Weak<Inner>,
-    fsync: FsyncPolicy,
-    /// Written since the last fsync.
-    dirty: bool,
-    last_sync: Instant,
-    compact_min: u64,
+/// The syncer thread: fsyncs on request (`always`), on an interval (a duration), or only at
+/// shutdown (`never`). It syncs through its own descriptor, so writers never wait for it.
+fn run_syncer(shared: &Shared, requests: mpsc::Receiver<SyncRequest>) {
+    loop {
+        let request = match shared.policy {
+            FsyncPolicy::Every(every) => match requests.recv_timeout(every) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => SyncRequest::Sync,
+                Err(mpsc::RecvTimeoutError::Disconnected) => SyncRequest::Stop,
+            },
+            _ => requests.recv().unwrap_or(SyncRequest::Stop),
+        };
+        // Requests that queued up meanwhile are served by this one sync.
+        let mut stop = matches!(request, SyncRequest::Stop);
+        while let Ok(more) = requests.try_recv() {
+            stop |= matches!(more, SyncRequest::Stop);
+        }
+        if !matches!(shared.policy, FsyncPolicy::Never) || stop {
+            sync_once(shared);
+        }
+        if stop {
+            return;
+        }
+    }
 }
 
-impl Writer {
-    fn run(mut self) {
-        let mut buf = Vec::with_capacity(1 << 20);
-        loop {
-            let first = match self.fsync {
-                FsyncPolicy::Every(every) if self.dirty => {
-                    let left = every.saturating_sub(self.last_sync.elapsed());
-                    match self.rx.recv_timeout(left) {
-                        Ok(msg) => msg,
-                        Err(mpsc::RecvTimeoutError::Timeout) => {
-                            self.sync();
-                            continue;
-                        }
-                        Err(mpsc::RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-                _ => match self.rx.recv() {
-                    Ok(msg) => msg,
-                    Err(_) => break,
-                },
-            };
-            let mut batch = vec![first];
-            while batch.len() < 4096 {
-                match self.rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
-            }
-            self.write_batch(batch, &mut buf);
-            self.maybe_compact();
+fn sync_once(shared: &Shared) {
+    let (handle, target) = {
+        let mut state = shared.state.lock();
+        if !state.dirty {
+            let written = state.written;
+            drop(state);
+            shared.synced.send_modify(|s| *s = (*s).max(written));
+            return;
         }
-        self.sync();
+        state.dirty = false;
+        (state.file.try_clone(), state.written)
+    };
+    match handle.and_then(|f| f.sync_data()) {
+        Ok(()) => shared.synced.send_modify(|s| *s = (*s).max(target)),
+        Err(e) => {
+            tracing::error!(path = %shared.path.display(), error = %e, "failed to fsync the callback log");
+            shared.state.lock().dirty = true;
+        }
     }
+}
 
-    fn write_batch(&mut self, batch: Vec<Msg>, buf: &mut Vec<u8>) {
+/// Rewrites the log from a snapshot of the store (see the module docs).
+fn compact(shared: &Shared) {
+    let Some(store) = shared
+        .store
+        .get()
+        .and_then(Weak::upgrade)
+        .map(Store::from_inner)
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let ops = store.snapshot_for_compaction(|| {
+        shared.state.lock().tail = Some(Vec::new());
+    });
+    drop(store);
+    let result = rewrite(shared, &ops);
+    match result {
+        Ok((before, after)) => tracing::info!(
+            before_bytes = before,
+            after_bytes = after,
+            records = ops.len(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "compacted the callback log"
+        ),
+        Err(e) => {
+            shared.state.lock().tail = None;
+            tracing::error!(path = %shared.path.display(), error = %e, "failed to compact the callback log; keeping the old one");
+        }
+    }
+}
+
+fn rewrite(shared: &Shared, ops: &[Op]) -> io::Result<(u64, u64)> {
+    let tmp = shared.path.with_extension("log.compacting");
+    let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let mut buf = Vec::new();
+    let mut len = 0u64;
+    for op in ops {
         buf.clear();
-        let mut acks = Vec::with_capacity(batch.len());
-        let mut flush = false;
-        for msg in batch {
-            match msg {
-                Msg::Op(op, ack) => {
-                    encode(&op, buf);
-                    acks.extend(ack);
-                }
-                Msg::Flush(ack) => {
-                    flush = true;
-                    acks.push(ack);
-                }
-            }
-        }
-        let mut result = Ok(());
-        if !buf.is_empty() {
-            result = self.file.write_all(buf);
-            self.file_len += buf.len() as u64;
-            self.dirty = true;
-        }
-        if result.is_ok()
-            && (flush
-                || self.fsync == FsyncPolicy::Always
-                || matches!(self.fsync, FsyncPolicy::Every(d) if self.last_sync.elapsed() >= d))
-        {
-            result = self.file.sync_data();
-            self.dirty = false;
-            self.last_sync = Instant::now();
-        }
-        let result = result.map_err(|e| {
-            tracing::error!(path = %self.path.display(), error = %e, "failed to write the callback log");
-            format!("the callback log could not be written: {e}")
-        });
-        for ack in acks {
-            let _ = ack.send(result.clone());
-        }
+        encode(op, &mut buf);
+        out.write_all(&buf)?;
+        len += buf.len() as u64;
     }
-
-    fn sync(&mut self) {
-        if self.dirty {
-            if let Err(e) = self.file.sync_data() {
-                tracing::error!(path = %self.path.display(), error = %e, "failed to fsync the callback log");
-            }
-            self.dirty = false;
-        }
-        self.last_sync = Instant::now();
+    let mut file = out.into_inner().map_err(|e| e.into_error())?;
+    // Appends wait from here until the new file is in place (one tail write and one fsync).
+    let mut state = shared.state.lock();
+    let tail = state.tail.take().unwrap_or_default();
+    file.write_all(&tail)?;
+    len += tail.len() as u64;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &shared.path)?;
+    if let Some(dir) = shared.path.parent() {
+        File::open(dir)?.sync_all()?;
     }
-
-    fn maybe_compact(&mut self) {
-        let Some(inner) = self.store.upgrade() else {
-            return;
-        };
-        let store = Store::from_inner(inner);
-        let live = store.live_bytes();
-        if self.file_len < self.compact_min || self.file_len <= live.saturating_mul(2) {
-            return;
-        }
-        let started = Instant::now();
-        let before = self.file_len;
-        let mut pending = Vec::new();
-        let ops = store.snapshot_for_compaction(|| {
-            while let Ok(msg) = self.rx.try_recv() {
-                pending.push(msg);
-            }
-        });
-        drop(store);
-        // Everything in `pending` is already in the snapshot: it only needs its ack, once the
-        // new file is durable.
-        let result = self.rewrite(&ops).map_err(|e| {
-            tracing::error!(path = %self.path.display(), error = %e, "failed to compact the callback log");
-            format!("the callback log could not be compacted: {e}")
-        });
-        if result.is_ok() {
-            tracing::info!(
-                before_bytes = before,
-                after_bytes = self.file_len,
-                records = ops.len(),
-                took_ms = started.elapsed().as_millis() as u64,
-                "compacted the callback log"
-            );
-        }
-        for msg in pending {
-            match msg {
-                Msg::Op(_, Some(ack)) | Msg::Flush(ack) => {
-                    let _ = ack.send(result.clone());
-                }
-                Msg::Op(_, None) => {}
-            }
-        }
-    }
-
-    fn rewrite(&mut self, ops: &[Op]) -> io::Result<()> {
-        let tmp = self.path.with_extension("log.compacting");
-        let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
-        let mut buf = Vec::new();
-        let mut len = 0u64;
-        for op in ops {
-            buf.clear();
-            encode(op, &mut buf);
-            out.write_all(&buf)?;
-            len += buf.len() as u64;
-        }
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.file_len = len;
-        self.dirty = false;
-        self.last_sync = Instant::now();
-        Ok(())
-    }
+    let before = state.len;
+    state.file = OpenOptions::new().append(true).open(&shared.path)?;
+    state.len = len;
+    state.dirty = false;
+    let written = state.written;
+    drop(state);
+    shared.synced.send_modify(|s| *s = (*s).max(written));
+    Ok((before, len))
 }
 
 #[cfg(test)]
