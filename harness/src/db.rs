@@ -13,7 +13,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::model::{Run, RunStatus, RunTest, TestStatus, now_rfc3339};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE runs (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     username    TEXT    NOT NULL,
@@ -35,7 +36,11 @@ CREATE TABLE run_tests (
     duration_ms INTEGER,
     PRIMARY KEY (run_id, position)
 );
-"#];
+"#,
+    // The process group of a running test, so that a restart after a crash can end what the
+    // crashed server left running.
+    "ALTER TABLE run_tests ADD COLUMN pgid INTEGER;",
+];
 
 /// Filters of `GET /api/runs`.
 #[derive(Debug, Default, Clone)]
@@ -209,6 +214,15 @@ impl Db {
         Ok(())
     }
 
+    /// Remembers the process group of a running test.
+    pub(crate) fn set_test_pgid(&self, run_id: i64, position: usize, pgid: i32) -> DbResult<()> {
+        self.conn.lock().execute(
+            "UPDATE run_tests SET pgid = ?3 WHERE run_id = ?1 AND position = ?2",
+            params![run_id, position, pgid],
+        )?;
+        Ok(())
+    }
+
     /// Marks every test of a run that has not ended with `status`.
     pub(crate) fn finish_open_tests(&self, run_id: i64, status: TestStatus) -> DbResult<()> {
         self.conn.lock().execute(
@@ -220,15 +234,17 @@ impl Db {
 
     /// After a restart: runs that were running become `interrupted` (their running test
     /// `cancelled`, the rest `skipped`). Returns the queued runs, oldest first, to go on.
-    pub(crate) fn recover(&self) -> DbResult<(Vec<i64>, Vec<Run>)> {
-        let interrupted: Vec<i64> = {
+    pub(crate) fn recover(&self) -> DbResult<(Vec<(i64, Option<i32>)>, Vec<Run>)> {
+        let interrupted: Vec<(i64, Option<i32>)> = {
             let conn = self.conn.lock();
-            let mut stmt =
-                conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY id")?;
-            stmt.query_map([], |r| r.get(0))?
+            let mut stmt = conn.prepare(
+                "SELECT id, (SELECT pgid FROM run_tests t WHERE t.run_id = runs.id AND t.status = 'running')
+                 FROM runs WHERE status = 'running' ORDER BY id",
+            )?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<DbResult<Vec<_>>>()?
         };
-        for id in &interrupted {
+        for (id, _) in &interrupted {
             {
                 let conn = self.conn.lock();
                 conn.execute(
@@ -294,12 +310,13 @@ mod tests {
             db.set_run_status(a.id, RunStatus::Running).expect("status");
             db.set_test(a.id, 0, TestStatus::Running, None, None)
                 .expect("test");
+            db.set_test_pgid(a.id, 0, 4242).expect("pgid");
             db.insert_run("bob", 2, &["a.sh".into()]).expect("insert");
             db.insert_run("cid", 2, &["a.sh".into()]).expect("insert");
         }
         let db = Db::open(&path).expect("reopen");
         let (interrupted, queued) = db.recover().expect("recover");
-        assert_eq!(interrupted, vec![1]);
+        assert_eq!(interrupted, vec![(1, Some(4242))]);
         assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![2, 3]);
         let run = db.get_run(1).expect("get").expect("exists");
         assert_eq!(run.status, RunStatus::Interrupted);

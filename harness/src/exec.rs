@@ -68,7 +68,12 @@ enum Stream {
 }
 
 /// Runs `spec` to its end, logging everything to `log`.
-pub(crate) async fn run(spec: &Spec, log: &RunLog, cancel: &CancellationToken) -> Outcome {
+pub(crate) async fn run(
+    spec: &Spec,
+    log: &RunLog,
+    cancel: &CancellationToken,
+    on_spawn: impl FnOnce(i32),
+) -> Outcome {
     let started = Instant::now();
     let Some((program, args)) = spec.argv.split_first() else {
         log.line(Tag::Harness, "error: nothing to run");
@@ -101,6 +106,9 @@ pub(crate) async fn run(spec: &Spec, log: &RunLog, cancel: &CancellationToken) -
         }
     };
     let pgid = child.id().map(|id| id as i32);
+    if let Some(pgid) = pgid {
+        on_spawn(pgid);
+    }
     let (tx, mut rx) = mpsc::channel::<(Stream, Vec<u8>)>(1024);
     let mut readers = Vec::new();
     if let Some(out) = child.stdout.take() {
@@ -334,6 +342,16 @@ pub(crate) fn group_members(pgid: i32) -> Vec<(i32, String)> {
     }
     members.sort();
     members
+}
+
+/// Kills what a crashed server left running in `pgid` (found again after a restart); returns
+/// what was there.
+pub(crate) fn kill_orphaned_group(pgid: i32) -> Vec<(i32, String)> {
+    let found = group_members(pgid);
+    if !found.is_empty() {
+        signal_group(pgid, Signal::SIGKILL);
+    }
+    found
 }
 
 /// Kills whatever is left in the group and says so in the log.

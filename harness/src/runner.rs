@@ -100,13 +100,33 @@ impl Harness {
             }),
         };
         let (interrupted, queued) = harness.inner.db.recover()?;
-        for id in interrupted {
-            if let Ok(log) = RunLog::create(&harness.log_path(id)) {
-                log.line(
-                    Tag::Harness,
-                    "interrupted: the server stopped while this run was running",
-                );
+        for (id, pgid) in interrupted {
+            let Ok(log) = RunLog::create(&harness.log_path(id)) else {
+                continue;
+            };
+            // The server died under the test (kill -9, crash): its process group may still be
+            // running. It is no child of ours any more, so end it outright.
+            if let Some(pgid) = pgid {
+                let left = exec::kill_orphaned_group(pgid);
+                if !left.is_empty() {
+                    let list = left
+                        .iter()
+                        .map(|(pid, name)| format!("{pid} {name}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    log.line(
+                        Tag::Harness,
+                        &format!(
+                            "killed {} process(es) the stopped server left running: {list}",
+                            left.len()
+                        ),
+                    );
+                }
             }
+            log.line(
+                Tag::Harness,
+                "interrupted: the server stopped while this run was running",
+            );
         }
         for run in queued {
             harness.admit(&run)?;
@@ -266,7 +286,15 @@ impl Harness {
                 &format!("start {} ({}/{total})", test.path, i + 1),
             );
             let outcome = match self.spec_for(&run, &test.path, &work) {
-                Ok(spec) => exec::run(&spec, &log, &cancel).await,
+                Ok(spec) => {
+                    let db = &inner.db;
+                    exec::run(&spec, &log, &cancel, |pgid| {
+                        if let Err(e) = db.set_test_pgid(id, i, pgid) {
+                            tracing::warn!(run = id, error = %e, "failed to record a test's process group");
+                        }
+                    })
+                    .await
+                }
                 Err(why) => {
                     log.line(Tag::Harness, &format!("error: {why}"));
                     exec::Outcome {
