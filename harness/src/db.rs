@@ -57,6 +57,10 @@ pub struct RunFilter {
     pub limit: u32,
 }
 
+/// What a restart found: runs that were running (with the process group of their running test,
+/// if any), and queued runs, oldest first.
+pub(crate) type Recovered = (Vec<(i64, Option<i32>)>, Vec<Run>);
+
 /// The history database.
 #[derive(Debug)]
 pub(crate) struct Db {
@@ -234,7 +238,7 @@ impl Db {
 
     /// After a restart: runs that were running become `interrupted` (their running test
     /// `cancelled`, the rest `skipped`). Returns the queued runs, oldest first, to go on.
-    pub(crate) fn recover(&self) -> DbResult<(Vec<(i64, Option<i32>)>, Vec<Run>)> {
+    pub(crate) fn recover(&self) -> DbResult<Recovered> {
         let interrupted: Vec<(i64, Option<i32>)> = {
             let conn = self.conn.lock();
             let mut stmt = conn.prepare(
