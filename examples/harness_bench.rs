@@ -1,0 +1,266 @@
+//! Harness benchmark: starts `eventual serve` (the release binary) on a fresh data dir with
+//! `fixtures/` as its catalog and measures, from the run timestamps the harness records:
+//!
+//! - `handoff`: 200 trivial runs queued on one environment — from one run's `finished_at` to the
+//!   next one's `started_at` (the release → start path), median and p99;
+//! - `overhead`: a trivial test's duration inside the harness vs spawning the same script directly;
+//! - `drain`: 100 environments × 10 queued runs each — total time, and overlaps (must be zero);
+//! - `big_log`: one test printing 1 GiB — log throughput and the server's peak RSS (VmHWM).
+//!
+//! ```sh
+//! cargo build --release && cargo run --release --example harness_bench            # all
+//! cargo run --release --example harness_bench -- handoff overhead                 # some
+//! ```
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
+    time::{Instant, SystemTime},
+};
+
+use serde_json::{Value, json};
+
+struct Server {
+    child: std::process::Child,
+    url: String,
+    http: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(envs: u32) -> anyhow::Result<Server> {
+    let bin = std::env::var("EVENTUAL_BIN").unwrap_or_else(|_| "target/release/eventual".into());
+    let data = tempfile::tempdir()?;
+    let mut child = Command::new(&bin)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--sample-tests",
+            "fixtures",
+        ])
+        .args(["--envs", &envs.to_string(), "--test-timeout", "10m"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("EVENTUAL_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .ok_or_else(|| anyhow::anyhow!("unexpected first line {line:?}"))?
+        .to_owned();
+    Ok(Server {
+        child,
+        url,
+        http: reqwest::Client::new(),
+        _data: data,
+    })
+}
+
+impl Server {
+    async fn submit(&self, env: u32, tests: &[&str]) -> anyhow::Result<i64> {
+        let run: Value = self
+            .http
+            .post(format!("{}/api/runs", self.url))
+            .json(&json!({"username": "bench", "env_id": env, "tests": tests}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        run["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no id in {run}"))
+    }
+
+    /// Reads the run's log until it ends (the stream closes when the run has its final status).
+    async fn finish(&self, id: i64) -> anyhow::Result<Value> {
+        let mut log = self
+            .http
+            .get(format!("{}/api/runs/{id}/log?follow=true", self.url))
+            .send()
+            .await?;
+        while log.chunk().await?.is_some() {}
+        Ok(self
+            .http
+            .get(format!("{}/api/runs/{id}", self.url))
+            .send()
+            .await?
+            .json()
+            .await?)
+    }
+}
+
+fn ms(ts: &Value) -> f64 {
+    let t =
+        humantime::parse_rfc3339(ts.as_str().unwrap_or_default()).unwrap_or(SystemTime::UNIX_EPOCH);
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn p99(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() * 99 / 100).copied().unwrap_or(f64::NAN)
+}
+
+async fn handoff() -> anyhow::Result<()> {
+    let server = start(1)?;
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(server.submit(1, &["tests/pass.sh"]).await?);
+    }
+    let mut runs = Vec::new();
+    for id in &ids {
+        runs.push(server.finish(*id).await?);
+    }
+    let mut gaps: Vec<f64> = runs
+        .windows(2)
+        .map(|w| ms(&w[1]["started_at"]) - ms(&w[0]["finished_at"]))
+        .collect();
+    let ordered = runs
+        .windows(2)
+        .all(|w| ms(&w[1]["started_at"]) >= ms(&w[0]["finished_at"]));
+    println!(
+        "handoff: runs=200 release->next start median={:.1}ms p99={:.1}ms in_order_no_overlap={ordered}",
+        median(&mut gaps),
+        p99(&mut gaps)
+    );
+    Ok(())
+}
+
+async fn overhead() -> anyhow::Result<()> {
+    let server = start(1)?;
+    let mut inside = Vec::new();
+    for _ in 0..50 {
+        let id = server.submit(1, &["tests/pass.sh"]).await?;
+        let run = server.finish(id).await?;
+        inside.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
+    }
+    let mut direct = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        Command::new("bash")
+            .arg("fixtures/tests/pass.sh")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()?;
+        direct.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let (i, d) = (median(&mut inside), median(&mut direct));
+    println!(
+        "overhead: trivial test median inside the harness={i:.1}ms (run started->finished), direct spawn={d:.1}ms, overhead={:.1}ms",
+        i - d
+    );
+    Ok(())
+}
+
+async fn drain() -> anyhow::Result<()> {
+    let server = start(100)?;
+    let started = Instant::now();
+    let mut ids = Vec::new();
+    for _round in 0..10 {
+        for env in 1..=100 {
+            ids.push((env, server.submit(env, &["tests/pass.sh"]).await?));
+        }
+    }
+    let submitted_in = started.elapsed();
+    let mut by_env: std::collections::BTreeMap<u32, Vec<(f64, f64, i64)>> = Default::default();
+    for (env, id) in &ids {
+        let run = server.finish(*id).await?;
+        by_env.entry(*env).or_default().push((
+            ms(&run["started_at"]),
+            ms(&run["finished_at"]),
+            *id,
+        ));
+    }
+    let total = started.elapsed();
+    let first_start = by_env
+        .values()
+        .flatten()
+        .map(|r| r.0)
+        .fold(f64::INFINITY, f64::min);
+    let last_end = by_env.values().flatten().map(|r| r.1).fold(0.0, f64::max);
+    println!(
+        "drain: first start to last finish (server timestamps) {:.2}s",
+        (last_end - first_start) / 1000.0
+    );
+    let mut overlaps = 0;
+    let mut out_of_order = 0;
+    for runs in by_env.values_mut() {
+        let submitted: Vec<i64> = runs.iter().map(|r| r.2).collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if runs.iter().map(|r| r.2).collect::<Vec<_>>() != submitted {
+            out_of_order += 1;
+        }
+        overlaps += runs.windows(2).filter(|w| w[1].0 < w[0].1).count();
+    }
+    println!(
+        "drain: 100 envs x 10 runs = 1000 runs in {:.2}s (submitting took {:.2}s), overlaps={overlaps}, envs out of submission order={out_of_order}",
+        total.as_secs_f64(),
+        submitted_in.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn big_log() -> anyhow::Result<()> {
+    let server = start(1)?;
+    let pid = server.child.id();
+    let id = server.submit(1, &["bench/print_1gb.sh"]).await?;
+    let t = Instant::now();
+    let run = server.finish(id).await?;
+    let wall = t.elapsed();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let test_ms = run["tests"][0]["duration_ms"].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "big_log: 1 GiB printed, status={} test duration={:.1}s ({:.0} MB/s), wall incl. follow={:.1}s, server peak RSS (VmHWM)={}, RSS now={}",
+        run["status"],
+        test_ms / 1000.0,
+        1073.741824 / (test_ms / 1000.0),
+        wall.as_secs_f64(),
+        field("VmHWM:"),
+        field("VmRSS:"),
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let want = |name: &str| args.is_empty() || args.iter().any(|a| a == name);
+    if want("handoff") {
+        handoff().await?;
+    }
+    if want("overhead") {
+        overhead().await?;
+    }
+    if want("drain") {
+        drain().await?;
+    }
+    if want("big_log") {
+        big_log().await?;
+    }
+    Ok(())
+}
