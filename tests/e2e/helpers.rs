@@ -6,6 +6,7 @@
 //! failing test prints it. `TEST_LOG=1` echoes it live as well.
 
 use std::{
+    path::Path,
     process::{ExitStatus, Output, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -405,5 +406,336 @@ impl Captured {
                 self.text()
             ),
         }
+    }
+}
+
+// ---- The harness of `eventual serve` ----
+
+/// The fixture test programs (`pass.sh`, `fail.sh`, `hang.sh`, `env.sh`, …), used as the catalog.
+pub(crate) const FIXTURE_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tests");
+
+/// How long a run of quick fixture tests may take to reach its final status (CI machines are slow).
+pub(crate) const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Launch {
+    /// `eventual serve` with its state in `data_dir` and `sample_tests` as the bundled catalog,
+    /// on four environments, with a test timeout no fixture reaches by accident and a short kill
+    /// grace; `extra` flags come last.
+    pub(crate) fn serve(data_dir: &Path, sample_tests: &str, extra: &[&str]) -> Self {
+        let data_dir = data_dir.to_string_lossy();
+        let mut args = vec![
+            "serve",
+            "--data-dir",
+            &data_dir,
+            "--sample-tests",
+            sample_tests,
+            "--envs",
+            "4",
+            "--test-timeout",
+            "120s",
+            "--kill-grace",
+            "1s",
+        ];
+        args.extend_from_slice(extra);
+        Self::new(&args)
+    }
+}
+
+impl Running {
+    /// `POST /api/runs`, which must answer `201`; returns the run.
+    pub(crate) async fn create_run(
+        &self,
+        username: &str,
+        env_id: u32,
+        tests: &[&str],
+    ) -> anyhow::Result<Value> {
+        let body = serde_json::json!({ "username": username, "env_id": env_id, "tests": tests });
+        let response = self
+            .http
+            .post(self.at("/api/runs"))
+            .json(&body)
+            .send()
+            .await
+            .context("failed to POST /api/runs")?;
+        let (status, run) = read(response).await?;
+        ensure!(
+            status == 201,
+            "POST /api/runs {body} answered {status}: {run}"
+        );
+        Ok(run)
+    }
+
+    /// `GET /api/runs/{id}`, which must answer `200`.
+    pub(crate) async fn run(&self, id: i64) -> anyhow::Result<Value> {
+        let (status, run) = self.get(&format!("/api/runs/{id}")).await?;
+        ensure!(status == 200, "GET /api/runs/{id} answered {status}: {run}");
+        Ok(run)
+    }
+
+    /// `GET /api/envs`, which must answer `200`; returns environment `id`.
+    pub(crate) async fn env_view(&self, id: u32) -> anyhow::Result<Value> {
+        let (status, envs) = self.get("/api/envs").await?;
+        ensure!(status == 200, "GET /api/envs answered {status}: {envs}");
+        envs.as_array()
+            .and_then(|envs| envs.iter().find(|e| e["id"] == id))
+            .cloned()
+            .with_context(|| format!("GET /api/envs has no environment {id}: {envs}"))
+    }
+
+    /// Opens `GET /api/runs/{id}/log?follow=true`.
+    pub(crate) async fn follow_log(&self, id: i64) -> anyhow::Result<LogFollower> {
+        let path = format!("/api/runs/{id}/log?follow=true");
+        let response = self
+            .http
+            .get(self.at(&path))
+            .send()
+            .await
+            .with_context(|| format!("failed to GET {path}"))?;
+        let status = response.status().as_u16();
+        ensure!(
+            status == 200,
+            "GET {path} answered {status}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        Ok(LogFollower {
+            path,
+            response,
+            text: String::new(),
+        })
+    }
+
+    /// Follows run `id`'s log to its end (the run has its final status then) and returns the run
+    /// and its whole log.
+    pub(crate) async fn wait_run_finished(&self, id: i64) -> anyhow::Result<(Value, String)> {
+        let log = self.follow_log(id).await?.until_end(RUN_TIMEOUT).await?;
+        let run = self.run(id).await?;
+        ensure!(
+            !matches!(run["status"].as_str(), Some("queued" | "running")),
+            "run {id}'s log ended but the run has not: {run}\nlog:\n{log}"
+        );
+        Ok((run, log))
+    }
+
+    /// Subscribes to a Server-Sent Events route such as `/api/events`; the subscription exists
+    /// once this returns (the server has answered its headers).
+    pub(crate) async fn sse(&self, path: &str) -> anyhow::Result<SseStream> {
+        let response = self
+            .http
+            .get(self.at(path))
+            .send()
+            .await
+            .with_context(|| format!("failed to GET {path}"))?;
+        let status = response.status().as_u16();
+        ensure!(status == 200, "GET {path} answered {status}");
+        Ok(SseStream {
+            path: path.to_owned(),
+            response,
+            buffer: String::new(),
+        })
+    }
+}
+
+/// A run's log, read as the server streams it (`?follow=true`).
+#[derive(Debug)]
+pub(crate) struct LogFollower {
+    path: String,
+    response: reqwest::Response,
+    /// Everything read so far.
+    text: String,
+}
+
+impl LogFollower {
+    /// Reads until a whole line satisfies `matches`; returns that line.
+    pub(crate) async fn until_line(
+        &mut self,
+        what: &str,
+        matches: impl Fn(&str) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<String> {
+        let found = tokio::time::timeout(timeout, async {
+            let mut looked = 0;
+            loop {
+                // Only whole lines: the server sends whole lines, but a chunk may split one.
+                let whole = self.text.rfind('\n').map_or(0, |end| end + 1);
+                if let Some(line) = self.text[looked..whole].lines().find(|l| matches(l)) {
+                    return Ok(Some(line.to_owned()));
+                }
+                looked = whole;
+                match self.response.chunk().await? {
+                    Some(chunk) => self.text.push_str(&String::from_utf8_lossy(&chunk)),
+                    None => return Ok::<_, reqwest::Error>(None),
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(line))) => Ok(line),
+            Ok(Ok(None)) => bail!("{} ended without {what}; log:\n{}", self.path, self.text),
+            Ok(Err(e)) => bail!(
+                "{} failed ({e}) before {what}; log:\n{}",
+                self.path,
+                self.text
+            ),
+            Err(_) => bail!(
+                "no {what} in {} within {timeout:?}; log:\n{}",
+                self.path,
+                self.text
+            ),
+        }
+    }
+
+    /// Reads until the server ends the stream (the run has ended); returns the whole log.
+    pub(crate) async fn until_end(mut self, timeout: Duration) -> anyhow::Result<String> {
+        let ended = tokio::time::timeout(timeout, async {
+            while let Some(chunk) = self.response.chunk().await? {
+                self.text.push_str(&String::from_utf8_lossy(&chunk));
+            }
+            Ok::<_, reqwest::Error>(())
+        })
+        .await;
+        match ended {
+            Ok(Ok(())) => Ok(self.text),
+            Ok(Err(e)) => bail!("{} failed ({e}); log so far:\n{}", self.path, self.text),
+            Err(_) => bail!(
+                "{} did not end within {timeout:?}; log so far:\n{}",
+                self.path,
+                self.text
+            ),
+        }
+    }
+}
+
+/// An open Server-Sent Events stream.
+#[derive(Debug)]
+pub(crate) struct SseStream {
+    path: String,
+    response: reqwest::Response,
+    buffer: String,
+}
+
+/// One Server-Sent Event.
+#[derive(Debug, Clone)]
+pub(crate) struct SseEvent {
+    /// `event:` (`message` when absent).
+    pub(crate) event: String,
+    /// Its `data:` lines, joined with `\n`.
+    pub(crate) data: String,
+}
+
+impl SseStream {
+    /// Reads events until one satisfies `done` and returns it.
+    pub(crate) async fn until(
+        &mut self,
+        what: &str,
+        done: impl Fn(&SseEvent) -> bool,
+        timeout: Duration,
+    ) -> anyhow::Result<SseEvent> {
+        let mut seen = Vec::new();
+        let found = tokio::time::timeout(timeout, async {
+            loop {
+                while let Some(end) = self.buffer.find("\n\n") {
+                    let block: String = self.buffer.drain(..end + 2).collect();
+                    let mut event = SseEvent {
+                        event: "message".to_owned(),
+                        data: String::new(),
+                    };
+                    let mut data = Vec::new();
+                    for line in block.lines() {
+                        if let Some(v) = line.strip_prefix("event:") {
+                            v.trim_start().clone_into(&mut event.event);
+                        } else if let Some(v) = line.strip_prefix("data:") {
+                            data.push(v.strip_prefix(' ').unwrap_or(v));
+                        }
+                    }
+                    // Blocks without data are keep-alive comments.
+                    if data.is_empty() {
+                        continue;
+                    }
+                    event.data = data.join("\n");
+                    if done(&event) {
+                        return Ok(Some(event));
+                    }
+                    seen.push(event);
+                }
+                match self.response.chunk().await? {
+                    Some(chunk) => self
+                        .buffer
+                        .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                    None => return Ok::<_, reqwest::Error>(None),
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Ok(Some(event))) => Ok(event),
+            Ok(Ok(None)) => bail!("{} ended without {what}; events: {seen:?}", self.path),
+            Ok(Err(e)) => bail!("{} failed ({e}) before {what}; events: {seen:?}", self.path),
+            Err(_) => bail!(
+                "no {what} on {} within {timeout:?}; events: {seen:?}",
+                self.path
+            ),
+        }
+    }
+}
+
+/// Processes (not zombies) whose working directory is `dir` or below it, as `(pid, name)`: the
+/// test processes of one run, found without knowing their pids (`<data-dir>/runs/<id>/work`).
+pub(crate) fn processes_in(dir: &Path) -> Vec<(u32, String)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // Unreadable (another user's, or gone, or a zombie): not one of ours.
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
+            continue;
+        };
+        if !cwd.starts_with(dir) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
+        if !matches!(state, "Z" | "X") {
+            found.push((pid, stat[open + 1..close].to_owned()));
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// SIGKILLs every process [`processes_in`] `dir` finds, and waits until none is left. They are
+/// not our children, so there is no exit to wait on: `/proc` is polled until the deadline.
+pub(crate) async fn kill_processes_in(dir: &Path, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = processes_in(dir);
+        if left.is_empty() {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "processes in {} still alive {timeout:?} after SIGKILL: {left:?}",
+            dir.display()
+        );
+        for (pid, _) in &left {
+            // It may have just exited: a failure here is checked by the next scan.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -3,14 +3,20 @@
 //!
 //! # Layout
 //! - `helpers.rs` — [`helpers::spawn_eventual`] / [`helpers::Launch`] start the binary; `Running`
-//!   talks to it, signals it and captures its stderr.
+//!   talks to it, signals it and captures its stderr; `Launch::serve`, `LogFollower` (`?follow=true`),
+//!   `SseStream` and `processes_in` (a run's test processes, by working directory) serve the harness.
 //! - `sink_durability.rs` — `kill -9` mid-stream and a torn log tail lose no acknowledged callback.
 //! - `shutdown.rs` — SIGTERM/SIGINT: waiters get `503 shutting_down`, exit 0, the log is flushed.
 //! - `limits.rs` — `--max-callbacks`, `--max-body` and their `EVENTUAL_*` variables.
 //! - `retention.rs` — `--retention` forgets callbacks, also across a restart.
 //! - `cli.rs` — `serve`'s bind rule and `eventual wait`'s output and exit codes.
+//! - `harness_restart.rs` — `serve` killed with `kill -9` mid-run or stopped with SIGTERM: the
+//!   run is `interrupted`, its environment freed, the queue goes on; history and logs survive.
+//! - `harness_serve.rs` — `--token` on harness routes, `EVENTUAL_SINK_URL`, a bundled sample test.
 
 mod cli;
+mod harness_restart;
+mod harness_serve;
 mod helpers;
 mod limits;
 mod retention;

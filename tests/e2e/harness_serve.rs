@@ -1,0 +1,158 @@
+//! `eventual serve`: the harness beside the sink on one port (SPEC "One process, one port"):
+//! `--token` guards the harness routes but not callbacks, tests are told where the sink is, and a
+//! bundled sample test talks to that sink.
+
+use anyhow::{Context as _, ensure};
+use serde_json::json;
+
+use crate::helpers::{FIXTURE_TESTS, Launch, error_message, read};
+
+/// The repository's `sample-tests/`, what `serve` bundles by default.
+const SAMPLE_TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-tests");
+
+#[tokio::test]
+async fn serve_with_a_token_requires_bearer_on_harness_routes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Launch::serve(dir.path(), FIXTURE_TESTS, &["--token", "s3cret"])
+        .spawn()
+        .await?;
+    let http = server.http();
+
+    for (what, auth) in [
+        ("no Authorization", None),
+        ("a wrong token", Some("Bearer s3cret-not")),
+        ("the token without `Bearer`", Some("s3cret")),
+    ] {
+        let mut request = http.get(server.at("/api/runs"));
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let (status, body) = read(request.send().await?).await?;
+        ensure!(
+            status == 401,
+            "GET /api/runs with {what} answered {status}: {body}"
+        );
+        error_message(&body, "unauthorized")?;
+    }
+    // Writes are guarded too: this run must not be created.
+    let (status, body) = read(
+        http.post(server.at("/api/runs"))
+            .json(&json!({ "username": "ann", "env_id": 1, "tests": ["pass.sh"] }))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(
+        status == 401,
+        "POST /api/runs without a token answered {status}: {body}"
+    );
+    error_message(&body, "unauthorized")?;
+
+    let (status, body) = read(
+        http.get(server.at("/api/runs"))
+            .bearer_auth("s3cret")
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(
+        status == 200 && body == json!({ "runs": [] }),
+        "GET /api/runs with the token answered {status}: {body}"
+    );
+
+    // A system under test cannot be told to send a token: callbacks go in without one.
+    let (status, body) = server.post_json("job-1", &json!({ "ok": true })).await?;
+    ensure!(
+        status == 200 && body == json!({ "key": "job-1", "seq": 1 }),
+        "POST /callbacks/job-1 without a token answered {status}: {body}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn eventual_sink_url_reaches_tests() -> anyhow::Result<()> {
+    // The built-in sink: the address the server listens on, as it printed it.
+    let dir = tempfile::tempdir()?;
+    let server = Launch::serve(dir.path(), FIXTURE_TESTS, &[])
+        .spawn()
+        .await?;
+    ensure!(
+        server.listening == server.url,
+        "{} vs {}",
+        server.listening,
+        server.url
+    );
+    server.create_run("ann", 3, &["env.sh"]).await?;
+    let (run, log) = server.wait_run_finished(1).await?;
+    ensure!(run["status"] == "passed", "{run}\nlog:\n{log}");
+    let want = format!(
+        " out run=1 env=3 user=ann sink={} prefix=run-1.",
+        server.listening
+    );
+    ensure!(
+        log.lines().any(|l| l.ends_with(&want)),
+        "env.sh did not print {want:?}:\n{log}"
+    );
+
+    // Another sink named with --sink-url.
+    let dir = tempfile::tempdir()?;
+    let server = Launch::serve(
+        dir.path(),
+        FIXTURE_TESTS,
+        &["--sink-url", "http://example.invalid:1"],
+    )
+    .spawn()
+    .await?;
+    server.create_run("bob", 1, &["env.sh"]).await?;
+    let (run, log) = server.wait_run_finished(1).await?;
+    ensure!(run["status"] == "passed", "{run}\nlog:\n{log}");
+    let want = " out run=1 env=1 user=bob sink=http://example.invalid:1 prefix=run-1.";
+    ensure!(
+        log.lines().any(|l| l.ends_with(want)),
+        "env.sh did not print {want:?}:\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_sample_sink_roundtrip_test_passes_against_the_built_in_sink() -> anyhow::Result<()> {
+    let curl = std::process::Command::new("curl")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !curl.is_ok_and(|s| s.success()) {
+        eprintln!(
+            "skipped: smoke/sink_roundtrip.sh needs curl, which is not installed (e.g. `apt-get install curl`)"
+        );
+        return Ok(());
+    }
+    let dir = tempfile::tempdir()?;
+    // A developer's proxy settings must not send the test's requests to 127.0.0.1 elsewhere.
+    let server = Launch::serve(dir.path(), SAMPLE_TESTS, &[])
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .spawn()
+        .await?;
+    server
+        .create_run("ann", 1, &["smoke/sink_roundtrip.sh"])
+        .await?;
+    let (run, log) = server.wait_run_finished(1).await?;
+    ensure!(
+        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
+        "smoke/sink_roundtrip.sh should pass: {run}\nlog:\n{log}"
+    );
+    ensure!(
+        log.lines().any(|l| l.ends_with(" out callback received")),
+        "the test did not say it received its callback:\n{log}"
+    );
+    // It really went through this server's sink, under the run's own prefix.
+    let records = server.all("run-1.roundtrip").await?;
+    let record = records
+        .first()
+        .context("no callback under run-1.roundtrip")?;
+    ensure!(
+        records.len() == 1 && record["body"] == json!({ "ok": true }),
+        "{records:?}"
+    );
+    Ok(())
+}
