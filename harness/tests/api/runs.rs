@@ -1,0 +1,392 @@
+//! Runs: creating (and every way to be refused), executing in order, logs, listing, rerun,
+//! and what a test process is told.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    SINK_URL, error_of, header, id_of, json_of, parse_log_line, spawn_app, test_statuses,
+};
+
+#[tokio::test]
+async fn a_created_run_is_201_queued_or_running_and_then_passes() {
+    let app = spawn_app(|_| {}).await;
+    let response = app
+        .post_json(
+            "/api/runs",
+            &json!({ "username": "ann", "env_id": 2, "tests": ["pass.sh"] }),
+        )
+        .await;
+    assert!(header(&response, "content-type").starts_with("application/json"));
+    let run = json_of(response, 201).await;
+    assert!(
+        matches!(run["status"].as_str(), Some("queued" | "running")),
+        "{run}"
+    );
+    assert_eq!(run["username"], "ann");
+    assert_eq!(run["env_id"], 2);
+    assert_eq!(run["tests"][0]["path"], "pass.sh");
+    assert!(
+        run["created_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{run}"
+    );
+    assert!(run["finished_at"].is_null(), "{run}");
+
+    let run = app.wait_finished(id_of(&run)).await;
+    assert_eq!(run["status"], "passed", "{run}");
+    assert_eq!(
+        run["tests"],
+        json!([{ "path": "pass.sh", "status": "passed", "exit_code": 0,
+                 "duration_ms": run["tests"][0]["duration_ms"] }])
+    );
+    assert!(run["tests"][0]["duration_ms"].is_u64(), "{run}");
+    assert!(run["started_at"].is_string(), "{run}");
+    assert!(run["finished_at"].is_string(), "{run}");
+    let get = app.run(id_of(&run)).await;
+    assert_eq!(get, run, "GET /api/runs/{{id}} shows the same run");
+}
+
+#[tokio::test]
+async fn the_log_has_timestamped_tagged_lines_with_start_and_end_lines() {
+    let app = spawn_app(|_| {}).await;
+    let run = app.create_run("ann", 1, &["pass.sh", "fail.sh"]).await;
+    let id = id_of(&run);
+    app.wait_finished(id).await;
+
+    let response = app.get(&format!("/api/runs/{id}/log")).await;
+    assert_eq!(response.status(), 200);
+    assert!(header(&response, "content-type").starts_with("text/plain"));
+    let log = response.text().await.expect("log");
+    assert!(log.ends_with('\n'), "{log}");
+    let lines: Vec<(&str, &str)> = log.lines().map(parse_log_line).collect();
+
+    let position = |tag: &str, text: &str| {
+        lines
+            .iter()
+            .position(|l| *l == (tag, text))
+            .unwrap_or_else(|| panic!("no `{tag} {text}` line in:\n{log}"))
+    };
+    let start_pass = position("---", "start pass.sh (1/2)");
+    let hello = position("out", &format!("hello from {id} on env 1"));
+    let warning = position("err", "a warning");
+    let end_pass = lines
+        .iter()
+        .position(|(tag, text)| {
+            *tag == "---"
+                && text.starts_with("end pass.sh passed exit=0 in ")
+                && text.ends_with('s')
+        })
+        .unwrap_or_else(|| panic!("no end line for pass.sh:\n{log}"));
+    let start_fail = position("---", "start fail.sh (2/2)");
+    let about = position("out", "about to fail");
+    let end_fail = lines
+        .iter()
+        .position(|(tag, text)| *tag == "---" && text.starts_with("end fail.sh failed exit=3 in "))
+        .unwrap_or_else(|| panic!("no end line for fail.sh:\n{log}"));
+    assert!(
+        start_pass < hello && hello < warning && warning < end_pass,
+        "{log}"
+    );
+    assert!(
+        end_pass < start_fail && start_fail < about && about < end_fail,
+        "{log}"
+    );
+
+    // The duration is seconds with milliseconds: `in 0.012s`.
+    let (_, end) = lines[end_pass];
+    let secs = end
+        .rsplit_once(" in ")
+        .and_then(|(_, d)| d.strip_suffix('s'))
+        .expect("a duration");
+    let (whole, frac) = secs.split_once('.').expect("a decimal duration");
+    assert!(whole.parse::<u64>().is_ok() && frac.len() == 3, "{end}");
+}
+
+#[tokio::test]
+async fn a_failing_test_fails_the_run_with_its_exit_code_and_later_tests_still_run() {
+    let app = spawn_app(|_| {}).await;
+    let run = app
+        .create_run("ann", 1, &["pass.sh", "fail.sh", "env.sh"])
+        .await;
+    let run = app.wait_finished(id_of(&run)).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(test_statuses(&run), ["passed", "failed", "passed"]);
+    let codes: Vec<&Value> = run["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .map(|t| &t["exit_code"])
+        .collect();
+    assert_eq!(codes, [&json!(0), &json!(3), &json!(0)]);
+}
+
+#[tokio::test]
+async fn a_run_takes_the_status_of_its_first_test_that_did_not_pass() {
+    let app = spawn_app(|c| c.test_timeout = std::time::Duration::from_millis(500)).await;
+    let run = app
+        .create_run("ann", 1, &["pass.sh", "hang.sh", "fail.sh"])
+        .await;
+    let run = app.wait_finished(id_of(&run)).await;
+    assert_eq!(run["status"], "timed_out", "{run}");
+    assert_eq!(test_statuses(&run), ["passed", "timed_out", "failed"]);
+
+    let run = app.create_run("ann", 2, &["fail.sh", "hang.sh"]).await;
+    let run = app.wait_finished(id_of(&run)).await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert_eq!(test_statuses(&run), ["failed", "timed_out"]);
+}
+
+#[tokio::test]
+async fn every_invalid_field_is_listed_at_once_with_422() {
+    let app = spawn_app(|c| c.envs = 4).await;
+    let body = json!({ "username": "", "env_id": "1", "tests": [] });
+    let error = error_of(
+        app.post_json("/api/runs", &body).await,
+        422,
+        "invalid_fields",
+    )
+    .await;
+    let fields = error["error"]["fields"].as_object().expect("fields");
+    let mut names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["env_id", "tests", "username"], "{error}");
+    for name in names {
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(name)),
+            "the message names {name}: {error}"
+        );
+    }
+
+    let nothing = error_of(
+        app.post_json("/api/runs", &json!({})).await,
+        422,
+        "invalid_fields",
+    )
+    .await;
+    assert_eq!(
+        nothing["error"]["fields"].as_object().map(|f| f.len()),
+        Some(3),
+        "{nothing}"
+    );
+    assert_eq!(
+        app.get_json("/api/runs").await,
+        json!({ "runs": [] }),
+        "nothing was created"
+    );
+}
+
+#[tokio::test]
+async fn each_bad_field_value_is_422_naming_that_field() {
+    let app = spawn_app(|c| c.envs = 4).await;
+    let good = || json!({ "username": "ann", "env_id": 1, "tests": ["pass.sh"] });
+    let cases: Vec<(&str, Value)> = vec![
+        ("username", json!("")),
+        ("username", json!("   ")),
+        ("username", json!("x".repeat(65))),
+        ("username", json!("ann\u{7}")),
+        ("username", json!("ann\nbob")),
+        ("username", json!(42)),
+        ("env_id", json!("1")),
+        ("env_id", json!(-1)),
+        ("env_id", json!(0)),
+        ("env_id", json!(5)),
+        ("env_id", json!(1.5)),
+        ("env_id", json!(null)),
+        ("tests", json!([])),
+        ("tests", json!(["nope.sh"])),
+        ("tests", json!(["pass.sh", "pass.sh"])),
+        ("tests", json!(["pass.sh", "../fixtures/tests/pass.sh"])),
+        ("tests", json!(["/etc/passwd"])),
+        ("tests", json!([1])),
+        ("tests", json!("pass.sh")),
+    ];
+    for (field, value) in cases {
+        let mut body = good();
+        body[field] = value.clone();
+        let error = error_of(
+            app.post_json("/api/runs", &body).await,
+            422,
+            "invalid_fields",
+        )
+        .await;
+        let fields = error["error"]["fields"].as_object().expect("fields");
+        assert_eq!(
+            fields.keys().collect::<Vec<_>>(),
+            [field],
+            "{field} = {value}: {error}"
+        );
+    }
+    // The longest allowed username is fine.
+    let mut body = good();
+    body["username"] = json!("x".repeat(64));
+    json_of(app.post_json("/api/runs", &body).await, 201).await;
+    let listed = app.get_json("/api/runs").await;
+    assert_eq!(listed["runs"].as_array().map(Vec::len), Some(1), "{listed}");
+}
+
+#[tokio::test]
+async fn malformed_json_is_400_and_a_wrong_content_type_is_415() {
+    let app = spawn_app(|_| {}).await;
+    let malformed = app
+        .http
+        .post(app.url("/api/runs"))
+        .header("content-type", "application/json")
+        .body("{\"username\": \"ann\", ")
+        .send()
+        .await
+        .expect("sent");
+    error_of(malformed, 400, "invalid_json").await;
+
+    let not_json = app
+        .http
+        .post(app.url("/api/runs"))
+        .header("content-type", "text/plain")
+        .body(r#"{"username": "ann", "env_id": 1, "tests": ["pass.sh"]}"#)
+        .send()
+        .await
+        .expect("sent");
+    error_of(not_json, 415, "unsupported_kind").await;
+
+    let none = app
+        .http
+        .post(app.url("/api/runs"))
+        .body(r#"{"username": "ann", "env_id": 1, "tests": ["pass.sh"]}"#)
+        .send()
+        .await
+        .expect("sent");
+    error_of(none, 415, "unsupported_kind").await;
+    assert_eq!(app.get_json("/api/runs").await, json!({ "runs": [] }));
+}
+
+#[tokio::test]
+async fn the_list_is_newest_first_and_filters_by_env_username_status_limit_and_before() {
+    let app = spawn_app(|_| {}).await;
+    let plan = [
+        ("ann", 1, "pass.sh"),
+        ("bob", 2, "fail.sh"),
+        ("ann", 2, "pass.sh"),
+        ("cid", 1, "fail.sh"),
+        ("ann", 3, "pass.sh"),
+    ];
+    let mut ids = Vec::new();
+    for (user, env, test) in plan {
+        let run = app.create_run(user, env, &[test]).await;
+        ids.push(id_of(&run));
+    }
+    for id in &ids {
+        app.wait_finished(*id).await;
+    }
+    let list = |query: &'static str| {
+        let app = &app;
+        async move {
+            let body = app.get_json(&format!("/api/runs{query}")).await;
+            body["runs"]
+                .as_array()
+                .unwrap_or_else(|| panic!("runs list: {body}"))
+                .iter()
+                .map(id_of)
+                .collect::<Vec<_>>()
+        }
+    };
+    let newest_first: Vec<i64> = ids.iter().rev().copied().collect();
+    assert_eq!(list("").await, newest_first);
+    assert_eq!(list("?env_id=1").await, [ids[3], ids[0]]);
+    assert_eq!(list("?username=ann").await, [ids[4], ids[2], ids[0]]);
+    assert_eq!(list("?status=failed").await, [ids[3], ids[1]]);
+    assert_eq!(list("?status=passed&env_id=2").await, [ids[2]]);
+    assert_eq!(list("?limit=2").await, [ids[4], ids[3]]);
+    let before = format!("?limit=2&before={}", ids[3]);
+    let body = app.get_json(&format!("/api/runs{before}")).await;
+    let page: Vec<i64> = body["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(page, [ids[2], ids[1]]);
+    assert_eq!(list("?username=nobody").await, Vec::<i64>::new());
+
+    // Each listed run is the full run, tests included.
+    let body = app.get_json("/api/runs?limit=1").await;
+    assert_eq!(body["runs"][0], app.run(ids[4]).await);
+
+    for bad in [
+        "?env_id=x",
+        "?status=bogus",
+        "?limit=0",
+        "?limit=x",
+        "?before=x",
+    ] {
+        error_of(
+            app.get(&format!("/api/runs{bad}")).await,
+            400,
+            "invalid_query",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_run_is_404_everywhere() {
+    let app = spawn_app(|_| {}).await;
+    for path in [
+        "/api/runs/999",
+        "/api/runs/abc",
+        "/api/runs/999/log",
+        "/api/runs/999/log?follow=true",
+        "/api/runs/999/events",
+    ] {
+        error_of(app.get(path).await, 404, "not_found").await;
+    }
+    error_of(app.post("/api/runs/999/rerun").await, 404, "not_found").await;
+}
+
+#[tokio::test]
+async fn a_rerun_is_a_new_run_with_the_same_username_env_and_tests() {
+    let app = spawn_app(|_| {}).await;
+    let first = app.create_run("dora", 3, &["fail.sh", "pass.sh"]).await;
+    let first = app.wait_finished(id_of(&first)).await;
+    let response = app
+        .post(&format!("/api/runs/{}/rerun", id_of(&first)))
+        .await;
+    let second = json_of(response, 201).await;
+    assert!(id_of(&second) > id_of(&first), "{second}");
+    assert_eq!(second["username"], "dora");
+    assert_eq!(second["env_id"], 3);
+    let paths: Vec<&Value> = second["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .map(|t| &t["path"])
+        .collect();
+    assert_eq!(paths, [&json!("fail.sh"), &json!("pass.sh")]);
+    let second = app.wait_finished(id_of(&second)).await;
+    assert_eq!(second["status"], "failed");
+    assert_eq!(test_statuses(&second), ["failed", "passed"]);
+}
+
+#[tokio::test]
+async fn a_test_gets_its_run_env_user_sink_and_a_private_key_prefix() {
+    let app = spawn_app(|_| {}).await;
+    let mut prefixes = Vec::new();
+    for (user, env) in [("eve", 4), ("fay", 2)] {
+        let run = app.create_run(user, env, &["env.sh"]).await;
+        let id = id_of(&run);
+        app.wait_finished(id).await;
+        let log = app.log(id).await;
+        let line = log
+            .lines()
+            .map(parse_log_line)
+            .find(|(tag, _)| *tag == "out")
+            .map(|(_, text)| text.to_owned())
+            .unwrap_or_else(|| panic!("env.sh printed a line:\n{log}"));
+        let expected = format!("run={id} env={env} user={user} sink={SINK_URL} prefix=");
+        let prefix = line
+            .strip_prefix(&expected)
+            .unwrap_or_else(|| panic!("{line:?} starts with {expected:?}"));
+        assert!(!prefix.is_empty(), "the key prefix is set: {line}");
+        prefixes.push(prefix.to_owned());
+    }
+    assert_ne!(prefixes[0], prefixes[1], "each run has its own key prefix");
+}
