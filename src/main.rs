@@ -3,6 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
+mod cli;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
@@ -25,6 +27,14 @@ enum Command {
     Sink(SinkArgs),
     /// Wait for a callback on a running sink and print it as JSON (exit 1 on timeout).
     Wait(WaitArgs),
+    /// Submit a run, stream its log, print a summary; exit 0 only if it passed.
+    Run(cli::RunArgs),
+    /// Upload a test file into the catalog.
+    Upload(cli::UploadArgs),
+    /// List recent runs.
+    Runs(cli::RunsArgs),
+    /// Show one run (and its log with --log).
+    Show(cli::ShowArgs),
 }
 
 #[derive(Debug, Args)]
@@ -187,6 +197,10 @@ fn main() -> ExitCode {
                 run_server(&args.bind, config, None).await
             }
             Command::Wait(args) => wait(args).await,
+            Command::Run(args) => Ok(cli::run(args).await),
+            Command::Upload(args) => Ok(cli::upload(args).await),
+            Command::Runs(args) => Ok(cli::runs(args).await),
+            Command::Show(args) => Ok(cli::show(args).await),
         }
     });
     match result {

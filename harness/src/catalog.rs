@@ -207,7 +207,12 @@ impl Catalog {
                 "{name:?} is not a test kind that can be uploaded: use a `.py` (pytest for test_*.py / *_test.py) or `.sh` file"
             )));
         }
-        let dir = dir.trim_matches('/');
+        if dir.starts_with('/') {
+            return Err(UploadError::InvalidPath(format!(
+                "the directory {dir:?} is absolute: give a directory relative to the catalog"
+            )));
+        }
+        let dir = dir.trim_end_matches('/');
         let full = if dir.is_empty() {
             name.to_owned()
         } else {

@@ -344,14 +344,28 @@ pub(crate) fn group_members(pgid: i32) -> Vec<(i32, String)> {
     members
 }
 
-/// Kills what a crashed server left running in `pgid` (found again after a restart); returns
-/// what was there.
-pub(crate) fn kill_orphaned_group(pgid: i32) -> Vec<(i32, String)> {
-    let found = group_members(pgid);
-    if !found.is_empty() {
-        signal_group(pgid, Signal::SIGKILL);
+/// Kills what a crashed server left running of run `run_id` in `pgid` (found again after a
+/// restart); returns what was killed.
+///
+/// The recorded group id may since have been reused (a reboot, a container restart, wrap-around),
+/// so only processes that carry this run's `EVENTUAL_RUN_ID` in their environment are touched, one
+/// by one, and never the server's own group.
+pub(crate) fn kill_orphaned_group(pgid: i32, run_id: i64) -> Vec<(i32, String)> {
+    if nix::unistd::getpgrp().as_raw() == pgid {
+        return Vec::new();
     }
-    found
+    let marker = format!("EVENTUAL_RUN_ID={run_id}");
+    let ours: Vec<(i32, String)> = group_members(pgid)
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
+        })
+        .collect();
+    for (pid, _) in &ours {
+        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+    }
+    ours
 }
 
 /// Kills whatever is left in the group and says so in the log.

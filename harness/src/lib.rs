@@ -10,9 +10,11 @@
 //! - `logs.rs` — per-run log files and followers woken as they grow.
 //! - `db.rs` — SQLite history (WAL, migrations).
 //! - `routes.rs` — the HTTP API (`router()`); `error.rs` — its error body.
+//! - `client.rs` — a typed client for the command line (`eventual run`, `upload`, `runs`, `show`).
 
 mod catalog;
 mod claims;
+pub mod client;
 mod config;
 mod db;
 mod error;

@@ -428,30 +428,40 @@ async fn run_events(
             futures_util::stream::iter(lines)
         })
         .map(|line| Ok(SseEvent::default().event("log").data(line)));
+    // Intermediate changes (a test starts or ends) interleave with the log lines. The stream
+    // ends once the log is complete — which happens only after the final status is stored — and
+    // then closes with that final `run` event.
+    let done = h.done_signal(id);
+    let until_done = async move {
+        if let Some(mut done) = done {
+            let _ = done.wait_for(|d| *d).await;
+        }
+    };
     let run_changes = tokio_stream::wrappers::BroadcastStream::new(events)
         .filter_map(move |e| async move {
             match e {
-                Ok(Event::Run(run)) if run.id == id => Some(run),
+                Ok(Event::Run(run)) if run.id == id && !run.status.is_finished() => {
+                    SseEvent::default()
+                        .event("run")
+                        .json_data(&run)
+                        .ok()
+                        .map(Ok)
+                }
                 _ => None,
             }
         })
-        .take_while(|_| futures_util::future::ready(true))
-        .scan(false, |ended, run| {
-            if *ended {
-                return futures_util::future::ready(None);
-            }
-            *ended = run.status.is_finished();
-            futures_util::future::ready(Some(Ok(SseEvent::default()
-                .event("run")
-                .json_data(&run)
-                .unwrap_or_default())))
-        });
+        .take_until(until_done);
+    let last = futures_util::stream::once(async move {
+        let run = h.get_run(id).ok();
+        run.and_then(|r| SseEvent::default().event("run").json_data(&r).ok())
+    })
+    .filter_map(|e| async move { e.map(Ok) });
     let head = futures_util::stream::iter(first.map(Ok));
     let live: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
         if finished {
             Box::pin(log_lines)
         } else {
-            Box::pin(futures_util::stream::select(log_lines, run_changes))
+            Box::pin(futures_util::stream::select(log_lines, run_changes).chain(last))
         };
     Ok(Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -78,6 +78,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Set when `python3 -c "import pytest"` has worked once.
     pytest_ok: OnceLock<()>,
+    /// Held from giving a run its id to queueing it, so that ids are queue order: two concurrent
+    /// submissions cannot be numbered in one order and queued in the other.
+    admission: parking_lot::Mutex<()>,
 }
 
 impl Harness {
@@ -96,6 +99,7 @@ impl Harness {
                 active: DashMap::new(),
                 events: broadcast::channel(1024).0,
                 pytest_ok: OnceLock::new(),
+                admission: parking_lot::Mutex::new(()),
                 config,
             }),
         };
@@ -107,7 +111,7 @@ impl Harness {
             // The server died under the test (kill -9, crash): its process group may still be
             // running. It is no child of ours any more, so end it outright.
             if let Some(pgid) = pgid {
-                let left = exec::kill_orphaned_group(pgid);
+                let left = exec::kill_orphaned_group(pgid, id);
                 if !left.is_empty() {
                     let list = left
                         .iter()
@@ -117,8 +121,13 @@ impl Harness {
                     log.line(
                         Tag::Harness,
                         &format!(
-                            "killed {} process(es) the stopped server left running: {list}",
-                            left.len()
+                            "killed {} leftover {} the stopped server left running: {list}",
+                            left.len(),
+                            if left.len() == 1 {
+                                "process"
+                            } else {
+                                "processes"
+                            }
                         ),
                     );
                 }
@@ -176,8 +185,12 @@ impl Harness {
         env_id: u32,
         tests: &[String],
     ) -> Result<Run, HarnessError> {
-        let run = self.inner.db.insert_run(username, env_id, tests)?;
-        self.admit(&run)?;
+        let run = {
+            let _order = self.inner.admission.lock();
+            let run = self.inner.db.insert_run(username, env_id, tests)?;
+            self.admit(&run)?;
+            run
+        };
         self.emit_run(run.id);
         Ok(self.inner.db.get_run(run.id)?.unwrap_or(run))
     }

@@ -191,10 +191,6 @@ async fn kill_9_of_the_server_mid_run_marks_it_interrupted_frees_the_env_and_the
 }
 
 #[tokio::test]
-#[ignore = "bug: recovery SIGKILLs whatever process group now has the pgid recorded before the crash \
-            (harness/src/runner.rs Harness::open -> exec::kill_orphaned_group), with no check that \
-            it is still the test's: after a reboot or pid wrap-around it kills an unrelated group, \
-            possibly the server's own; check boot id and that members carry the run's environment"]
 async fn a_restart_kills_no_process_group_that_merely_reuses_a_recorded_pgid() -> anyhow::Result<()>
 {
     if !std::process::Command::new("sqlite3")

@@ -256,7 +256,6 @@ async fn traversal_hidden_and_control_character_names_are_422_and_store_nothing(
 }
 
 #[tokio::test]
-#[ignore = "bug: catalog.rs:210 `dir.trim_matches('/')` turns an absolute dir `/etc` into `etc` and stores the upload (201) instead of 422"]
 async fn an_absolute_dir_is_422_and_stores_nothing() {
     let app = spawn_app(|_| {}).await;
     let tree = uploads_tree(&app);

@@ -121,7 +121,6 @@ async fn concurrent_submissions_never_overlap_on_an_env_and_each_queue_is_served
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "bug: runner.rs Harness::create_run assigns the id (db.insert_run) and queues the run (admit -> envs.submit) in two steps, so concurrent submissions can queue in an order other than their ids"]
 async fn concurrent_submissions_on_an_env_start_in_run_id_order() {
     let (_app, served) = stress().await;
     for (env, runs) in &served {

@@ -1,0 +1,305 @@
+//! Client commands against a running server: `run`, `upload`, `runs`, `show`.
+//!
+//! Exit codes (for CI scripts): 0 the run passed / the command worked; 1 the run did not pass
+//! (or `wait` timed out); 2 usage, connection or server errors. Server errors print as one line,
+//! `error: <code>: <message>`.
+
+use std::{io::IsTerminal as _, io::Write as _, path::PathBuf, process::ExitCode};
+
+use futures_util::StreamExt;
+use harness::{
+    Run, RunStatus,
+    client::{Client, ClientError},
+};
+
+/// How to reach the server.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// The running server.
+    #[arg(long, env = "EVENTUAL_URL", default_value = "http://127.0.0.1:7700")]
+    pub(crate) url: String,
+    /// Bearer token of a server started with --token.
+    #[arg(long, env = "EVENTUAL_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+impl Target {
+    fn client(&self) -> Client {
+        Client::new(&self.url, self.token.clone())
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Who runs it.
+    #[arg(long)]
+    user: String,
+    /// Environment to run on.
+    #[arg(long)]
+    env: u32,
+    /// Tests to run, in order (catalog paths; `eventual` lists them at GET /api/tests).
+    #[arg(required = true)]
+    tests: Vec<String>,
+    /// On Ctrl-C, cancel the run without asking.
+    #[arg(long)]
+    cancel_on_interrupt: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct UploadArgs {
+    /// The test file (`.py` or `.sh`).
+    file: PathBuf,
+    /// Catalog directory to put it in (created if new; may be nested).
+    #[arg(long, default_value = "")]
+    dir: String,
+    /// Replace a test that exists already.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunsArgs {
+    /// Only this environment.
+    #[arg(long)]
+    env: Option<u32>,
+    /// Only this user.
+    #[arg(long)]
+    user: Option<String>,
+    /// Only this status.
+    #[arg(long)]
+    status: Option<String>,
+    /// At most this many.
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ShowArgs {
+    /// The run id.
+    id: i64,
+    /// Print its full log after the summary.
+    #[arg(long)]
+    log: bool,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+fn fail(e: &ClientError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(2)
+}
+
+/// `eventual run`: submit, show the queue position, stream the log, summarise, exit 0 iff passed.
+pub(crate) async fn run(args: RunArgs) -> ExitCode {
+    let client = args.target.client();
+    let run = match client.create_run(&args.user, args.env, &args.tests).await {
+        Ok(run) => run,
+        Err(e) => return fail(&e),
+    };
+    eprintln!("run {} submitted on env {}", run.id, run.env_id);
+    if let Ok((r, Some(position))) = client.run(run.id).await {
+        if r.status == RunStatus::Queued {
+            let envs = client.envs().await.unwrap_or_default();
+            let ahead = envs
+                .iter()
+                .find(|e| e.id == r.env_id)
+                .and_then(|e| {
+                    let idx = (position as usize).checked_sub(1)?;
+                    if idx == 0 {
+                        e.run_id
+                    } else {
+                        e.queued.get(idx - 1).copied()
+                    }
+                })
+                .map_or(String::new(), |id| format!(" behind run {id}"));
+            eprintln!("queued on env {}{ahead} (position {position})", r.env_id);
+        }
+    }
+    let follow = async {
+        let mut log = client.log(run.id, true).await?;
+        let mut out = std::io::stdout();
+        while let Some(chunk) = log.next().await {
+            let _ = out.write_all(&chunk?);
+            let _ = out.flush();
+        }
+        Ok::<(), ClientError>(())
+    };
+    tokio::select! {
+        followed = follow => {
+            if let Err(e) = followed {
+                return fail(&e);
+            }
+        }
+        _ = tokio::signal::ctrl_c() => {
+            return interrupted(&client, run.id, args.cancel_on_interrupt).await;
+        }
+    }
+    match client.run(run.id).await {
+        Ok((run, _)) => {
+            print_summary(&run);
+            if run.status == RunStatus::Passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+async fn interrupted(client: &Client, id: i64, cancel_without_asking: bool) -> ExitCode {
+    let cancel = cancel_without_asking || {
+        if std::io::stdin().is_terminal() {
+            eprint!("\ncancel run {id}? [y/N] ");
+            let mut answer = String::new();
+            let _ = std::io::stdin().read_line(&mut answer);
+            matches!(answer.trim(), "y" | "Y" | "yes")
+        } else {
+            false
+        }
+    };
+    if !cancel {
+        eprintln!("\nrun {id} keeps running; follow it with `eventual show {id} --log`");
+        return ExitCode::from(130);
+    }
+    match client.cancel(id).await {
+        Ok(run) => {
+            print_summary(&run);
+            ExitCode::from(1)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn print_summary(run: &Run) {
+    eprintln!();
+    eprintln!(
+        "run {} on env {} by {}: {}",
+        run.id,
+        run.env_id,
+        run.username,
+        run.status.as_str()
+    );
+    for t in &run.tests {
+        let exit = t
+            .exit_code
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        let took = t.duration_ms.map_or_else(
+            || "-".to_owned(),
+            |ms| format!("{:.3}s", ms as f64 / 1000.0),
+        );
+        eprintln!(
+            "  {:<10} {:>5} {:>9}  {}",
+            t.status.as_str(),
+            exit,
+            took,
+            t.path
+        );
+    }
+}
+
+/// `eventual upload`.
+pub(crate) async fn upload(args: UploadArgs) -> ExitCode {
+    match args
+        .target
+        .client()
+        .upload(&args.file, &args.dir, args.overwrite)
+        .await
+    {
+        Ok(path) => {
+            println!("{path}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `eventual runs`.
+pub(crate) async fn runs(args: RunsArgs) -> ExitCode {
+    let mut query = vec![("limit", args.limit.to_string())];
+    if let Some(env) = args.env {
+        query.push(("env_id", env.to_string()));
+    }
+    if let Some(user) = args.user {
+        query.push(("username", user));
+    }
+    if let Some(status) = args.status {
+        query.push(("status", status));
+    }
+    match args.target.client().runs(&query).await {
+        Ok(runs) if args.json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&runs).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(runs) => {
+            println!(
+                "{:>6}  {:<12} {:>4}  {:<11} {:<24}  tests",
+                "id", "user", "env", "status", "created"
+            );
+            for r in runs {
+                let tests: Vec<&str> = r.tests.iter().map(|t| t.path.as_str()).collect();
+                println!(
+                    "{:>6}  {:<12} {:>4}  {:<11} {:<24}  {}",
+                    r.id,
+                    r.username,
+                    r.env_id,
+                    r.status.as_str(),
+                    r.created_at,
+                    tests.join(" ")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `eventual show`.
+pub(crate) async fn show(args: ShowArgs) -> ExitCode {
+    let client = args.target.client();
+    let run = match client.run(args.id).await {
+        Ok((run, _)) => run,
+        Err(e) => return fail(&e),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+    } else {
+        print_summary(&run);
+    }
+    if args.log {
+        match client.log(run.id, false).await {
+            Ok(mut log) => {
+                let mut out = std::io::stdout();
+                while let Some(chunk) = log.next().await {
+                    match chunk {
+                        Ok(c) => {
+                            let _ = out.write_all(&c);
+                        }
+                        Err(e) => return fail(&e),
+                    }
+                }
+            }
+            Err(e) => return fail(&e),
+        }
+    }
+    if run.status == RunStatus::Passed || !run.status.is_finished() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
