@@ -74,6 +74,9 @@ struct HarnessFlags {
     /// The sink tests should use (EVENTUAL_SINK_URL) instead of the built-in one.
     #[arg(long, env = "EVENTUAL_SINK_URL")]
     sink_url: Option<String>,
+    /// How long a phased run waits for an announced callback unless the announce says otherwise.
+    #[arg(long, env = "EVENTUAL_AWAIT_TIMEOUT", default_value = "10m")]
+    await_timeout: humantime::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +234,7 @@ fn harness_config(
         .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_default();
     config.token = token;
+    config.await_timeout = flags.await_timeout.into();
     Ok(config)
 }
 
@@ -268,7 +272,15 @@ async fn run_server(
     let mut router = sink.router();
     if let Some(mut harness_config) = harness {
         if harness_config.sink_url.is_empty() {
+            // The built-in sink: phased runs are woken by its inserts directly.
             harness_config.sink_url = format!("http://{addr}");
+            harness_config.sink = Some(harness::SinkAccess::Local(sink.store().clone()));
+        } else {
+            let mut client = sink::Client::new(harness_config.sink_url.clone());
+            if let Some(token) = &harness_config.token {
+                client = client.with_token(token.clone());
+            }
+            harness_config.sink = Some(harness::SinkAccess::Remote(client));
         }
         let harness =
             harness::Harness::open(harness_config).context("failed to open the harness")?;

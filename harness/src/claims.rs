@@ -19,6 +19,8 @@ use crate::model::{EnvView, now_rfc3339};
 struct Slot {
     /// The run holding the environment, and since when.
     holder: Option<(i64, String)>,
+    /// Who started each run here (holder and queued), for the board.
+    users: std::collections::HashMap<i64, String>,
     /// Runs waiting for it, oldest first.
     queue: VecDeque<i64>,
     /// Maintenance: queued runs stay queued; a holder finishes.
@@ -63,7 +65,13 @@ impl Envs {
 
     /// Claims `env` for `run`, or queues it (one atomic step; see the module docs).
     pub fn submit(&self, env: u32, run: i64) -> Option<Claim> {
+        self.submit_by(env, run, "")
+    }
+
+    /// [`Envs::submit`], remembering who submitted it.
+    pub fn submit_by(&self, env: u32, run: i64, username: &str) -> Option<Claim> {
         let mut slot = self.slots.get_mut(&env)?;
+        slot.users.insert(run, username.to_owned());
         if slot.holder.is_none() && !slot.paused && slot.queue.is_empty() {
             slot.holder = Some((run, now_rfc3339()));
             return Some(Claim::Holder);
@@ -88,6 +96,7 @@ impl Envs {
             return None;
         }
         slot.holder = None;
+        slot.users.remove(&run);
         promote(&mut slot)
     }
 
@@ -98,7 +107,11 @@ impl Envs {
         };
         let before = slot.queue.len();
         slot.queue.retain(|r| *r != run);
-        slot.queue.len() != before
+        let removed = slot.queue.len() != before;
+        if removed {
+            slot.users.remove(&run);
+        }
+        removed
     }
 
     /// Holds the queue of `env`.
@@ -139,6 +152,12 @@ impl Envs {
                 "free"
             },
             run_id: slot.holder.as_ref().map(|h| h.0),
+            username: slot
+                .holder
+                .as_ref()
+                .and_then(|h| slot.users.get(&h.0))
+                .filter(|u| !u.is_empty())
+                .cloned(),
             since: slot.holder.as_ref().map(|h| h.1.clone()),
             queued: slot.queue.iter().copied().collect(),
         })

@@ -176,6 +176,7 @@ impl Client {
                     _ => "free",
                 },
                 run_id: e.run_id,
+                username: None,
                 since: e.since,
                 queued: e.queued,
             })

@@ -23,6 +23,10 @@ pub struct Config {
     pub sink_url: String,
     /// When set, every harness route needs `Authorization: Bearer <token>`.
     pub token: Option<String>,
+    /// Default wait for an announced callback (`--await-timeout`).
+    pub await_timeout: Duration,
+    /// Where phased runs wait for callbacks: the in-process sink, or another one.
+    pub sink: Option<crate::phases::SinkAccess>,
 }
 
 impl Config {
@@ -38,6 +42,8 @@ impl Config {
             max_upload: 10 << 20,
             sink_url: "http://127.0.0.1:7700".into(),
             token: None,
+            await_timeout: Duration::from_secs(600),
+            sink: None,
         }
     }
 }

@@ -40,6 +40,11 @@ CREATE TABLE run_tests (
     // The process group of a running test, so that a restart after a crash can end what the
     // crashed server left running.
     "ALTER TABLE run_tests ADD COLUMN pgid INTEGER;",
+    // Phased runs: how many leading tests are preparation tests, the current phase, and the
+    // awaited keys as JSON.
+    "ALTER TABLE runs ADD COLUMN prep_count INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE runs ADD COLUMN phase TEXT;
+     ALTER TABLE runs ADD COLUMN awaiting TEXT;",
 ];
 
 /// Filters of `GET /api/runs`.
@@ -103,13 +108,14 @@ impl Db {
         username: &str,
         env_id: u32,
         tests: &[String],
+        prep_count: usize,
     ) -> DbResult<Run> {
         let created_at = now_rfc3339();
         let mut conn = self.conn.lock();
         let tx = conn.transaction()?;
         tx.execute(
-            "INSERT INTO runs (username, env_id, status, created_at) VALUES (?1, ?2, 'queued', ?3)",
-            params![username, env_id, created_at],
+            "INSERT INTO runs (username, env_id, status, created_at, prep_count) VALUES (?1, ?2, 'queued', ?3, ?4)",
+            params![username, env_id, created_at, prep_count],
         )?;
         let id = tx.last_insert_rowid();
         for (position, path) in tests.iter().enumerate() {
@@ -136,7 +142,33 @@ impl Db {
             created_at,
             started_at: None,
             finished_at: None,
+            phase: None,
+            awaiting: Vec::new(),
         })
+    }
+
+    /// How many leading tests of a run are preparation tests (0: not phased).
+    pub(crate) fn prep_count(&self, id: i64) -> DbResult<usize> {
+        self.conn.lock().query_row(
+            "SELECT prep_count FROM runs WHERE id = ?1",
+            params![id],
+            |r| r.get(0),
+        )
+    }
+
+    /// Records a phased run's phase and awaited keys.
+    pub(crate) fn set_phase(
+        &self,
+        id: i64,
+        phase: &str,
+        awaiting: &[crate::phases::Awaiting],
+    ) -> DbResult<()> {
+        let awaiting = serde_json::to_string(awaiting).unwrap_or_else(|_| "[]".into());
+        self.conn.lock().execute(
+            "UPDATE runs SET phase = ?2, awaiting = ?3 WHERE id = ?1",
+            params![id, phase, awaiting],
+        )?;
+        Ok(())
     }
 
     /// One run, with its tests.
@@ -144,7 +176,7 @@ impl Db {
         let conn = self.conn.lock();
         let run = conn
             .query_row(
-                "SELECT id, username, env_id, status, created_at, started_at, finished_at FROM runs WHERE id = ?1",
+                "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting FROM runs WHERE id = ?1",
                 params![id],
                 row_to_run,
             )
@@ -158,7 +190,7 @@ impl Db {
     pub(crate) fn list_runs(&self, filter: &RunFilter) -> DbResult<Vec<Run>> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, username, env_id, status, created_at, started_at, finished_at FROM runs
+            "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting FROM runs
              WHERE (?1 IS NULL OR env_id = ?1) AND (?2 IS NULL OR username = ?2)
                AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4)
              ORDER BY id DESC LIMIT ?5",
@@ -279,6 +311,11 @@ fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         created_at: row.get(4)?,
         started_at: row.get(5)?,
         finished_at: row.get(6)?,
+        phase: row.get(7)?,
+        awaiting: row
+            .get::<_, Option<String>>(8)?
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_default(),
     })
 }
 
@@ -309,14 +346,16 @@ mod tests {
         {
             let db = Db::open(&path).expect("open");
             let a = db
-                .insert_run("ann", 1, &["a.sh".into(), "b.sh".into()])
+                .insert_run("ann", 1, &["a.sh".into(), "b.sh".into()], 0)
                 .expect("insert");
             db.set_run_status(a.id, RunStatus::Running).expect("status");
             db.set_test(a.id, 0, TestStatus::Running, None, None)
                 .expect("test");
             db.set_test_pgid(a.id, 0, 4242).expect("pgid");
-            db.insert_run("bob", 2, &["a.sh".into()]).expect("insert");
-            db.insert_run("cid", 2, &["a.sh".into()]).expect("insert");
+            db.insert_run("bob", 2, &["a.sh".into()], 0)
+                .expect("insert");
+            db.insert_run("cid", 2, &["a.sh".into()], 0)
+                .expect("insert");
         }
         let db = Db::open(&path).expect("reopen");
         let (interrupted, queued) = db.recover().expect("recover");
@@ -338,6 +377,7 @@ mod tests {
                 if i % 2 == 0 { "ann" } else { "bob" },
                 1 + i % 2,
                 &["t.sh".into()],
+                0,
             )
             .expect("insert");
         }

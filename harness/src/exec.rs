@@ -73,6 +73,7 @@ pub(crate) async fn run(
     log: &RunLog,
     cancel: &CancellationToken,
     on_spawn: impl FnOnce(i32),
+    on_stdout: &(dyn Fn(&str) + Send + Sync),
 ) -> Outcome {
     let started = Instant::now();
     let Some((program, args)) = spec.argv.split_first() else {
@@ -131,7 +132,7 @@ pub(crate) async fn run(
                 if got == 0 {
                     open = false;
                 } else {
-                    write_batch(log, &mut batch);
+                    write_batch(log, &mut batch, on_stdout);
                 }
             }
             status = child.wait(), if exit.is_none() => {
@@ -165,7 +166,7 @@ pub(crate) async fn run(
     while open {
         tokio::select! {
             got = rx.recv_many(&mut batch, 256) => {
-                if got == 0 { open = false } else { write_batch(log, &mut batch) }
+                if got == 0 { open = false } else { write_batch(log, &mut batch, on_stdout) }
             }
             () = tokio::time::sleep_until(drain_until) => {
                 log.line(Tag::Harness, "output still open after the test ended (a process outside its group holds it); stopped reading");
@@ -215,7 +216,11 @@ fn install_hint(program: &str) -> &str {
     }
 }
 
-fn write_batch(log: &RunLog, batch: &mut Vec<(Stream, Vec<u8>)>) {
+fn write_batch(
+    log: &RunLog,
+    batch: &mut Vec<(Stream, Vec<u8>)>,
+    on_stdout: &(dyn Fn(&str) + Send + Sync),
+) {
     let texts: Vec<(Tag, String)> = batch
         .drain(..)
         .map(|(stream, bytes)| {
@@ -227,6 +232,12 @@ fn write_batch(log: &RunLog, batch: &mut Vec<(Stream, Vec<u8>)>) {
         })
         .collect();
     log.lines(texts.iter().map(|(tag, text)| (*tag, text.as_str())));
+    // After the lines are in the log, so a reaction (e.g. an announce error) follows its cause.
+    for (tag, text) in &texts {
+        if *tag == Tag::Out {
+            on_stdout(text);
+        }
+    }
 }
 
 async fn read_lines(

@@ -7,6 +7,7 @@
 //! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race).
 //! - `runner.rs` — the core: create, start, execute, cancel, recover after a restart.
 //! - `exec.rs` — one supervised test process: process group, timeout, leftovers.
+//! - `phases.rs` — phased runs: announce lines, waiting on the sink, the callbacks file.
 //! - `logs.rs` — per-run log files and followers woken as they grow.
 //! - `db.rs` — SQLite history (WAL, migrations).
 //! - `routes.rs` — the HTTP API (`router()`); `error.rs` — its error body.
@@ -21,6 +22,7 @@ mod error;
 mod exec;
 mod logs;
 mod model;
+mod phases;
 mod routes;
 mod runner;
 
@@ -30,5 +32,6 @@ pub use config::Config;
 pub use db::RunFilter;
 pub use error::ApiError;
 pub use model::{EnvView, Run, RunStatus, RunTest, TestStatus};
+pub use phases::{Awaiting, SinkAccess};
 pub use routes::router;
 pub use runner::{Event, Harness, HarnessError};

@@ -111,6 +111,12 @@ pub struct Run {
     pub started_at: Option<String>,
     /// When it ended.
     pub finished_at: Option<String>,
+    /// For a phased run: `preparation`, `awaiting` or `validation` while it runs (the last
+    /// phase reached once it ended); `null` for a plain run.
+    pub phase: Option<String>,
+    /// For a phased run: the announced keys, how many records each needs and has, and when the
+    /// wait for it gives up.
+    pub awaiting: Vec<crate::phases::Awaiting>,
 }
 
 impl Run {
@@ -141,6 +147,8 @@ pub struct EnvView {
     pub state: &'static str,
     /// The run holding it.
     pub run_id: Option<i64>,
+    /// Who started that run.
+    pub username: Option<String>,
     /// Since when it has been held.
     pub since: Option<String>,
     /// Runs waiting for it, in the order they will start.

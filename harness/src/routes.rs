@@ -54,6 +54,10 @@ pub fn router(harness: Harness) -> Router {
         .route("/api/envs/{id}/pause", post(pause_env))
         .route("/api/envs/{id}/resume", post(resume_env))
         .route("/api/events", get(events));
+    // The web UI: three embedded files, so the binary works offline and needs no build step.
+    let ui = Router::new()
+        .route("/", get(ui_index))
+        .route("/ui/{file}", get(ui_asset));
     let router = if harness.config().token.is_some() {
         router.layer(middleware::from_fn_with_state(
             harness.clone(),
@@ -62,7 +66,42 @@ pub fn router(harness: Harness) -> Router {
     } else {
         router
     };
-    router.with_state(harness)
+    router.with_state(harness).merge(ui)
+}
+
+async fn ui_index() -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        include_str!("../ui/index.html"),
+    )
+        .into_response()
+}
+
+async fn ui_asset(Path(file): Path<String>) -> Response {
+    let (body, content_type) = match file.as_str() {
+        "app.js" => (
+            include_str!("../ui/app.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "style.css" => (include_str!("../ui/style.css"), "text/css; charset=utf-8"),
+        _ => {
+            return ApiError::NotFound(format!("there is no UI file {file}")).into_response();
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn require_token(State(h): State<Harness>, request: Request, next: Next) -> Response {

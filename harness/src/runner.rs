@@ -13,14 +13,26 @@ use tokio::sync::{Semaphore, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    catalog::{Catalog, Kind, TestPath},
+    catalog::{Catalog, Kind, TestPath, tags_of},
     claims::{Claim, Envs},
     config::Config,
     db::{Db, RunFilter},
     exec::{self, Spec},
     logs::{RunLog, Tag},
     model::{EnvView, Run, RunStatus, TestStatus},
+    phases::{
+        Announce, Announcements, Awaiting, KeyWait, MAX_AWAIT, callbacks_json, parse_announce,
+    },
 };
+
+/// How an await phase ended.
+#[derive(Debug)]
+enum AwaitEnd {
+    /// Everything arrived; the callbacks file's path.
+    Arrived(String),
+    TimedOut,
+    Cancelled,
+}
 
 /// A change the UI and followers hear about (`GET /api/events`).
 #[derive(Debug, Clone)]
@@ -185,9 +197,24 @@ impl Harness {
         env_id: u32,
         tests: &[String],
     ) -> Result<Run, HarnessError> {
+        // A run with preparation tests is phased: they go first, in the order given.
+        let is_prep = |path: &String| {
+            TestPath::parse(path).ok().is_some_and(|tp| {
+                self.inner
+                    .catalog
+                    .resolve(&tp)
+                    .is_some_and(|file| tags_of(&file, &tp).iter().any(|t| t == "preparation"))
+            })
+        };
+        let (prep, rest): (Vec<String>, Vec<String>) = tests.iter().cloned().partition(is_prep);
+        let prep_count = prep.len();
+        let ordered: Vec<String> = prep.into_iter().chain(rest).collect();
         let run = {
             let _order = self.inner.admission.lock();
-            let run = self.inner.db.insert_run(username, env_id, tests)?;
+            let run = self
+                .inner
+                .db
+                .insert_run(username, env_id, &ordered, prep_count)?;
             self.admit(&run)?;
             run
         };
@@ -206,7 +233,7 @@ impl Harness {
                 done: watch::channel(false).0,
             },
         );
-        match self.inner.envs.submit(run.env_id, run.id) {
+        match self.inner.envs.submit_by(run.env_id, run.id, &run.username) {
             Some(Claim::Holder) => self.start(run.id),
             Some(Claim::Queued { position, behind }) => {
                 let behind = behind.map_or(String::new(), |b| format!(" behind run {b}"));
@@ -287,66 +314,303 @@ impl Harness {
             .join(id.to_string())
             .join("work");
         std::fs::create_dir_all(&work)?;
-        let total = run.tests.len();
-        for (i, test) in run.tests.iter().enumerate() {
+        let prep = inner.db.prep_count(id)?.min(run.tests.len());
+        let announcements = Announcements::default();
+        let mut extra_env = Vec::new();
+        let mut forced = None;
+        if prep > 0 {
+            inner.db.set_phase(id, "preparation", &[])?;
+            log.line(
+                Tag::Harness,
+                &format!("phase preparation: {prep} test(s) that start the work"),
+            );
+        }
+        for i in 0..run.tests.len() {
             if cancel.is_cancelled() {
                 break;
             }
-            inner.db.set_test(id, i, TestStatus::Running, None, None)?;
-            self.emit_run(id);
-            log.line(
-                Tag::Harness,
-                &format!("start {} ({}/{total})", test.path, i + 1),
-            );
-            let outcome = match self.spec_for(&run, &test.path, &work) {
-                Ok(spec) => {
-                    let db = &inner.db;
-                    exec::run(&spec, &log, &cancel, |pgid| {
-                        if let Err(e) = db.set_test_pgid(id, i, pgid) {
-                            tracing::warn!(run = id, error = %e, "failed to record a test's process group");
-                        }
-                    })
-                    .await
-                }
-                Err(why) => {
-                    log.line(Tag::Harness, &format!("error: {why}"));
-                    exec::Outcome {
-                        status: TestStatus::Error,
-                        exit_code: None,
-                        duration: Duration::ZERO,
+            if prep > 0 && i == prep {
+                match self
+                    .await_phase(&run, &log, &cancel, &announcements, &work)
+                    .await?
+                {
+                    AwaitEnd::Arrived(file) => {
+                        extra_env.push(("EVENTUAL_CALLBACKS".to_owned(), file));
                     }
+                    AwaitEnd::TimedOut => {
+                        forced = Some(RunStatus::TimedOut);
+                        break;
+                    }
+                    AwaitEnd::Cancelled => break,
                 }
-            };
-            let exit = outcome
-                .exit_code
-                .map_or_else(|| "-".to_owned(), |c| c.to_string());
-            log.line(
-                Tag::Harness,
-                &format!(
-                    "end {} {} exit={exit} in {:.3}s",
-                    test.path,
-                    outcome.status.as_str(),
-                    outcome.duration.as_secs_f64()
-                ),
-            );
-            inner.db.set_test(
-                id,
-                i,
-                outcome.status,
-                outcome.exit_code,
-                Some(outcome.duration.as_millis() as u64),
-            )?;
-            self.emit_run(id);
+            }
+            let is_prep = i < prep;
+            let outcome = self
+                .run_test(
+                    &run,
+                    i,
+                    &log,
+                    &cancel,
+                    &work,
+                    &extra_env,
+                    is_prep.then_some(&announcements),
+                )
+                .await?;
+            if is_prep && outcome != TestStatus::Passed && !cancel.is_cancelled() {
+                log.line(
+                    Tag::Harness,
+                    "a preparation test did not pass: skipping the rest of the run",
+                );
+                forced = Some(RunStatus::Failed);
+                break;
+            }
+        }
+        // A run whose tests are all preparation tests still waits for what they started.
+        if prep > 0 && prep == run.tests.len() && forced.is_none() && !cancel.is_cancelled() {
+            if let AwaitEnd::TimedOut = self
+                .await_phase(&run, &log, &cancel, &announcements, &work)
+                .await?
+            {
+                forced = Some(RunStatus::TimedOut);
+            }
         }
         if cancel.is_cancelled() {
             return self.finish_cancelled(id, &log);
         }
+        inner.db.finish_open_tests(id, TestStatus::Skipped)?;
         let tests = inner.db.get_run(id)?.map(|r| r.tests).unwrap_or_default();
-        let status = Run::outcome(&tests);
+        let status = forced.unwrap_or_else(|| Run::outcome(&tests));
         inner.db.set_run_status(id, status)?;
         log.line(Tag::Harness, &format!("run {id} {}", status.as_str()));
         self.retire(id);
         Ok(())
+    }
+
+    /// Runs test `i` of `run`, recording its status; returns it.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site; a struct would only rename them"
+    )]
+    async fn run_test(
+        &self,
+        run: &Run,
+        i: usize,
+        log: &Arc<RunLog>,
+        cancel: &CancellationToken,
+        work: &std::path::Path,
+        extra_env: &[(String, String)],
+        announcements: Option<&Announcements>,
+    ) -> Result<TestStatus, HarnessError> {
+        let inner = &*self.inner;
+        let id = run.id;
+        let test = &run.tests[i];
+        let total = run.tests.len();
+        inner.db.set_test(id, i, TestStatus::Running, None, None)?;
+        self.emit_run(id);
+        log.line(
+            Tag::Harness,
+            &format!("start {} ({}/{total})", test.path, i + 1),
+        );
+        let on_stdout = |line: &str| {
+            let Some(announcements) = announcements else {
+                return;
+            };
+            match parse_announce(line) {
+                None => {}
+                Some(Ok(a)) => {
+                    let timeout = a.timeout.map_or(String::new(), |t| {
+                        format!(" within {}", humantime::format_duration(t))
+                    });
+                    log.line(
+                        Tag::Harness,
+                        &format!("will await {} callback(s) for {}{timeout}", a.count, a.key),
+                    );
+                    announcements.add(a);
+                }
+                Some(Err(why)) => log.line(
+                    Tag::Harness,
+                    &format!("ignored a malformed announce line: {why}"),
+                ),
+            }
+        };
+        let outcome = match self.spec_for(run, &test.path, work) {
+            Ok(mut spec) => {
+                spec.env.extend(extra_env.iter().cloned());
+                let db = &inner.db;
+                exec::run(
+                    &spec,
+                    log,
+                    cancel,
+                    |pgid| {
+                        if let Err(e) = db.set_test_pgid(id, i, pgid) {
+                            tracing::warn!(run = id, error = %e, "failed to record a test's process group");
+                        }
+                    },
+                    &on_stdout,
+                )
+                .await
+            }
+            Err(why) => {
+                log.line(Tag::Harness, &format!("error: {why}"));
+                exec::Outcome {
+                    status: TestStatus::Error,
+                    exit_code: None,
+                    duration: Duration::ZERO,
+                }
+            }
+        };
+        let exit = outcome
+            .exit_code
+            .map_or_else(|| "-".to_owned(), |c| c.to_string());
+        log.line(
+            Tag::Harness,
+            &format!(
+                "end {} {} exit={exit} in {:.3}s",
+                test.path,
+                outcome.status.as_str(),
+                outcome.duration.as_secs_f64()
+            ),
+        );
+        inner.db.set_test(
+            id,
+            i,
+            outcome.status,
+            outcome.exit_code,
+            Some(outcome.duration.as_millis() as u64),
+        )?;
+        self.emit_run(id);
+        Ok(outcome.status)
+    }
+
+    /// The await phase: waits for every announced key, then writes the callbacks file.
+    async fn await_phase(
+        &self,
+        run: &Run,
+        log: &Arc<RunLog>,
+        cancel: &CancellationToken,
+        announcements: &Announcements,
+        work: &std::path::Path,
+    ) -> Result<AwaitEnd, HarnessError> {
+        let inner = &*self.inner;
+        let id = run.id;
+        let wanted = announcements.take();
+        let started = tokio::time::Instant::now();
+        let started_wall = std::time::SystemTime::now();
+        let mut awaiting: Vec<Awaiting> = wanted
+            .iter()
+            .map(|a| {
+                let t = self.await_limit(a, log);
+                Awaiting {
+                    key: a.key.clone(),
+                    count: a.count,
+                    arrived: 0,
+                    deadline: humantime::format_rfc3339_millis(started_wall + t).to_string(),
+                }
+            })
+            .collect();
+        inner.db.set_phase(id, "awaiting", &awaiting)?;
+        self.emit_run(id);
+        if wanted.is_empty() {
+            log.line(Tag::Harness, "phase awaiting: no callbacks were announced");
+        } else {
+            log.line(
+                Tag::Harness,
+                &format!("phase awaiting: {} key(s)", wanted.len()),
+            );
+        }
+        let Some(sink) = inner.config.sink.clone() else {
+            log.line(Tag::Harness, "error: this server has no sink to wait on");
+            return Ok(AwaitEnd::TimedOut);
+        };
+        let on_error = |m: String| log.line(Tag::Harness, &m);
+        let mut waits = futures_util::stream::FuturesUnordered::new();
+        for (n, a) in wanted.iter().enumerate() {
+            let deadline = started + self.await_limit(a, log);
+            let sink = &sink;
+            let on_error = &on_error;
+            waits.push(async move {
+                (
+                    n,
+                    sink.wait(&a.key, a.count, deadline, cancel, on_error).await,
+                )
+            });
+        }
+        let mut missing = Vec::new();
+        while let Some((n, end)) = futures_util::StreamExt::next(&mut waits).await {
+            let a = &wanted[n];
+            match end {
+                KeyWait::Arrived(count) => {
+                    awaiting[n].arrived = count;
+                    log.line(
+                        Tag::Harness,
+                        &format!(
+                            "callback {} arrived ({count}/{}) after {:.3}s",
+                            a.key,
+                            a.count,
+                            started.elapsed().as_secs_f64()
+                        ),
+                    );
+                }
+                KeyWait::TimedOut(count) => {
+                    awaiting[n].arrived = count;
+                    missing.push(format!("{} ({count} of {} arrived)", a.key, a.count));
+                }
+                KeyWait::Cancelled => return Ok(AwaitEnd::Cancelled),
+            }
+            inner.db.set_phase(id, "awaiting", &awaiting)?;
+            self.emit_run(id);
+        }
+        if !missing.is_empty() {
+            log.line(
+                Tag::Harness,
+                &format!("timed out waiting for callbacks: {}", missing.join(", ")),
+            );
+            return Ok(AwaitEnd::TimedOut);
+        }
+        let mut records = Vec::with_capacity(wanted.len());
+        for a in &wanted {
+            let list = sink.records(&a.key).await.unwrap_or_else(|e| {
+                log.line(
+                    Tag::Harness,
+                    &format!("failed to read the callbacks of {}: {e}", a.key),
+                );
+                Vec::new()
+            });
+            records.push((a.key.clone(), list));
+        }
+        let file = work.join("callbacks.json");
+        std::fs::write(&file, callbacks_json(&records))?;
+        inner.db.set_phase(id, "validation", &awaiting)?;
+        self.emit_run(id);
+        log.line(
+            Tag::Harness,
+            &format!(
+                "phase validation: callbacks in {} (EVENTUAL_CALLBACKS)",
+                file.display()
+            ),
+        );
+        Ok(AwaitEnd::Arrived(file.display().to_string()))
+    }
+
+    /// How long to wait for one announced key.
+    fn await_limit(&self, a: &Announce, log: &RunLog) -> Duration {
+        match a.timeout {
+            Some(t) if t > MAX_AWAIT => {
+                log.line(
+                    Tag::Harness,
+                    &format!(
+                        "timeout={} for {} is longer than {}; waiting {} instead",
+                        humantime::format_duration(t),
+                        a.key,
+                        humantime::format_duration(MAX_AWAIT),
+                        humantime::format_duration(MAX_AWAIT)
+                    ),
+                );
+                MAX_AWAIT
+            }
+            Some(t) => t,
+            None => self.inner.config.await_timeout,
+        }
     }
 
     fn finish_cancelled(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
@@ -381,13 +645,39 @@ impl Harness {
         let argv: Vec<OsString> = match kind {
             Kind::Pytest => {
                 self.check_pytest()?;
-                vec!["python3".into(), "-m".into(), "pytest".into(), file.into()]
+                // tee-sys: prints (announce lines included) reach the log live and are still in
+                // pytest's failure report; no cache directory written into the catalog.
+                vec![
+                    "python3".into(),
+                    "-m".into(),
+                    "pytest".into(),
+                    "--capture=tee-sys".into(),
+                    "-p".into(),
+                    "no:cacheprovider".into(),
+                    file.into(),
+                ]
             }
             Kind::Python => vec!["python3".into(), file.into()],
             Kind::Shell => vec!["bash".into(), file.into()],
             Kind::Executable => vec![file.into()],
         };
         let config = &self.inner.config;
+        let mut env_extra = Vec::new();
+        // The sample tests' helper (`import eventual`) for every Python test, uploads included.
+        if let Some(lib) = config
+            .sample_tests
+            .as_ref()
+            .map(|d| d.join("_lib"))
+            .filter(|d| d.is_dir())
+            .and_then(|d| d.canonicalize().ok())
+        {
+            let mut path = lib.into_os_string();
+            if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+                path.push(":");
+                path.push(old);
+            }
+            env_extra.push(("PYTHONPATH".to_owned(), path.to_string_lossy().into_owned()));
+        }
         Ok(Spec {
             argv,
             cwd: work.to_owned(),
@@ -399,7 +689,12 @@ impl Harness {
                 ("EVENTUAL_KEY_PREFIX".into(), format!("run-{}.", run.id)),
                 // Python buffers stdout when it is a pipe; users expect to see lines live.
                 ("PYTHONUNBUFFERED".into(), "1".into()),
-            ],
+                // Keep `__pycache__` out of the catalog.
+                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+            ]
+            .into_iter()
+            .chain(env_extra)
+            .collect(),
             timeout: config.test_timeout,
             kill_grace: config.kill_grace,
         })

@@ -32,6 +32,6 @@ pub use error::{ApiError, Error};
 pub use record::Record;
 pub use routes::{AppState, router};
 pub use server::{Sink, serve};
-pub use store::{InsertError, KeySummary, Store};
+pub use store::{CountWait, InsertError, KeySummary, Store};
 pub use testing::TestSink;
 pub use wal::ReplayStats;

@@ -87,6 +87,17 @@ pub struct KeySummary {
     pub last_received_at: String,
 }
 
+/// How [`Store::wait_for_count`] ended; each carries how many records the key held then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountWait {
+    /// At least the wanted number arrived.
+    Reached(usize),
+    /// The deadline passed first.
+    TimedOut(usize),
+    /// The cancel token fired first.
+    Cancelled(usize),
+}
+
 /// How a wait ended.
 #[derive(Debug)]
 pub(crate) enum WaitEnd<T> {
@@ -304,6 +315,32 @@ impl Store {
                 .find(|r| r.seq == seq)
                 .map(|r| r.json.clone()),
         }
+    }
+
+    /// Waits until `key` holds at least `count` records — woken by the insert itself, never by
+    /// polling — or until `deadline` or `cancel`. For in-process users such as the harness.
+    pub async fn wait_for_count(
+        &self,
+        key: &str,
+        count: usize,
+        deadline: tokio::time::Instant,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> CountWait {
+        match self
+            .wait_until(key, deadline, cancel, |slot| {
+                (slot.len() >= count).then(|| slot.len())
+            })
+            .await
+        {
+            WaitEnd::Ready(n) => CountWait::Reached(n),
+            WaitEnd::TimedOut => CountWait::TimedOut(self.count(key)),
+            WaitEnd::ShuttingDown => CountWait::Cancelled(self.count(key)),
+        }
+    }
+
+    /// Every record of `key` as the JSON the API returns, oldest first.
+    pub fn records_json(&self, key: &str) -> Vec<Bytes> {
+        self.all(key)
     }
 
     /// Waits until `check` finds what it needs in `key`'s slot, the deadline passes, or `shutdown`

@@ -90,6 +90,11 @@ impl TestSink {
         self.client.callback_url(key)
     }
 
+    /// The store behind it, for in-process waits (e.g. a harness sharing this sink).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// A client for this sink.
     pub fn client(&self) -> &Client {
         &self.client

@@ -8,6 +8,7 @@ mod claims;
 mod envs;
 mod events;
 mod helpers;
+mod phased;
 mod restart;
 mod runs;
 mod supervision;

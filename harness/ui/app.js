@@ -1,0 +1,317 @@
+// Eventual's web UI: plain JavaScript, no build step, served from the binary.
+// Views (hash routes): #/ runs + forms, #/runs/ID run page, #/envs board, #/sink keys and records.
+// Live updates come from Server-Sent Events: /api/events (runs, envs) and /api/runs/ID/events.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const el = (tag, attrs = {}, ...kids) => {
+  const n = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") n.className = v;
+    else if (k.startsWith("on")) n.addEventListener(k.slice(2), v);
+    else if (v !== null && v !== undefined) n.setAttribute(k, v);
+  }
+  for (const kid of kids.flat()) n.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  return n;
+};
+
+async function api(path, options = {}) {
+  const res = await fetch(path, options);
+  const text = await res.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch { body = text; }
+  if (!res.ok) {
+    const err = new Error(body && body.error ? body.error.message : `HTTP ${res.status}`);
+    err.status = res.status;
+    err.code = body && body.error ? body.error.code : "";
+    err.fields = body && body.error ? body.error.fields || {} : {};
+    throw err;
+  }
+  return body;
+}
+
+const badge = (status) => el("span", { class: `badge ${status}` }, status.replace("_", " "));
+
+function duration(run) {
+  if (!run.started_at) return "";
+  const end = run.finished_at ? Date.parse(run.finished_at) : Date.now();
+  const s = Math.max(0, (end - Date.parse(run.started_at)) / 1000);
+  return s < 60 ? `${s.toFixed(1)}s` : `${Math.floor(s / 60)}m ${Math.round(s % 60)}s`;
+}
+
+// ---- live connection shared by the views --------------------------------------------------
+const listeners = new Set();
+let events = null;
+function connectEvents() {
+  events = new EventSource("/api/events");
+  events.onopen = () => { $("#live").textContent = "live"; };
+  events.onerror = () => { $("#live").textContent = "reconnecting…"; };
+  for (const kind of ["run", "env"]) {
+    events.addEventListener(kind, (e) => {
+      const data = JSON.parse(e.data);
+      for (const fn of listeners) fn(kind, data);
+    });
+  }
+}
+
+// ---- router -----------------------------------------------------------------------------
+let cleanup = () => {};
+function route() {
+  cleanup();
+  cleanup = () => {};
+  listeners.clear();
+  const hash = location.hash || "#/";
+  const main = $("#main");
+  main.replaceChildren();
+  for (const a of document.querySelectorAll("[data-nav]")) a.classList.remove("active");
+  let m;
+  if ((m = hash.match(/^#\/runs\/(\d+)/))) { mark("runs"); runPage(main, Number(m[1])); }
+  else if (hash.startsWith("#/envs")) { mark("envs"); envsPage(main); }
+  else if (hash.startsWith("#/sink")) { mark("sink"); sinkPage(main, decodeURIComponent(hash.slice(7))); }
+  else { mark("runs"); runsPage(main); }
+}
+const mark = (name) => $(`[data-nav=${name}]`).classList.add("active");
+const view = (id) => document.getElementById(id).content.cloneNode(true);
+
+// ---- runs table, new run form, upload form ------------------------------------------------
+function runsPage(main) {
+  main.append(view("runs-view"));
+  const body = $("#runs-body");
+  const rows = new Map();
+  const filters = { username: "", env_id: "", status: "" };
+  let oldest = null;
+
+  const matches = (run) =>
+    (!filters.username || run.username === filters.username) &&
+    (!filters.env_id || String(run.env_id) === filters.env_id) &&
+    (!filters.status || run.status === filters.status);
+
+  function rowFor(run) {
+    const tr = el("tr", { "data-run": run.id },
+      el("td", {}, el("a", { href: `#/runs/${run.id}` }, `#${run.id}`)),
+      el("td", {}, run.username),
+      el("td", {}, run.env_id),
+      el("td", { class: "tests-cell", title: run.tests.map((t) => t.path).join("\n") }, run.tests.map((t) => t.path).join(", ")),
+      el("td", { class: "status" }, badge(run.status)),
+      el("td", { class: "duration" }, duration(run)));
+    tr.run = run;
+    return tr;
+  }
+  function upsert(run, atTop) {
+    const old = rows.get(run.id);
+    if (!matches(run)) { if (old) { old.remove(); rows.delete(run.id); } return; }
+    const tr = rowFor(run);
+    if (old) old.replaceWith(tr);
+    else if (atTop) body.prepend(tr);
+    else body.append(tr);
+    rows.set(run.id, tr);
+  }
+  async function load(reset) {
+    if (reset) { body.replaceChildren(); rows.clear(); oldest = null; }
+    const q = new URLSearchParams({ limit: "50" });
+    for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
+    if (oldest) q.set("before", oldest);
+    const { runs } = await api(`/api/runs?${q}`);
+    for (const run of runs) upsert(run, false);
+    if (runs.length) oldest = runs[runs.length - 1].id;
+    $("#more").hidden = runs.length < 50;
+  }
+  $("#more").addEventListener("click", () => load(false));
+  $("#filters").addEventListener("submit", (e) => {
+    e.preventDefault();
+    const f = new FormData(e.target);
+    for (const k of Object.keys(filters)) filters[k] = String(f.get(k) || "").trim();
+    load(true);
+  });
+  listeners.add((kind, data) => { if (kind === "run") upsert(data, !rows.has(data.id)); });
+  const tick = setInterval(() => {
+    for (const tr of rows.values()) if (tr.run.status === "running") tr.querySelector(".duration").textContent = duration(tr.run);
+  }, 1000);
+  cleanup = () => clearInterval(tick);
+  load(true);
+  newRunForm();
+  uploadForm();
+}
+
+let catalog = [];
+async function loadCatalog() {
+  catalog = (await api("/api/tests")).tests;
+  const picker = $("#nr-tests");
+  if (!picker) return;
+  const chosen = new Set([...picker.querySelectorAll("input:checked")].map((i) => i.value));
+  const byDir = new Map();
+  for (const t of catalog) { if (!byDir.has(t.dir)) byDir.set(t.dir, []); byDir.get(t.dir).push(t); }
+  picker.replaceChildren(...[...byDir.entries()].map(([dir, tests]) =>
+    el("fieldset", {}, el("legend", {}, dir || "(top level)"),
+      tests.map((t) => el("label", { "data-path": t.path },
+        el("input", { type: "checkbox", name: "tests", value: t.path, ...(chosen.has(t.path) ? { checked: "" } : {}) }),
+        t.path.split("/").pop(),
+        t.tags.length ? el("small", { class: "tags" }, ` [${t.tags.join(", ")}]`) : "")))));
+  const dirs = $("#dirs");
+  if (dirs) dirs.replaceChildren(...[...byDir.keys()].filter(Boolean).map((d) => el("option", { value: d })));
+  filterTests();
+}
+function filterTests() {
+  const q = ($("#nr-search")?.value || "").toLowerCase();
+  for (const label of document.querySelectorAll("#nr-tests label")) label.hidden = !label.dataset.path.toLowerCase().includes(q);
+}
+
+function newRunForm() {
+  const form = $("#new-run");
+  api("/api/envs").then((envs) => { $("#nr-env").max = envs.length; $("#nr-env").placeholder = `1–${envs.length}`; });
+  $("#nr-search").addEventListener("input", filterTests);
+  loadCatalog();
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    for (const p of form.querySelectorAll(".field-error, .form-error")) p.textContent = "";
+    const f = new FormData(form);
+    const envText = String(f.get("env_id") || "");
+    const body = { username: String(f.get("username") || ""), env_id: envText === "" ? null : Number(envText), tests: f.getAll("tests") };
+    try {
+      const run = await api("/api/runs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+      location.hash = `#/runs/${run.id}`;
+    } catch (err) {
+      let placed = false;
+      for (const [field, msg] of Object.entries(err.fields || {})) {
+        const p = form.querySelector(`.field-error[data-for="${field}"]`);
+        if (p) { p.textContent = msg; placed = true; }
+      }
+      if (!placed) form.querySelector(".form-error").textContent = err.message;
+    }
+  });
+}
+
+function uploadForm() {
+  const form = $("#upload");
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const errorP = form.querySelector(".form-error"), okP = form.querySelector(".form-ok");
+    errorP.textContent = ""; okP.textContent = "";
+    const data = new FormData(form);
+    if (!data.get("overwrite")) data.delete("overwrite");
+    try {
+      const { path } = await api("/api/tests", { method: "POST", body: data });
+      okP.textContent = `Uploaded ${path}.`;
+      await loadCatalog();
+    } catch (err) {
+      const what = { 409: "Already exists", 413: "Too large", 415: "Not a supported kind", 422: "Not accepted" }[err.status];
+      errorP.textContent = what ? `${what}: ${err.message}` : err.message;
+    }
+  });
+}
+
+// ---- run page ---------------------------------------------------------------------------
+function runPage(main, id) {
+  main.append(view("run-view"));
+  const logPre = $("#log");
+  const follow = $("#follow");
+  let run = null;
+  logPre.addEventListener("scroll", () => {
+    // Scrolling up stops following; scrolling back to the bottom resumes it.
+    const atBottom = logPre.scrollHeight - logPre.scrollTop - logPre.clientHeight < 24;
+    follow.checked = atBottom;
+  });
+  function render(r) {
+    run = r;
+    for (const [k, v] of Object.entries({ id: `#${r.id}`, username: r.username, env_id: r.env_id, created_at: r.created_at, duration: duration(r), phase: r.phase || "—" }))
+      $(`[data-f=${k}]`).textContent = v;
+    const statusBadge = badge(r.status);
+    statusBadge.dataset.f = "status";
+    $("[data-f=status]").replaceWith(statusBadge);
+    $("#tests-body").replaceChildren(...r.tests.map((t, i) => el("tr", {},
+      el("td", {}, i + 1), el("td", {}, t.path), el("td", {}, badge(t.status)),
+      el("td", {}, t.exit_code ?? ""), el("td", {}, t.duration_ms != null ? `${(t.duration_ms / 1000).toFixed(3)}s` : ""))));
+    const aw = $("#awaiting");
+    aw.replaceChildren();
+    if (r.awaiting && r.awaiting.length) {
+      aw.append(el("h2", {}, "Awaited callbacks"), el("table", {},
+        el("thead", {}, el("tr", {}, el("th", {}, "Key"), el("th", {}, "Arrived"), el("th", {}, "Deadline"))),
+        el("tbody", {}, r.awaiting.map((a) => el("tr", {},
+          el("td", {}, el("a", { href: `#/sink/${encodeURIComponent(a.key)}` }, a.key)),
+          el("td", {}, `${a.arrived} / ${a.count}`), el("td", {}, a.deadline))))));
+    }
+    const finished = !["queued", "running"].includes(r.status);
+    $("#cancel").disabled = finished;
+  }
+  function appendLine(line) {
+    const m = line.match(/^(\S+) (out|err|---|\S+\/(?:out|err)) (.*)$/);
+    const div = m
+      ? el("div", { class: m[2] === "---" ? "h" : m[2].endsWith("err") ? "err" : "" }, el("span", { class: "ts" }, `${m[1]} `), `${m[2]} ${m[3]}`)
+      : el("div", {}, line);
+    logPre.append(div);
+    if (follow.checked) logPre.scrollTop = logPre.scrollHeight;
+  }
+  $("#cancel").addEventListener("click", async () => {
+    $("#cancel").disabled = true;
+    try { render(await api(`/api/runs/${id}/cancel`, { method: "POST" })); } catch (err) { alert(err.message); }
+  });
+  $("#rerun").addEventListener("click", async () => {
+    try { const r = await api(`/api/runs/${id}/rerun`, { method: "POST" }); location.hash = `#/runs/${r.id}`; } catch (err) { alert(err.message); }
+  });
+  const source = new EventSource(`/api/runs/${id}/events`);
+  source.addEventListener("run", (e) => render(JSON.parse(e.data)));
+  source.addEventListener("log", (e) => appendLine(e.data));
+  source.onerror = () => { source.close(); if (!run) api(`/api/runs/${id}`).then(render).catch((err) => { logPre.textContent = err.message; }); };
+  const tick = setInterval(() => { if (run && run.status === "running") $("[data-f=duration]").textContent = duration(run); }, 1000);
+  cleanup = () => { source.close(); clearInterval(tick); };
+}
+
+// ---- environments board -----------------------------------------------------------------
+function envsPage(main) {
+  main.append(view("envs-view"));
+  const board = $("#board");
+  const cards = new Map();
+  function card(env) {
+    const state = env.state;
+    const c = el("article", { class: `env ${state}`, "data-env": env.id, "aria-label": `Environment ${env.id}: ${state}` },
+      el("h3", {}, `Env ${env.id}`, badge(state)),
+      env.run_id ? el("p", {}, "run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : "") : el("p", {}, "\u00a0"),
+      env.since ? el("p", {}, `since ${new Date(env.since).toLocaleTimeString()}`) : el("p", {}, "\u00a0"),
+      el("p", { class: "queue" }, `queue: ${env.queued.length}`),
+      el("button", { type: "button", onclick: async () => {
+        const updated = await api(`/api/envs/${env.id}/${state === "paused" ? "resume" : "pause"}`, { method: "POST" });
+        put(updated);
+      } }, state === "paused" ? "Resume" : "Pause"));
+    return c;
+  }
+  function put(env) {
+    const c = card(env);
+    const old = cards.get(env.id);
+    if (old) old.replaceWith(c); else board.append(c);
+    cards.set(env.id, c);
+  }
+  api("/api/envs").then((envs) => envs.forEach(put));
+  listeners.add((kind, data) => { if (kind === "env") put(data); });
+}
+
+// ---- sink view --------------------------------------------------------------------------
+function sinkPage(main, selected) {
+  main.append(view("sink-view"));
+  const form = $("#sink-filter");
+  let source = null;
+  async function list(prefix) {
+    const { keys } = await api(`/callbacks?prefix=${encodeURIComponent(prefix)}&limit=500`);
+    $("#keys").replaceChildren(...(keys.length ? keys.map((k) => el("li", {},
+      el("a", { href: `#/sink/${encodeURIComponent(k.key)}`, class: k.key === selected ? "active" : "" }, el("span", {}, k.key), el("span", {}, k.count)))) : [el("li", { class: "empty" }, "no keys")]));
+  }
+  function show(key) {
+    $("#key-title").textContent = key;
+    const box = $("#records");
+    box.replaceChildren();
+    source = new EventSource(`/callbacks/${encodeURIComponent(key)}/events`);
+    source.addEventListener("callback", (e) => {
+      const r = JSON.parse(e.data);
+      box.append(el("div", { class: "record" },
+        el("header", {}, `seq ${r.seq} · ${r.method} · ${r.received_at} · ${r.content_type || "no content type"} · ${r.size} bytes`),
+        el("pre", {}, JSON.stringify(r.body !== undefined ? r.body : { body_base64: r.body_base64 }, null, 2))));
+    });
+  }
+  form.addEventListener("submit", (e) => { e.preventDefault(); list(String(new FormData(form).get("prefix") || "")); });
+  list("");
+  if (selected) show(selected);
+  cleanup = () => { if (source) source.close(); };
+}
+
+window.addEventListener("hashchange", route);
+connectEvents();
+route();
