@@ -267,9 +267,8 @@ async fn run_server(
             "replayed the callback log"
         );
     }
-    // The first line on stdout: scripts and tests read the port from it.
-    println!("listening on http://{addr}");
     let mut router = sink.router();
+    let mut harness_handle = None;
     if let Some(mut harness_config) = harness {
         if harness_config.sink_url.is_empty() {
             // The built-in sink: phased runs are woken by its inserts directly.
@@ -284,13 +283,28 @@ async fn run_server(
         }
         let harness =
             harness::Harness::open(harness_config).context("failed to open the harness")?;
-        router = router.merge(harness::router(harness));
+        router = router.merge(harness::router(harness.clone()));
+        harness_handle = Some(harness);
     }
+    // The first line on stdout, once everything is open: scripts and tests read the port from it.
+    println!("listening on http://{addr}");
     // Per-request spans cost the sink ~5 % of its throughput; only pay for them when they print.
     if tracing::enabled!(target: "tower_http::trace::on_request", tracing::Level::DEBUG) {
         router = router.layer(tower_http::trace::TraceLayer::new_for_http());
     }
-    sink::serve(listener, router, sink.shutdown_token(), stop_signal()).await?;
+    let stopping = harness_handle.clone();
+    let stop = async move {
+        stop_signal().await;
+        // Running tests are terminated now (not when the process exits) and their runs end
+        // `interrupted`; the harness's streams end so the server is not held open by followers.
+        if let Some(h) = stopping {
+            h.begin_stop();
+        }
+    };
+    sink::serve(listener, router, sink.shutdown_token(), stop).await?;
+    if let Some(h) = harness_handle {
+        h.stop().await;
+    }
     tracing::info!("stopped serving; flushing the callback log");
     sink.close().await?;
     Ok(ExitCode::SUCCESS)

@@ -434,7 +434,8 @@ async fn run_log(
     h.get_run(id)?;
     let follow = matches!(q.follow.as_deref(), Some("true" | "1"));
     let progress = if follow { h.log_progress(id) } else { None };
-    let stream = crate::logs::follow_file(h.log_path(id), progress);
+    let stream = crate::logs::follow_file(h.log_path(id), progress)
+        .take_until(h.stopping().cancelled_owned());
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -490,6 +491,7 @@ async fn run_events(
             }
         })
         .take_until(until_done);
+    let stopping = h.stopping();
     let last = futures_util::stream::once(async move {
         let run = h.get_run(id).ok();
         run.and_then(|r| SseEvent::default().event("run").json_data(&r).ok())
@@ -502,7 +504,8 @@ async fn run_events(
         } else {
             Box::pin(futures_util::stream::select(log_lines, run_changes).chain(last))
         };
-    Ok(Sse::new(head.chain(live)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    let stream = head.chain(live).take_until(stopping.cancelled_owned());
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
 async fn cancel_run(
@@ -555,6 +558,7 @@ async fn resume_env(
 }
 
 async fn events(State(h): State<Harness>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let stopping = h.stopping();
     let stream =
         tokio_stream::wrappers::BroadcastStream::new(h.subscribe()).filter_map(|e| async move {
             match e {
@@ -572,5 +576,5 @@ async fn events(State(h): State<Harness>) -> Sse<impl Stream<Item = Result<SseEv
                 Err(_) => None,
             }
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    Sse::new(stream.take_until(stopping.cancelled_owned())).keep_alive(KeepAlive::default())
 }

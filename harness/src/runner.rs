@@ -93,6 +93,9 @@ struct Inner {
     /// Held from giving a run its id to queueing it, so that ids are queue order: two concurrent
     /// submissions cannot be numbered in one order and queued in the other.
     admission: parking_lot::Mutex<()>,
+    /// Cancelled when the server stops: running runs end `interrupted`, nothing new starts, and
+    /// streams (events, log follows) end so the server can exit.
+    stopping: CancellationToken,
 }
 
 impl Harness {
@@ -112,6 +115,7 @@ impl Harness {
                 events: broadcast::channel(1024).0,
                 pytest_ok: OnceLock::new(),
                 admission: parking_lot::Mutex::new(()),
+                stopping: CancellationToken::new(),
                 config,
             }),
         };
@@ -259,6 +263,10 @@ impl Harness {
     }
 
     fn start(&self, id: i64) {
+        if self.inner.stopping.is_cancelled() {
+            // The server is going down: the run stays queued and goes on after the restart.
+            return;
+        }
         let harness = self.clone();
         tokio::spawn(async move {
             let env = harness
@@ -615,10 +623,56 @@ impl Harness {
 
     fn finish_cancelled(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
         self.inner.db.finish_open_tests(id, TestStatus::Skipped)?;
-        self.inner.db.set_run_status(id, RunStatus::Cancelled)?;
-        log.line(Tag::Harness, &format!("run {id} cancelled"));
+        if self.inner.stopping.is_cancelled() {
+            self.inner.db.set_run_status(id, RunStatus::Interrupted)?;
+            log.line(
+                Tag::Harness,
+                "interrupted: the server stopped while this run was running",
+            );
+        } else {
+            self.inner.db.set_run_status(id, RunStatus::Cancelled)?;
+            log.line(Tag::Harness, &format!("run {id} cancelled"));
+        }
         self.retire(id);
         Ok(())
+    }
+
+    /// A token cancelled when the server begins to stop.
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
+    /// Begins stopping: running runs are ended (their process groups terminated) and will be
+    /// `interrupted`; queued runs stay queued for the next start; streams end.
+    pub fn begin_stop(&self) {
+        self.inner.stopping.cancel();
+        for active in self.inner.active.iter() {
+            active.cancel.cancel();
+        }
+    }
+
+    /// Stops, waiting until every running run has its final status (bounded by the kill grace).
+    pub async fn stop(&self) {
+        self.begin_stop();
+        let running: Vec<watch::Receiver<bool>> = self
+            .inner
+            .active
+            .iter()
+            .filter(|a| {
+                matches!(
+                    self.inner.db.get_run(*a.key()),
+                    Ok(Some(Run {
+                        status: RunStatus::Running,
+                        ..
+                    }))
+                )
+            })
+            .map(|a| a.done.subscribe())
+            .collect();
+        let limit = self.inner.config.kill_grace + Duration::from_secs(10);
+        for mut done in running {
+            let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
+        }
     }
 
     /// The run has its final status: close its log, forget its switches, tell everyone.

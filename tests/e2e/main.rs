@@ -17,6 +17,7 @@
 mod cli;
 mod harness_restart;
 mod harness_serve;
+mod harness_stop;
 mod helpers;
 mod limits;
 mod retention;
