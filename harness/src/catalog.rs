@@ -149,9 +149,28 @@ pub enum UploadError {
     /// Already there and `overwrite` not set.
     #[error("{0}")]
     Exists(String),
+    /// An `eventual.toml` that does not validate: every problem.
+    #[error("{}", .0.join("; "))]
+    InvalidConfig(Vec<String>),
     /// The file system refused.
     #[error("failed to store the upload: {0}")]
     Io(#[from] io::Error),
+}
+
+/// The name of a directory's run configuration.
+pub(crate) const CONFIG_FILE: &str = "eventual.toml";
+
+/// A directory's `eventual.toml`, as `GET /api/tests` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConfigInfo {
+    /// The directory it configures (`""` at the top).
+    pub dir: String,
+    /// Its port names.
+    pub ports: Vec<String>,
+    /// Its scripts' names.
+    pub scripts: Vec<String>,
+    /// Problems, if it does not validate (a bundled file edited by hand).
+    pub problems: Vec<String>,
 }
 
 /// The two roots of the catalog.
@@ -181,6 +200,83 @@ impl Catalog {
         by_path.into_values().collect()
     }
 
+    /// Every `eventual.toml` in the catalog (uploads shadow bundled ones), by directory.
+    pub fn configs(&self) -> Vec<ConfigInfo> {
+        let mut by_dir = std::collections::BTreeMap::new();
+        for root in self.bundled.iter().chain(std::iter::once(&self.uploads)) {
+            collect_configs(root, root, &mut by_dir);
+        }
+        by_dir
+            .into_iter()
+            .map(
+                |(dir, text)| match crate::scripts::RunConfig::parse(&text) {
+                    Ok(c) => ConfigInfo {
+                        dir,
+                        ports: c.ports,
+                        scripts: c.scripts.into_keys().collect(),
+                        problems: Vec::new(),
+                    },
+                    Err(problems) => ConfigInfo {
+                        dir,
+                        ports: Vec::new(),
+                        scripts: Vec::new(),
+                        problems,
+                    },
+                },
+            )
+            .collect()
+    }
+
+    /// The configuration a run of `tests` uses: the `eventual.toml` of the deepest directory
+    /// that contains all of them, if any (uploads first at each level).
+    pub fn config_for(
+        &self,
+        tests: &[String],
+    ) -> Option<(String, Result<crate::scripts::RunConfig, Vec<String>>)> {
+        let dirs: Vec<Vec<&str>> = tests
+            .iter()
+            .map(|t| {
+                let mut parts: Vec<&str> = t.split('/').collect();
+                parts.pop();
+                parts
+            })
+            .collect();
+        let first = dirs.first()?;
+        let common = (0..first.len())
+            .take_while(|&i| dirs.iter().all(|d| d.get(i) == first.get(i)))
+            .count();
+        for depth in (0..=common).rev() {
+            let dir = first[..depth].join("/");
+            for root in std::iter::once(&self.uploads).chain(self.bundled.as_ref()) {
+                let file = if dir.is_empty() {
+                    root.join(CONFIG_FILE)
+                } else {
+                    root.join(&dir).join(CONFIG_FILE)
+                };
+                if let Ok(text) = fs::read_to_string(&file) {
+                    return Some((dir, crate::scripts::RunConfig::parse(&text)));
+                }
+            }
+        }
+        None
+    }
+
+    /// The absolute directory of the `eventual.toml` that [`Catalog::config_for`] finds.
+    pub fn config_dir(&self, tests: &[String]) -> Option<PathBuf> {
+        let (dir, _) = self.config_for(tests)?;
+        std::iter::once(&self.uploads)
+            .chain(self.bundled.as_ref())
+            .map(|root| {
+                if dir.is_empty() {
+                    root.clone()
+                } else {
+                    root.join(&dir)
+                }
+            })
+            .find(|d| d.join(CONFIG_FILE).is_file())
+            .and_then(|d| d.canonicalize().ok())
+    }
+
     /// The file of a test, if it exists in either root (uploads first).
     pub fn resolve(&self, path: &TestPath) -> Option<PathBuf> {
         std::iter::once(&self.uploads)
@@ -202,7 +298,13 @@ impl Catalog {
                 "the file name {name:?} contains `/`: put directories in `dir`"
             )));
         }
-        if !Kind::uploadable(name) {
+        let is_config = name == CONFIG_FILE;
+        if is_config {
+            let text = std::str::from_utf8(contents).map_err(|_| {
+                UploadError::InvalidConfig(vec!["eventual.toml is not UTF-8 text".into()])
+            })?;
+            crate::scripts::RunConfig::parse(text).map_err(UploadError::InvalidConfig)?;
+        } else if !Kind::uploadable(name) {
             return Err(UploadError::Unsupported(format!(
                 "{name:?} is not a test kind that can be uploaded: use a `.py` (pytest for test_*.py / *_test.py) or `.sh` file"
             )));
@@ -219,7 +321,11 @@ impl Catalog {
             format!("{dir}/{name}")
         };
         let path = TestPath::parse(&full).map_err(UploadError::InvalidPath)?;
-        let exists = self.resolve(&path).is_some();
+        let exists = if is_config {
+            self.uploads.join(path.as_str()).exists()
+        } else {
+            self.resolve(&path).is_some()
+        };
         if exists && !overwrite {
             return Err(UploadError::Exists(format!(
                 "{} already exists: send overwrite=true to replace it",
@@ -309,6 +415,27 @@ fn walk(
                     uploaded,
                 },
             );
+        }
+    }
+}
+
+fn collect_configs(root: &Path, dir: &Path, out: &mut std::collections::BTreeMap<String, String>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') || name.starts_with('_') {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            collect_configs(root, &path, out);
+        } else if name == CONFIG_FILE {
+            if let (Ok(text), Ok(rel)) = (fs::read_to_string(&path), dir.strip_prefix(root)) {
+                out.insert(rel.to_string_lossy().into_owned(), text);
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ CREATE TABLE run_tests (
     "ALTER TABLE runs ADD COLUMN prep_count INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE runs ADD COLUMN phase TEXT;
      ALTER TABLE runs ADD COLUMN awaiting TEXT;",
+    // Services in a run: the states of its eventual.toml scripts, as JSON.
+    "ALTER TABLE runs ADD COLUMN scripts TEXT;",
 ];
 
 /// Filters of `GET /api/runs`.
@@ -144,6 +146,7 @@ impl Db {
             finished_at: None,
             phase: None,
             awaiting: Vec::new(),
+            scripts: Vec::new(),
         })
     }
 
@@ -154,6 +157,20 @@ impl Db {
             params![id],
             |r| r.get(0),
         )
+    }
+
+    /// Records the states of a run's scripts.
+    pub(crate) fn set_scripts(
+        &self,
+        id: i64,
+        scripts: &[crate::services::ScriptView],
+    ) -> DbResult<()> {
+        let scripts = serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into());
+        self.conn.lock().execute(
+            "UPDATE runs SET scripts = ?2 WHERE id = ?1",
+            params![id, scripts],
+        )?;
+        Ok(())
     }
 
     /// Records a phased run's phase and awaited keys.
@@ -176,7 +193,7 @@ impl Db {
         let conn = self.conn.lock();
         let run = conn
             .query_row(
-                "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting FROM runs WHERE id = ?1",
+                "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting, scripts FROM runs WHERE id = ?1",
                 params![id],
                 row_to_run,
             )
@@ -190,7 +207,7 @@ impl Db {
     pub(crate) fn list_runs(&self, filter: &RunFilter) -> DbResult<Vec<Run>> {
         let conn = self.conn.lock();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting FROM runs
+            "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting, scripts FROM runs
              WHERE (?1 IS NULL OR env_id = ?1) AND (?2 IS NULL OR username = ?2)
                AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4)
              ORDER BY id DESC LIMIT ?5",
@@ -314,6 +331,10 @@ fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         phase: row.get(7)?,
         awaiting: row
             .get::<_, Option<String>>(8)?
+            .and_then(|a| serde_json::from_str(&a).ok())
+            .unwrap_or_default(),
+        scripts: row
+            .get::<_, Option<String>>(9)?
             .and_then(|a| serde_json::from_str(&a).ok())
             .unwrap_or_default(),
     })

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Fields failed validation; every problem is listed.
     #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<(String, String)>),
+    /// An `eventual.toml` that does not validate; every problem is listed.
+    #[error("eventual.toml is not valid: {}", .0.join("; "))]
+    InvalidConfig(Vec<String>),
     /// A bad name or directory on upload.
     #[error("{0}")]
     InvalidPath(String),
@@ -52,6 +55,7 @@ impl ApiError {
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
             Self::InvalidPath(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_path"),
+            Self::InvalidConfig(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_config"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
@@ -85,6 +89,9 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::InvalidConfig(problems) = &self {
+            body["error"]["problems"] = json!(problems);
+        }
         if let Self::Invalid(fields) = &self {
             body["error"]["fields"] = fields
                 .iter()

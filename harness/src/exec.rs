@@ -48,6 +48,8 @@ pub(crate) struct Spec {
     pub(crate) timeout: Duration,
     /// Between SIGTERM and SIGKILL.
     pub(crate) kill_grace: Duration,
+    /// Log tags for stdout and stderr in place of `out`/`err` (a script's `sut/out`).
+    pub(crate) tags: Option<(String, String)>,
 }
 
 /// How a test ended.
@@ -132,7 +134,7 @@ pub(crate) async fn run(
                 if got == 0 {
                     open = false;
                 } else {
-                    write_batch(log, &mut batch, on_stdout);
+                    write_batch(log, &mut batch, on_stdout, spec.tags.as_ref());
                 }
             }
             status = child.wait(), if exit.is_none() => {
@@ -166,7 +168,7 @@ pub(crate) async fn run(
     while open {
         tokio::select! {
             got = rx.recv_many(&mut batch, 256) => {
-                if got == 0 { open = false } else { write_batch(log, &mut batch, on_stdout) }
+                if got == 0 { open = false } else { write_batch(log, &mut batch, on_stdout, spec.tags.as_ref()) }
             }
             () = tokio::time::sleep_until(drain_until) => {
                 log.line(Tag::Harness, "output still open after the test ended (a process outside its group holds it); stopped reading");
@@ -220,13 +222,16 @@ fn write_batch(
     log: &RunLog,
     batch: &mut Vec<(Stream, Vec<u8>)>,
     on_stdout: &(dyn Fn(&str) + Send + Sync),
+    tags: Option<&(String, String)>,
 ) {
-    let texts: Vec<(Tag, String)> = batch
+    let texts: Vec<(Tag<'_>, String)> = batch
         .drain(..)
         .map(|(stream, bytes)| {
-            let tag = match stream {
-                Stream::Out => Tag::Out,
-                Stream::Err => Tag::Err,
+            let tag = match (stream, tags) {
+                (Stream::Out, None) => Tag::Out,
+                (Stream::Err, None) => Tag::Err,
+                (Stream::Out, Some((out, _))) => Tag::Named(out),
+                (Stream::Err, Some((_, err))) => Tag::Named(err),
             };
             (tag, String::from_utf8_lossy(&bytes).into_owned())
         })

@@ -8,6 +8,8 @@
 //! - `runner.rs` — the core: create, start, execute, cancel, recover after a restart.
 //! - `exec.rs` — one supervised test process: process group, timeout, leftovers.
 //! - `phases.rs` — phased runs: announce lines, waiting on the sink, the callbacks file.
+//! - `scripts.rs` — `eventual.toml`: scripts beside the tests, parsed and validated whole.
+//! - `services.rs` — running those scripts around the tests: dependency graph, probes, ending.
 //! - `logs.rs` — per-run log files and followers woken as they grow.
 //! - `db.rs` — SQLite history (WAL, migrations).
 //! - `routes.rs` — the HTTP API (`router()`); `error.rs` — its error body.
@@ -25,8 +27,10 @@ mod model;
 mod phases;
 mod routes;
 mod runner;
+mod scripts;
+mod services;
 
-pub use catalog::{Catalog, Kind, TestInfo, TestPath};
+pub use catalog::{Catalog, ConfigInfo, Kind, TestInfo, TestPath};
 pub use claims::{Claim, Envs};
 pub use config::Config;
 pub use db::RunFilter;
@@ -35,3 +39,5 @@ pub use model::{EnvView, Run, RunStatus, RunTest, TestStatus};
 pub use phases::{Awaiting, SinkAccess};
 pub use routes::router;
 pub use runner::{Event, Harness, HarnessError};
+pub use scripts::{Probe, RunConfig, Script};
+pub use services::ScriptView;

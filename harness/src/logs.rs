@@ -39,21 +39,24 @@ struct Writer {
 
 /// Who wrote a line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Tag {
+pub(crate) enum Tag<'a> {
     /// The test's stdout.
     Out,
     /// The test's stderr.
     Err,
     /// The harness.
     Harness,
+    /// A script's stream (`sut/out`).
+    Named(&'a str),
 }
 
-impl Tag {
-    fn as_str(self) -> &'static str {
+impl<'a> Tag<'a> {
+    fn as_str(self) -> &'a str {
         match self {
             Self::Out => "out",
             Self::Err => "err",
             Self::Harness => "---",
+            Self::Named(name) => name,
         }
     }
 }
@@ -77,12 +80,12 @@ impl RunLog {
     }
 
     /// Appends one line now (timestamped) and makes it visible to followers.
-    pub(crate) fn line(&self, tag: Tag, text: &str) {
+    pub(crate) fn line(&self, tag: Tag<'_>, text: &str) {
         self.lines(std::iter::once((tag, text)));
     }
 
     /// Appends several lines and makes them visible with one flush.
-    pub(crate) fn lines<'a>(&self, lines: impl IntoIterator<Item = (Tag, &'a str)>) {
+    pub(crate) fn lines<'a>(&self, lines: impl IntoIterator<Item = (Tag<'a>, &'a str)>) {
         let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let mut w = self.file.lock();
         let mut result = Ok(());

@@ -117,6 +117,8 @@ pub struct Run {
     /// For a phased run: the announced keys, how many records each needs and has, and when the
     /// wait for it gives up.
     pub awaiting: Vec<crate::phases::Awaiting>,
+    /// With an `eventual.toml`: its scripts' states, exit codes and times.
+    pub scripts: Vec<crate::services::ScriptView>,
 }
 
 impl Run {

@@ -132,7 +132,7 @@ async fn require_token(State(h): State<Harness>, request: Request, next: Next) -
 }
 
 async fn list_tests(State(h): State<Harness>) -> Json<Value> {
-    Json(serde_json::json!({ "tests": h.catalog().list() }))
+    Json(serde_json::json!({ "tests": h.catalog().list(), "configs": h.catalog().configs() }))
 }
 
 async fn test_source(
@@ -245,6 +245,7 @@ async fn upload_test(
         Err(UploadError::InvalidPath(m)) => Err(ApiError::InvalidPath(m)),
         Err(UploadError::Unsupported(m)) => Err(ApiError::Unsupported(m)),
         Err(UploadError::Exists(m)) => Err(ApiError::Conflict(m)),
+        Err(UploadError::InvalidConfig(problems)) => Err(ApiError::InvalidConfig(problems)),
         Err(UploadError::Io(e)) => Err(ApiError::Internal(e.to_string())),
     }
 }

@@ -322,9 +322,66 @@ impl Harness {
             .join(id.to_string())
             .join("work");
         std::fs::create_dir_all(&work)?;
+        let paths: Vec<String> = run.tests.iter().map(|t| t.path.clone()).collect();
+        let status = match inner.catalog.config_for(&paths) {
+            None => {
+                self.run_tests(&run, &log, &cancel, &work, Vec::new())
+                    .await?
+            }
+            Some((dir, Err(problems))) => {
+                log.line(
+                    Tag::Harness,
+                    &format!(
+                        "error: {}/eventual.toml is not valid: {}",
+                        if dir.is_empty() { "." } else { &dir },
+                        problems.join("; ")
+                    ),
+                );
+                Some(RunStatus::Error)
+            }
+            Some((dir, Ok(config))) => {
+                log.line(
+                    Tag::Harness,
+                    &format!(
+                        "using {}/eventual.toml: scripts {}",
+                        if dir.is_empty() { "." } else { &dir },
+                        config
+                            .scripts
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                );
+                crate::services::run(self, &run, &config, &log, &cancel, &work).await?
+            }
+        };
+        if cancel.is_cancelled() && status.is_none_or(|s| s == RunStatus::Cancelled) {
+            return self.finish_cancelled(id, &log);
+        }
+        inner.db.finish_open_tests(id, TestStatus::Skipped)?;
+        let tests = inner.db.get_run(id)?.map(|r| r.tests).unwrap_or_default();
+        let status = status.unwrap_or_else(|| Run::outcome(&tests));
+        inner.db.set_run_status(id, status)?;
+        log.line(Tag::Harness, &format!("run {id} {}", status.as_str()));
+        self.retire(id);
+        Ok(())
+    }
+
+    /// The run's tests, phases included. Returns a status that overrides the tests' own
+    /// outcome (a failed preparation, a missed callback), if any.
+    pub(crate) async fn run_tests(
+        &self,
+        run: &Run,
+        log: &Arc<RunLog>,
+        cancel: &CancellationToken,
+        work: &std::path::Path,
+        mut extra_env: Vec<(String, String)>,
+    ) -> Result<Option<RunStatus>, HarnessError> {
+        let inner = &*self.inner;
+        let id = run.id;
         let prep = inner.db.prep_count(id)?.min(run.tests.len());
         let announcements = Announcements::default();
-        let mut extra_env = Vec::new();
         let mut forced = None;
         if prep > 0 {
             inner.db.set_phase(id, "preparation", &[])?;
@@ -339,7 +396,7 @@ impl Harness {
             }
             if prep > 0 && i == prep {
                 match self
-                    .await_phase(&run, &log, &cancel, &announcements, &work)
+                    .await_phase(run, log, cancel, &announcements, work)
                     .await?
                 {
                     AwaitEnd::Arrived(file) => {
@@ -355,11 +412,11 @@ impl Harness {
             let is_prep = i < prep;
             let outcome = self
                 .run_test(
-                    &run,
+                    run,
                     i,
-                    &log,
-                    &cancel,
-                    &work,
+                    log,
+                    cancel,
+                    work,
                     &extra_env,
                     is_prep.then_some(&announcements),
                 )
@@ -376,22 +433,13 @@ impl Harness {
         // A run whose tests are all preparation tests still waits for what they started.
         if prep > 0 && prep == run.tests.len() && forced.is_none() && !cancel.is_cancelled() {
             if let AwaitEnd::TimedOut = self
-                .await_phase(&run, &log, &cancel, &announcements, &work)
+                .await_phase(run, log, cancel, &announcements, work)
                 .await?
             {
                 forced = Some(RunStatus::TimedOut);
             }
         }
-        if cancel.is_cancelled() {
-            return self.finish_cancelled(id, &log);
-        }
-        inner.db.finish_open_tests(id, TestStatus::Skipped)?;
-        let tests = inner.db.get_run(id)?.map(|r| r.tests).unwrap_or_default();
-        let status = forced.unwrap_or_else(|| Run::outcome(&tests));
-        inner.db.set_run_status(id, status)?;
-        log.line(Tag::Harness, &format!("run {id} {}", status.as_str()));
-        self.retire(id);
-        Ok(())
+        Ok(forced)
     }
 
     /// Runs test `i` of `run`, recording its status; returns it.
@@ -716,7 +764,30 @@ impl Harness {
             Kind::Executable => vec![file.into()],
         };
         let config = &self.inner.config;
-        let mut env_extra = Vec::new();
+        Ok(Spec {
+            argv,
+            cwd: work.to_owned(),
+            env: self.base_env(run),
+            timeout: config.test_timeout,
+            kill_grace: config.kill_grace,
+            tags: None,
+        })
+    }
+
+    /// The variables every test and script of `run` gets.
+    pub(crate) fn base_env(&self, run: &Run) -> Vec<(String, String)> {
+        let config = &self.inner.config;
+        let mut env = vec![
+            ("EVENTUAL_RUN_ID".into(), run.id.to_string()),
+            ("EVENTUAL_ENV_ID".into(), run.env_id.to_string()),
+            ("EVENTUAL_USERNAME".into(), run.username.clone()),
+            ("EVENTUAL_SINK_URL".into(), config.sink_url.clone()),
+            ("EVENTUAL_KEY_PREFIX".into(), format!("run-{}.", run.id)),
+            // Python buffers stdout when it is a pipe; users expect to see lines live.
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+            // Keep `__pycache__` out of the catalog.
+            ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
+        ];
         // The sample tests' helper (`import eventual`) for every Python test, uploads included.
         if let Some(lib) = config
             .sample_tests
@@ -730,28 +801,22 @@ impl Harness {
                 path.push(":");
                 path.push(old);
             }
-            env_extra.push(("PYTHONPATH".to_owned(), path.to_string_lossy().into_owned()));
+            env.push(("PYTHONPATH".to_owned(), path.to_string_lossy().into_owned()));
         }
-        Ok(Spec {
-            argv,
-            cwd: work.to_owned(),
-            env: vec![
-                ("EVENTUAL_RUN_ID".into(), run.id.to_string()),
-                ("EVENTUAL_ENV_ID".into(), run.env_id.to_string()),
-                ("EVENTUAL_USERNAME".into(), run.username.clone()),
-                ("EVENTUAL_SINK_URL".into(), config.sink_url.clone()),
-                ("EVENTUAL_KEY_PREFIX".into(), format!("run-{}.", run.id)),
-                // Python buffers stdout when it is a pipe; users expect to see lines live.
-                ("PYTHONUNBUFFERED".into(), "1".into()),
-                // Keep `__pycache__` out of the catalog.
-                ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
-            ]
-            .into_iter()
-            .chain(env_extra)
-            .collect(),
-            timeout: config.test_timeout,
-            kill_grace: config.kill_grace,
-        })
+        env
+    }
+
+    /// The run's settings (for the services module).
+    pub(crate) fn settings(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Records a run's script states and tells followers.
+    pub(crate) fn set_scripts(&self, id: i64, scripts: &[crate::services::ScriptView]) {
+        if let Err(e) = self.inner.db.set_scripts(id, scripts) {
+            tracing::warn!(run = id, error = %e, "failed to record script states");
+        }
+        self.emit_run(id);
     }
 
     fn check_pytest(&self) -> Result<(), String> {

@@ -11,4 +11,5 @@ mod helpers;
 mod phased;
 mod restart;
 mod runs;
+mod services;
 mod supervision;

@@ -1,0 +1,544 @@
+//! Services in a run (SPEC "Services in a run"): the scripts of an `eventual.toml` run beside the
+//! tests as a dependency graph over script states.
+//!
+//! # Design
+//! - Every script (and `tests`, the implicit script for the run's tests) is a task that waits for
+//!   its `after` entries on a shared board of states. A state change bumps a watch channel; a
+//!   waiter subscribes *before* it reads the board, so no change is missed, and nothing polls.
+//! - Scripts are supervised processes (`exec.rs`: own process group, timeout, SIGTERM → grace →
+//!   SIGKILL, leftovers killed), logging as `NAME/out` and `NAME/err`.
+//! - Readiness probes are the one place that retries on a timer: an outside process gives no
+//!   event when it starts listening, so the probe is tried every 100 ms until `ready_timeout`.
+//! - When `tests` ends, services still running are stopped (and end `passed`); scripts that come
+//!   after `tests` then run; the run ends once every script is terminal. A cancel stops
+//!   everything and lets only `ignore_abort` scripts whose `after` can still be met run.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures_util::{StreamExt, stream::FuturesUnordered};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    exec::{self, Spec},
+    logs::{RunLog, Tag},
+    model::{Run, RunStatus, TestStatus, now_rfc3339},
+    runner::{Harness, HarnessError},
+    scripts::{Probe, RunConfig, Script, TESTS},
+};
+
+/// One script's state as the run JSON shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptView {
+    /// Its name (`tests` for the run's tests).
+    pub name: String,
+    /// `pending`, `waiting`, `running`, `ready`, `passed`, `failed`, `timed_out`, `cancelled`,
+    /// `skipped`.
+    pub state: String,
+    /// Exit code once it exited by itself.
+    pub exit_code: Option<i32>,
+    /// When it started.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+}
+
+fn terminal(state: &str) -> bool {
+    matches!(
+        state,
+        "passed" | "failed" | "timed_out" | "cancelled" | "skipped" | "error"
+    )
+}
+
+/// The shared board of states.
+struct Board {
+    harness: Harness,
+    run_id: i64,
+    views: Mutex<Vec<ScriptView>>,
+    changed: watch::Sender<u64>,
+}
+
+impl Board {
+    fn set(&self, name: &str, state: &str, exit_code: Option<i32>) {
+        let snapshot = {
+            let mut views = self.views.lock();
+            if let Some(v) = views.iter_mut().find(|v| v.name == name) {
+                v.state = state.to_owned();
+                if exit_code.is_some() {
+                    v.exit_code = exit_code;
+                }
+                if state == "running" && v.started_at.is_none() {
+                    v.started_at = Some(now_rfc3339());
+                }
+                if terminal(state) {
+                    v.finished_at = Some(now_rfc3339());
+                }
+            }
+            views.clone()
+        };
+        self.harness.set_scripts(self.run_id, &snapshot);
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn states(&self) -> HashMap<String, String> {
+        self.views
+            .lock()
+            .iter()
+            .map(|v| (v.name.clone(), v.state.clone()))
+            .collect()
+    }
+}
+
+enum Gate {
+    Met,
+    Never(String),
+    Wait,
+}
+
+fn gate(after: &BTreeMap<String, Vec<String>>, states: &HashMap<String, String>) -> Gate {
+    let mut met = true;
+    for (dep, wanted) in after {
+        let state = states.get(dep).map_or("pending", String::as_str);
+        if wanted.iter().any(|w| w == state) {
+            continue;
+        }
+        met = false;
+        if terminal(state) {
+            return Gate::Never(format!("{dep} is {state}, not {}", wanted.join("/")));
+        }
+    }
+    if met { Gate::Met } else { Gate::Wait }
+}
+
+/// What the run's scripts decided, for the final status.
+struct Shared {
+    tests_forced: Mutex<Option<RunStatus>>,
+}
+
+/// Runs `config`'s scripts and the run's tests; returns a status overriding the tests' outcome.
+pub(crate) async fn run(
+    harness: &Harness,
+    run: &Run,
+    config: &RunConfig,
+    log: &Arc<RunLog>,
+    cancel: &CancellationToken,
+    work: &std::path::Path,
+) -> Result<Option<RunStatus>, HarnessError> {
+    let mut env = harness.base_env(run);
+    let mut ports = Vec::new();
+    for name in &config.ports {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        ports.push((name.clone(), port.to_string()));
+    }
+    if !ports.is_empty() {
+        let list: Vec<String> = ports.iter().map(|(n, p)| format!("{n}={p}")).collect();
+        log.line(Tag::Harness, &format!("ports: {}", list.join(" ")));
+    }
+    // Scripts run in the run's working directory; this says where their catalog directory (the
+    // one holding eventual.toml, and whatever files the scripts need) is. Tests get it too.
+    let paths: Vec<String> = run.tests.iter().map(|t| t.path.clone()).collect();
+    if let Some(dir) = harness.catalog().config_dir(&paths) {
+        ports.push(("EVENTUAL_CONFIG_DIR".into(), dir.display().to_string()));
+    }
+    env.extend(ports.iter().cloned());
+    let mut names: Vec<String> = config.scripts.keys().cloned().collect();
+    names.push(TESTS.to_owned());
+    let board = Arc::new(Board {
+        harness: harness.clone(),
+        run_id: run.id,
+        views: Mutex::new(
+            names
+                .iter()
+                .map(|n| ScriptView {
+                    name: n.clone(),
+                    state: "pending".into(),
+                    exit_code: None,
+                    started_at: None,
+                    finished_at: None,
+                })
+                .collect(),
+        ),
+        changed: watch::channel(0).0,
+    });
+    let shared = Shared {
+        tests_forced: Mutex::new(None),
+    };
+    let tests_started = CancellationToken::new();
+    let tests_done = CancellationToken::new();
+    let ctx = Ctx {
+        harness,
+        run,
+        config,
+        log,
+        cancel,
+        work,
+        env: &env,
+        ports: &ports,
+        board: &board,
+        tests_started: &tests_started,
+        tests_done: &tests_done,
+        shared: &shared,
+    };
+    let mut tasks = FuturesUnordered::new();
+    for script in config.scripts.values() {
+        tasks.push(Box::pin(ctx.script(script))
+            as std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<(), HarnessError>> + Send + '_>,
+            >);
+    }
+    tasks.push(Box::pin(ctx.tests()));
+    while let Some(result) = tasks.next().await {
+        result?;
+    }
+    if cancel.is_cancelled() {
+        return Ok(Some(RunStatus::Cancelled));
+    }
+    let views = board.views.lock().clone();
+    let failed_script = views
+        .iter()
+        .filter(|v| v.name != TESTS)
+        .find(|v| v.state == "failed" || v.state == "timed_out");
+    Ok(match failed_script {
+        Some(v) if v.state == "timed_out" => Some(RunStatus::TimedOut),
+        Some(_) => Some(RunStatus::Failed),
+        None => *shared.tests_forced.lock(),
+    })
+}
+
+struct Ctx<'a> {
+    harness: &'a Harness,
+    run: &'a Run,
+    config: &'a RunConfig,
+    log: &'a Arc<RunLog>,
+    cancel: &'a CancellationToken,
+    work: &'a std::path::Path,
+    env: &'a [(String, String)],
+    ports: &'a [(String, String)],
+    board: &'a Board,
+    tests_started: &'a CancellationToken,
+    tests_done: &'a CancellationToken,
+    shared: &'a Shared,
+}
+
+impl Ctx<'_> {
+    /// Waits until `after` is met (`Ok`) or can no longer be (`Err(why)`).
+    async fn wait_gate(
+        &self,
+        name: &str,
+        after: &BTreeMap<String, Vec<String>>,
+        ignore_abort: bool,
+    ) -> Result<(), String> {
+        loop {
+            // Subscribe first, then read: a change in between is not missed.
+            let mut changed = self.board.changed.subscribe();
+            if self.cancel.is_cancelled() && !ignore_abort {
+                return Err("the run was cancelled".into());
+            }
+            let after_tests = self.config.waits_on_tests(name) || name == TESTS;
+            if self.tests_done.is_cancelled() && !after_tests {
+                return Err("the tests have ended".into());
+            }
+            let states = self.board.states();
+            // Scripts that come after `tests` (cleanup) start only once the services are down.
+            let services_up = name != TESTS
+                && after_tests
+                && self.config.scripts.keys().any(|s| {
+                    !self.config.waits_on_tests(s) && !states.get(s).is_some_and(|st| terminal(st))
+                });
+            match gate(after, &states) {
+                Gate::Met if services_up => {}
+                Gate::Met => return Ok(()),
+                Gate::Never(why) => return Err(why),
+                Gate::Wait => {}
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                () = self.cancel.cancelled(), if !ignore_abort => {}
+                () = self.tests_done.cancelled(), if !after_tests => {}
+            }
+        }
+    }
+
+    async fn script(&self, script: &Script) -> Result<(), HarnessError> {
+        let name = script.name.as_str();
+        self.board.set(name, "waiting", None);
+        if let Err(why) = self
+            .wait_gate(name, &script.after, script.ignore_abort)
+            .await
+        {
+            let state = if self.cancel.is_cancelled() && !script.ignore_abort {
+                "cancelled"
+            } else {
+                "skipped"
+            };
+            self.log
+                .line(Tag::Harness, &format!("script {name} {state}: {why}"));
+            self.board.set(name, state, None);
+            return Ok(());
+        }
+        let stop = CancellationToken::new();
+        let spec = Spec {
+            argv: vec!["bash".into(), "-c".into(), script.run.clone().into()],
+            cwd: self.work.to_owned(),
+            env: self.env.to_vec(),
+            timeout: script.timeout,
+            kill_grace: self.harness.settings().kill_grace,
+            tags: Some((format!("{name}/out"), format!("{name}/err"))),
+        };
+        self.log.line(
+            Tag::Harness,
+            &format!("script {name} starts: {}", script.run),
+        );
+        self.board.set(name, "running", None);
+        let started = Instant::now();
+        let is_service = self
+            .config
+            .after_of(TESTS)
+            .get(name)
+            .is_some_and(|states| states.iter().any(|s| s == "running" || s == "ready"));
+        let probe_timed_out = std::sync::atomic::AtomicBool::new(false);
+        let stopped_by_tests = std::sync::atomic::AtomicBool::new(false);
+        let stops_with_tests = !self.config.waits_on_tests(name);
+        let watch_stops = async {
+            tokio::select! {
+                () = self.cancel.cancelled(), if !script.ignore_abort => {}
+                () = self.tests_done.cancelled(), if stops_with_tests => {
+                    stopped_by_tests.store(true, std::sync::atomic::Ordering::Relaxed);
+                    self.log.line(Tag::Harness, &format!("stopping {name}: the tests have ended"));
+                }
+                () = self.probe(script, &stop, &probe_timed_out) => return,
+            }
+            stop.cancel();
+        };
+        let process = exec::run(&spec, self.log, &stop, |_| {}, &|_| {});
+        tokio::pin!(process);
+        let outcome = tokio::select! {
+            outcome = &mut process => outcome,
+            // The watcher has stopped the script (or its probe gave up): wait for its end.
+            () = watch_stops => process.await,
+        };
+        let exit = outcome.exit_code;
+        let state = if probe_timed_out.load(std::sync::atomic::Ordering::Relaxed) {
+            "timed_out"
+        } else {
+            match outcome.status {
+                TestStatus::TimedOut => "timed_out",
+                TestStatus::Cancelled
+                    if stopped_by_tests.load(std::sync::atomic::Ordering::Relaxed) =>
+                {
+                    "passed"
+                }
+                TestStatus::Cancelled => "cancelled",
+                TestStatus::Passed
+                    if is_service
+                        && self.tests_started.is_cancelled()
+                        && !self.tests_done.is_cancelled() =>
+                {
+                    self.log.line(
+                        Tag::Harness,
+                        &format!("service {name} exited while the tests were running"),
+                    );
+                    "failed"
+                }
+                TestStatus::Passed => "passed",
+                _ => {
+                    if is_service
+                        && self.tests_started.is_cancelled()
+                        && !self.tests_done.is_cancelled()
+                    {
+                        self.log.line(
+                            Tag::Harness,
+                            &format!(
+                                "service {name} died while the tests were running (exit={})",
+                                exit.map_or("-".into(), |c| c.to_string())
+                            ),
+                        );
+                    }
+                    "failed"
+                }
+            }
+        };
+        self.log.line(
+            Tag::Harness,
+            &format!(
+                "script {name} {state} exit={} in {:.3}s",
+                exit.map_or("-".into(), |c| c.to_string()),
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        self.board.set(name, state, exit);
+        Ok(())
+    }
+
+    /// Runs the readiness probe, if any: marks the script `ready`, or stops it on
+    /// `ready_timeout`. Resolves only when it stopped the script (never otherwise).
+    async fn probe(
+        &self,
+        script: &Script,
+        stop: &CancellationToken,
+        timed_out: &std::sync::atomic::AtomicBool,
+    ) {
+        let Some(probe) = &script.ready else {
+            return std::future::pending().await;
+        };
+        let name = &script.name;
+        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + script.ready_timeout;
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            let last_error = match probe_once(probe, self.env, self.work).await {
+                Ok(()) => {
+                    self.log.line(
+                        Tag::Harness,
+                        &format!(
+                            "script {name} is ready after {:.3}s",
+                            started.elapsed().as_secs_f64()
+                        ),
+                    );
+                    self.board.set(name, "ready", None);
+                    return std::future::pending().await;
+                }
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                self.log.line(
+                    Tag::Harness,
+                    &format!(
+                        "script {name} not ready within {}: probe {} kept failing; last error: {last_error}",
+                        humantime::format_duration(script.ready_timeout),
+                        describe(probe, self.env)
+                    ),
+                );
+                timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.cancel();
+                return;
+            }
+        }
+    }
+
+    async fn tests(&self) -> Result<(), HarnessError> {
+        self.board.set(TESTS, "waiting", None);
+        let after = self.config.after_of(TESTS);
+        if let Err(why) = self.wait_gate(TESTS, &after, false).await {
+            let state = if self.cancel.is_cancelled() {
+                "cancelled"
+            } else {
+                "skipped"
+            };
+            self.log
+                .line(Tag::Harness, &format!("tests {state}: {why}"));
+            self.board.set(TESTS, state, None);
+            self.tests_done.cancel();
+            return Ok(());
+        }
+        self.board.set(TESTS, "running", None);
+        self.tests_started.cancel();
+        let forced = self
+            .harness
+            .run_tests(
+                self.run,
+                self.log,
+                self.cancel,
+                self.work,
+                self.ports.to_vec(),
+            )
+            .await;
+        let state = match &forced {
+            _ if self.cancel.is_cancelled() => "cancelled".to_owned(),
+            Ok(Some(status)) => status.as_str().to_owned(),
+            Ok(None) => {
+                let run = self.harness.get_run(self.run.id).ok();
+                run.map_or("error".into(), |r| {
+                    Run::outcome(&r.tests).as_str().to_owned()
+                })
+            }
+            Err(_) => "error".into(),
+        };
+        if let Ok(f) = &forced {
+            *self.shared.tests_forced.lock() = *f;
+        }
+        self.board.set(TESTS, &state, None);
+        self.tests_done.cancel();
+        forced.map(|_| ())
+    }
+}
+
+/// `$NAME` and `${NAME}` replaced from `env`.
+fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = text.to_owned();
+    for (k, v) in env {
+        out = out
+            .replace(&format!("${{{k}}}"), v)
+            .replace(&format!("${k}"), v);
+    }
+    out
+}
+
+fn describe(probe: &Probe, env: &[(String, String)]) -> String {
+    match probe {
+        Probe::Http(url) => format!("http {}", expand(url, env)),
+        Probe::Tcp(addr) => format!("tcp {}", expand(addr, env)),
+        Probe::Run(cmd) => format!("run `{cmd}`"),
+    }
+}
+
+async fn probe_once(
+    probe: &Probe,
+    env: &[(String, String)],
+    work: &std::path::Path,
+) -> Result<(), String> {
+    match probe {
+        Probe::Http(url) => {
+            let url = expand(url, env);
+            let response = reqwest::Client::new()
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                .map_err(|e| e.to_string())?;
+            if response.status().as_u16() < 400 {
+                Ok(())
+            } else {
+                Err(format!("{url} answered {}", response.status()))
+            }
+        }
+        Probe::Tcp(addr) => {
+            let addr = expand(addr, env);
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::net::TcpStream::connect(&addr),
+            )
+            .await
+            .map_err(|_| format!("connecting to {addr} timed out"))?
+            .map(|_| ())
+            .map_err(|e| format!("{addr}: {e}"))
+        }
+        Probe::Run(cmd) => {
+            let status = tokio::process::Command::new("bash")
+                .args(["-c", cmd])
+                .current_dir(work)
+                .envs(env.iter().map(|(k, v)| (k, v)))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .status()
+                .await
+                .map_err(|e| e.to_string())?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("`{cmd}` exited with {status}"))
+            }
+        }
+    }
+}
