@@ -151,7 +151,10 @@ pub(crate) async fn run(
                 break;
             }
             () = cancel.cancelled(), if ended_by.is_none() => {
-                log.line(Tag::Harness, "cancelled: terminating the test's process group");
+                log.line(
+                    Tag::Harness,
+                    "stopping: SIGTERM to the process group (SIGKILL after the grace period)",
+                );
                 ended_by = Some(TestStatus::Cancelled);
                 exit = Some(terminate(&mut child, pgid, spec.kill_grace, log).await);
                 break;

@@ -16,8 +16,13 @@ _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 def url():
-    """The demo SUT's base URL: `DEMO_SUT_URL`, default http://127.0.0.1:7701."""
-    return (os.environ.get("DEMO_SUT_URL") or DEFAULT_URL).rstrip("/")
+    """The demo SUT's base URL: `DEMO_SUT_URL`; else, inside `with-services/` (whose
+    eventual.toml starts the SUT on an allocated port), `SUT_PORT`; else http://127.0.0.1:7701."""
+    if os.environ.get("DEMO_SUT_URL"):
+        return os.environ["DEMO_SUT_URL"].rstrip("/")
+    if os.environ.get("SUT_PORT"):
+        return "http://127.0.0.1:%s" % os.environ["SUT_PORT"]
+    return DEFAULT_URL
 
 
 def _unreachable(reason):
