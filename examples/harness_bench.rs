@@ -5,6 +5,8 @@
 //!   next one's `started_at` (the release → start path), median and p99;
 //! - `overhead`: a trivial test's duration inside the harness vs spawning the same script directly;
 //! - `drain`: 100 environments × 10 queued runs each — total time, and overlaps (must be zero);
+//! - `scripts`: a run with 20 scripts in a diamond vs the same trivial test alone, and from a
+//!   script's end to its dependants' start;
 //! - `big_log`: one test printing 1 GiB — log throughput and the server's peak RSS (VmHWM).
 //!
 //! ```sh
@@ -218,6 +220,50 @@ async fn drain() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// 20 scripts in a diamond around a trivial test vs the same test alone; and from each script's
+/// end to its dependants' start, from the log's timestamps.
+async fn scripts() -> anyhow::Result<()> {
+    let server = start(1)?;
+    let mut with = Vec::new();
+    let mut alone = Vec::new();
+    let mut handoffs = Vec::new();
+    for _ in 0..10 {
+        let id = server.submit(1, &["bench/diamond/trivial.sh"]).await?;
+        let run = server.finish(id).await?;
+        with.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
+        let log = server
+            .http
+            .get(format!("{}/api/runs/{id}/log", server.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let at = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains(needle))
+                .map(|l| ms(&Value::String(l[..24].to_owned())))
+        };
+        if let Some(top_done) = at("--- script top passed") {
+            for i in 1..=18 {
+                if let Some(start) = at(&format!("--- script mid{i:02} starts")) {
+                    handoffs.push(start - top_done);
+                }
+            }
+        }
+        let id = server.submit(1, &["bench/trivial_alone.sh"]).await?;
+        let run = server.finish(id).await?;
+        alone.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
+    }
+    let (w, a) = (median(&mut with), median(&mut alone));
+    println!(
+        "scripts: diamond of 20 scripts + trivial test median={w:.0}ms, test alone={a:.0}ms, added={:.0}ms; script end -> dependant start median={:.1}ms p99={:.1}ms (log timestamps, ms resolution)",
+        w - a,
+        median(&mut handoffs),
+        p99(&mut handoffs)
+    );
+    Ok(())
+}
+
 async fn big_log() -> anyhow::Result<()> {
     let server = start(1)?;
     let pid = server.child.id();
@@ -258,6 +304,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if want("drain") {
         drain().await?;
+    }
+    if want("scripts") {
+        scripts().await?;
     }
     if want("big_log") {
         big_log().await?;
