@@ -26,3 +26,28 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test (unit, API, end-to-end and doc tests)"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+
+# Browser tests of the web UI (tests/browser): Debian's headless Chromium driven by playwright-core
+# under node's own test runner, against the debug binary the cargo tests built. They are part of the
+# suite, so a machine that cannot get Chromium or Node fails here instead of skipping them.
+echo "==> browser tests (tests/browser: headless Chromium, node --test)"
+if [ ! -x /usr/bin/chromium ] && [ -z "${CHROMIUM:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing chromium"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+  fi
+  if [ ! -x /usr/bin/chromium ]; then
+    echo "error: the browser tests need Chromium at /usr/bin/chromium: install Debian's chromium package as root (apt-get install chromium), or set CHROMIUM to a Chromium binary" >&2
+    exit 1
+  fi
+fi
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1 \
+  || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "error: the browser tests need Node.js 20 or newer with npm (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+cargo build --locked --bin eventual
+if [ ! -f tests/browser/node_modules/playwright-core/package.json ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund)
+fi
+(cd tests/browser && EVENTUAL_BIN=target/debug/eventual node --test)

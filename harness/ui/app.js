@@ -78,6 +78,10 @@ function runsPage(main) {
   main.append(view("runs-view"));
   const body = $("#runs-body");
   const rows = new Map();
+  // The latest state of each run seen on /api/events. A page fetched from /api/runs may have been
+  // read before a change whose event was already applied; every change sends an event, so the
+  // event's state is never older than the page's and must not be overwritten by it.
+  const live = new Map();
   const filters = { username: "", env_id: "", status: "" };
   let oldest = null;
 
@@ -112,7 +116,7 @@ function runsPage(main) {
     for (const [k, v] of Object.entries(filters)) if (v) q.set(k, v);
     if (oldest) q.set("before", oldest);
     const { runs } = await api(`/api/runs?${q}`);
-    for (const run of runs) upsert(run, false);
+    for (const run of runs) upsert(live.get(run.id) || run, false);
     if (runs.length) oldest = runs[runs.length - 1].id;
     $("#more").hidden = runs.length < 50;
   }
@@ -123,7 +127,7 @@ function runsPage(main) {
     for (const k of Object.keys(filters)) filters[k] = String(f.get(k) || "").trim();
     load(true);
   });
-  listeners.add((kind, data) => { if (kind === "run") upsert(data, !rows.has(data.id)); });
+  listeners.add((kind, data) => { if (kind === "run") { live.set(data.id, data); upsert(data, !rows.has(data.id)); } });
   const tick = setInterval(() => {
     for (const tr of rows.values()) if (tr.run.status === "running") tr.querySelector(".duration").textContent = duration(tr.run);
   }, 1000);
@@ -154,6 +158,7 @@ async function loadCatalog() {
 function filterTests() {
   const q = ($("#nr-search")?.value || "").toLowerCase();
   for (const label of document.querySelectorAll("#nr-tests label")) label.hidden = !label.dataset.path.toLowerCase().includes(q);
+  for (const group of document.querySelectorAll("#nr-tests fieldset")) group.hidden = !group.querySelector("label:not([hidden])");
 }
 
 function newRunForm() {
@@ -164,9 +169,10 @@ function newRunForm() {
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     for (const p of form.querySelectorAll(".field-error, .form-error")) p.textContent = "";
+    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
     const f = new FormData(form);
     const envText = String(f.get("env_id") || "");
-    const body = { username: String(f.get("username") || ""), env_id: envText === "" ? null : Number(envText), tests: f.getAll("tests") };
+    const body = { username: String(f.get("username") || ""), env_id: envText === "" ? undefined : Number(envText), tests: f.getAll("tests") };
     try {
       const run = await api("/api/runs", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
       location.hash = `#/runs/${run.id}`;
@@ -174,7 +180,12 @@ function newRunForm() {
       let placed = false;
       for (const [field, msg] of Object.entries(err.fields || {})) {
         const p = form.querySelector(`.field-error[data-for="${field}"]`);
-        if (p) { p.textContent = msg; placed = true; }
+        if (p) {
+          p.textContent = msg;
+          placed = true;
+          const input = form.querySelector(`[name="${field}"]`);
+          if (input && field !== "tests") input.setAttribute("aria-invalid", "true");
+        }
       }
       if (!placed) form.querySelector(".form-error").textContent = err.message;
     }
@@ -280,8 +291,10 @@ function envsPage(main) {
     if (old) old.replaceWith(c); else board.append(c);
     cards.set(env.id, c);
   }
-  api("/api/envs").then((envs) => envs.forEach(put));
-  listeners.add((kind, data) => { if (kind === "env") put(data); });
+  // As in the runs table: an environment's state from /api/events wins over the fetched list.
+  const live = new Map();
+  api("/api/envs").then((envs) => envs.forEach((env) => put(live.get(env.id) || env)));
+  listeners.add((kind, data) => { if (kind === "env") { live.set(data.id, data); put(data); } });
 }
 
 // ---- sink view --------------------------------------------------------------------------

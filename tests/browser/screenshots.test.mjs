@@ -1,0 +1,98 @@
+// Screenshots of every view with realistic data, as a test: each view must reach the state shown
+// (rows, log, busy environment, sink records) before it is captured.
+//
+// They go to a temporary directory unless SCREENSHOT_DIR says where (relative to the repository
+// root); the README's pictures are made with
+//     SCREENSHOT_DIR=docs/screenshots node --test screenshots.test.mjs     (in tests/browser)
+
+import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+
+import { launchBrowser, repoRoot, startServer, waitLive, waitUntil } from "./helpers.mjs";
+
+let server, browser, api, outDir, tempOut;
+
+before(async () => {
+  server = await startServer({ envs: 12 });
+  api = server.api;
+  browser = await launchBrowser(server.url);
+  if (process.env.SCREENSHOT_DIR) {
+    outDir = resolve(repoRoot, process.env.SCREENSHOT_DIR);
+  } else {
+    outDir = tempOut = await mkdtemp(join(tmpdir(), "eventual-screenshots-"));
+  }
+  await mkdir(outDir, { recursive: true });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+  if (tempOut) await rm(tempOut, { recursive: true, force: true });
+});
+
+/** Captures the header and the view's content (not the empty page below it). */
+async function shoot(page, name) {
+  const height = await page.evaluate(() => Math.ceil(document.querySelector("main").getBoundingClientRect().bottom));
+  const path = join(outDir, `${name}.png`);
+  await page.screenshot({ path, fullPage: true, clip: { x: 0, y: 0, width: 1280, height: Math.max(height, 200) } });
+  assert.ok((await stat(path)).size > 10_000, `${path} is suspiciously small`);
+}
+
+const finished = (id) => async () => !["queued", "running"].includes((await api.get(`/api/runs/${id}`)).status);
+
+test("screenshots of the runs page, a run page, the environments board and the sink view", async () => {
+  // A morning on a shared runner: finished runs, one running with another queued behind it.
+  const runs = [
+    await api.createRun("ann", 1, ["pass.sh", "env.sh"]),
+    await api.createRun("ben", 2, ["pass.sh", "fail.sh"]),
+    await api.createRun("cy", 4, ["slow_lines.sh", "pass.sh", "fail.sh"]),
+    await api.createRun("ann", 1, ["env.sh", "leak.sh"]),
+  ];
+  for (const run of runs) await waitUntil(`run ${run.id} to finish`, finished(run.id));
+  const hang = await api.createRun("dee", 7, ["hang.sh"]);
+  const queued = await api.createRun("eve", 7, ["pass.sh", "slow_lines.sh"]);
+  await api.post("/api/envs/11/pause");
+  const upload = new FormData();
+  upload.set("file", new Blob(["#!/usr/bin/env bash\necho checkout ok\n"]), "checkout.sh");
+  upload.set("dir", "team-a/smoke");
+  const uploaded = await fetch(`${server.url}/api/tests`, { method: "POST", body: upload });
+  assert.equal(uploaded.status, 201, await uploaded.text());
+  await api.callback("job-42", { status: "accepted", request_id: "job-42" });
+  await api.callback("job-42", { status: "done", request_id: "job-42", total: 10.5, items: [{ sku: "A-1", qty: 2 }] });
+  await api.callback("job-43", { status: "failed", reason: "card declined" });
+
+  const page = await browser.open("/#/");
+  await waitLive(page);
+  await page.locator(`tr[data-run="${hang.id}"] .badge.running`).waitFor();
+  await page.locator(`tr[data-run="${queued.id}"] .badge.queued`).waitFor();
+  await page.locator(`tr[data-run="${runs[2].id}"] .badge.failed`).waitFor();
+  // The New run form half filled in, scrolled to the uploaded test's group.
+  await page.getByLabel("Username", { exact: true }).fill("fay");
+  await page.getByLabel("Environment", { exact: true }).fill("3");
+  await page.getByRole("checkbox", { name: "slow_lines.sh" }).check();
+  await page.getByRole("checkbox", { name: "checkout.sh" }).check();
+  await shoot(page, "runs");
+
+  await page.goto(`${server.url}/#/runs/${runs[2].id}`);
+  await page.locator("#log div.h", { hasText: `--- run ${runs[2].id} failed` }).waitFor();
+  await shoot(page, "run");
+
+  await page.goto(`${server.url}/#/envs`);
+  await page.locator('.env[data-env="7"] .badge.busy').waitFor();
+  await page.locator('.env[data-env="7"] .queue', { hasText: "queue: 1" }).waitFor();
+  await page.locator('.env[data-env="11"] .badge.paused').waitFor();
+  await shoot(page, "environments");
+
+  await page.goto(`${server.url}/#/sink/job-42`);
+  await page.locator("#records .record").nth(1).waitFor();
+  await page.locator("#keys li", { hasText: "job-43" }).waitFor();
+  await shoot(page, "sink");
+
+  assert.deepEqual(page.errors, [], "uncaught errors in the page");
+  await page.close();
+  await api.post(`/api/runs/${hang.id}/cancel`);
+  await waitUntil(`run ${queued.id} to finish`, finished(queued.id));
+});
