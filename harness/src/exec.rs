@@ -363,28 +363,44 @@ pub(crate) fn group_members(pgid: i32) -> Vec<(i32, String)> {
     members
 }
 
-/// Kills what a crashed server left running of run `run_id` in `pgid` (found again after a
-/// restart); returns what was killed.
-///
-/// The recorded group id may since have been reused (a reboot, a container restart, wrap-around),
-/// so only processes that carry this run's `EVENTUAL_RUN_ID` in their environment are touched, one
-/// by one, and never the server's own group.
-pub(crate) fn kill_orphaned_group(pgid: i32, run_id: i64) -> Vec<(i32, String)> {
-    if nix::unistd::getpgrp().as_raw() == pgid {
+/// Kills what a crashed server left running of run `run_id` (its tests and scripts, in any
+/// process group): every process whose environment carries both this run's `EVENTUAL_RUN_ID` and
+/// this server's `EVENTUAL_DATA_DIR`. Ids alone could have been reused (a reboot, a container
+/// restart) or belong to another server; the markers cannot. Returns what was killed.
+pub(crate) fn kill_run_processes(run_id: i64, data_dir: &str) -> Vec<(i32, String)> {
+    let own = std::process::id() as i32;
+    let run_marker = format!("EVENTUAL_RUN_ID={run_id}");
+    let dir_marker = format!("EVENTUAL_DATA_DIR={data_dir}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
+    };
+    let mut killed = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == own {
+            continue;
+        }
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let has = |marker: &str| env.split(|b| *b == 0).any(|var| var == marker.as_bytes());
+        if has(&run_marker) && has(&dir_marker) {
+            let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim().to_owned())
+                .unwrap_or_default();
+            if nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok() {
+                killed.push((pid, name));
+            }
+        }
     }
-    let marker = format!("EVENTUAL_RUN_ID={run_id}");
-    let ours: Vec<(i32, String)> = group_members(pgid)
-        .into_iter()
-        .filter(|(pid, _)| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == marker.as_bytes()))
-        })
-        .collect();
-    for (pid, _) in &ours {
-        let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
-    }
-    ours
+    killed.sort();
+    killed
 }
 
 /// Kills whatever is left in the group and says so in the log.

@@ -124,10 +124,11 @@ impl Harness {
             let Ok(log) = RunLog::create(&harness.log_path(id)) else {
                 continue;
             };
-            // The server died under the test (kill -9, crash): its process group may still be
-            // running. It is no child of ours any more, so end it outright.
-            if let Some(pgid) = pgid {
-                let left = exec::kill_orphaned_group(pgid, id);
+            // The server died under the run (kill -9, crash): its test and scripts may still be
+            // running. They are no children of ours any more, so end them outright.
+            let _ = pgid;
+            {
+                let left = exec::kill_run_processes(id, &harness.data_dir_marker());
                 if !left.is_empty() {
                     let list = left
                         .iter()
@@ -152,6 +153,7 @@ impl Harness {
                 Tag::Harness,
                 "interrupted: the server stopped while this run was running",
             );
+            harness.cleanup_after_crash(id, Arc::new(log));
         }
         for run in queued {
             harness.admit(&run)?;
@@ -774,6 +776,39 @@ impl Harness {
         })
     }
 
+    /// This server's data directory as its tests and scripts see it (`EVENTUAL_DATA_DIR`).
+    fn data_dir_marker(&self) -> String {
+        let dir = &self.inner.config.data_dir;
+        dir.canonicalize()
+            .unwrap_or_else(|_| dir.clone())
+            .display()
+            .to_string()
+    }
+
+    /// After a crash: runs the interrupted run's `ignore_abort` scripts (cleanup) in the
+    /// background, as a cancel would have.
+    fn cleanup_after_crash(&self, id: i64, log: Arc<RunLog>) {
+        let Ok(run) = self.get_run(id) else { return };
+        let paths: Vec<String> = run.tests.iter().map(|t| t.path.clone()).collect();
+        let Some((_, Ok(config))) = self.inner.catalog.config_for(&paths) else {
+            return;
+        };
+        if !config.scripts.values().any(|s| s.ignore_abort) {
+            return;
+        }
+        let harness = self.clone();
+        tokio::spawn(async move {
+            let work = harness
+                .inner
+                .config
+                .data_dir
+                .join("runs")
+                .join(id.to_string())
+                .join("work");
+            crate::services::cleanup_after_crash(&harness, &run, &config, &log, &work).await;
+        });
+    }
+
     /// The variables every test and script of `run` gets.
     pub(crate) fn base_env(&self, run: &Run) -> Vec<(String, String)> {
         let config = &self.inner.config;
@@ -783,6 +818,9 @@ impl Harness {
             ("EVENTUAL_USERNAME".into(), run.username.clone()),
             ("EVENTUAL_SINK_URL".into(), config.sink_url.clone()),
             ("EVENTUAL_KEY_PREFIX".into(), format!("run-{}.", run.id)),
+            // With EVENTUAL_RUN_ID, how a restart after a crash recognises what the dead server
+            // left running (see exec::kill_run_processes).
+            ("EVENTUAL_DATA_DIR".into(), self.data_dir_marker()),
             // Python buffers stdout when it is a pipe; users expect to see lines live.
             ("PYTHONUNBUFFERED".into(), "1".into()),
             // Keep `__pycache__` out of the catalog.

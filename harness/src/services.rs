@@ -472,6 +472,66 @@ impl Ctx<'_> {
     }
 }
 
+/// After a crash: the `ignore_abort` scripts of an interrupted run whose `after` can be met when
+/// the tests count as `cancelled` and every other script as `cancelled` too.
+pub(crate) async fn cleanup_after_crash(
+    harness: &Harness,
+    run: &Run,
+    config: &RunConfig,
+    log: &Arc<RunLog>,
+    work: &std::path::Path,
+) {
+    let states: HashMap<String, String> = config
+        .scripts
+        .keys()
+        .map(|n| (n.clone(), "cancelled".to_owned()))
+        .chain(std::iter::once((TESTS.to_owned(), "cancelled".to_owned())))
+        .collect();
+    let mut env = harness.base_env(run);
+    for name in &config.ports {
+        if let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+        {
+            env.push((name.clone(), port.to_string()));
+        }
+    }
+    let _ = std::fs::create_dir_all(work);
+    for script in config.scripts.values().filter(|s| s.ignore_abort) {
+        if !matches!(gate(&script.after, &states), Gate::Met) {
+            continue;
+        }
+        log.line(
+            Tag::Harness,
+            &format!(
+                "after the restart: running ignore_abort script {}",
+                script.name
+            ),
+        );
+        let spec = Spec {
+            argv: vec!["bash".into(), "-c".into(), script.run.clone().into()],
+            cwd: work.to_owned(),
+            env: env.clone(),
+            timeout: script.timeout,
+            kill_grace: harness.settings().kill_grace,
+            tags: Some((
+                format!("{}/out", script.name),
+                format!("{}/err", script.name),
+            )),
+        };
+        let outcome = exec::run(&spec, log, &CancellationToken::new(), |_| {}, &|_| {}).await;
+        log.line(
+            Tag::Harness,
+            &format!(
+                "script {} {} exit={}",
+                script.name,
+                outcome.status.as_str(),
+                outcome.exit_code.map_or("-".into(), |c| c.to_string())
+            ),
+        );
+    }
+}
+
 /// `$NAME` and `${NAME}` replaced from `env`.
 fn expand(text: &str, env: &[(String, String)]) -> String {
     let mut out = text.to_owned();

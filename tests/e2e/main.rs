@@ -21,5 +21,6 @@ mod harness_stop;
 mod helpers;
 mod limits;
 mod retention;
+mod services_restart;
 mod shutdown;
 mod sink_durability;
