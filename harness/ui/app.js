@@ -232,6 +232,16 @@ function runPage(main, id) {
     $("#tests-body").replaceChildren(...r.tests.map((t, i) => el("tr", {},
       el("td", {}, i + 1), el("td", {}, t.path), el("td", {}, badge(t.status)),
       el("td", {}, t.exit_code ?? ""), el("td", {}, t.duration_ms != null ? `${(t.duration_ms / 1000).toFixed(3)}s` : ""))));
+    const sc = $("#scripts");
+    sc.replaceChildren();
+    if (r.scripts && r.scripts.length) {
+      sc.append(el("h2", {}, "Scripts"), el("table", { class: "scripts" },
+        el("thead", {}, el("tr", {}, el("th", {}, "Script"), el("th", {}, "State"), el("th", {}, "Exit"), el("th", {}, "Started"), el("th", {}, "Finished"))),
+        el("tbody", {}, r.scripts.map((x) => el("tr", { "data-script": x.name },
+          el("td", {}, x.name), el("td", {}, badge(x.state)), el("td", {}, x.exit_code ?? ""),
+          el("td", {}, x.started_at ? new Date(x.started_at).toLocaleTimeString() : ""),
+          el("td", {}, x.finished_at ? new Date(x.finished_at).toLocaleTimeString() : ""))))));
+    }
     const aw = $("#awaiting");
     aw.replaceChildren();
     if (r.awaiting && r.awaiting.length) {
@@ -279,22 +289,34 @@ function envsPage(main) {
       env.run_id ? el("p", {}, "run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : "") : el("p", {}, "\u00a0"),
       env.since ? el("p", {}, `since ${new Date(env.since).toLocaleTimeString()}`) : el("p", {}, "\u00a0"),
       el("p", { class: "queue" }, `queue: ${env.queued.length}`),
+      env.run_id ? el("p", { class: "services", "data-run": env.run_id }) : "",
       el("button", { type: "button", onclick: async () => {
         const updated = await api(`/api/envs/${env.id}/${state === "paused" ? "resume" : "pause"}`, { method: "POST" });
         put(updated);
       } }, state === "paused" ? "Resume" : "Pause"));
     return c;
   }
+  // A busy environment shows the services its run has up (scripts running or ready).
+  function showServices(run) {
+    const p = board.querySelector(`.services[data-run="${run.id}"]`);
+    if (!p) return;
+    const up = (run.scripts || []).filter((x) => x.name !== "tests" && (x.state === "running" || x.state === "ready"));
+    p.textContent = up.length ? `services: ${up.map((x) => `${x.name} (${x.state})`).join(", ")}` : "";
+  }
   function put(env) {
     const c = card(env);
     const old = cards.get(env.id);
     if (old) old.replaceWith(c); else board.append(c);
     cards.set(env.id, c);
+    if (env.run_id) api(`/api/runs/${env.run_id}`).then(showServices).catch(() => {});
   }
   // As in the runs table: an environment's state from /api/events wins over the fetched list.
   const live = new Map();
   api("/api/envs").then((envs) => envs.forEach((env) => put(live.get(env.id) || env)));
-  listeners.add((kind, data) => { if (kind === "env") { live.set(data.id, data); put(data); } });
+  listeners.add((kind, data) => {
+    if (kind === "env") { live.set(data.id, data); put(data); }
+    if (kind === "run") showServices(data);
+  });
 }
 
 // ---- sink view --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ const CHROMIUM_ARGS = [
  * data directory, the fixture tests as its catalog and `envs` environments. Resolves once it has
  * printed `listening on http://…`.
  */
-export async function startServer({ envs = 5 } = {}) {
+export async function startServer({ envs = 5, sampleTests = "fixtures/tests" } = {}) {
   const bin = resolve(repoRoot, process.env.EVENTUAL_BIN || "target/debug/eventual");
   if (!existsSync(bin)) {
     throw new Error(`no eventual binary at ${bin}: run \`cargo build\` first, or set EVENTUAL_BIN`);
@@ -52,7 +52,7 @@ export async function startServer({ envs = 5 } = {}) {
     "serve",
     "--bind", "127.0.0.1:0",
     "--data-dir", join(dir, "data"),
-    "--sample-tests", join(repoRoot, "fixtures/tests"),
+    "--sample-tests", join(repoRoot, sampleTests),
     "--envs", String(envs),
   ];
   const child = spawn(bin, args, { cwd: dir, env, stdio: ["ignore", "pipe", logFd] });
