@@ -109,22 +109,28 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         Err(e) => return fail(&e),
     };
     eprintln!("run {} submitted on env {}", run.id, run.env_id);
-    if let Ok((r, Some(position))) = client.run(run.id).await {
-        if r.status == RunStatus::Queued {
-            let envs = client.envs().await.unwrap_or_default();
-            let ahead = envs
-                .iter()
-                .find(|e| e.id == r.env_id)
-                .and_then(|e| {
-                    let idx = (position as usize).checked_sub(1)?;
-                    if idx == 0 {
-                        e.run_id
-                    } else {
-                        e.queued.get(idx - 1).copied()
-                    }
-                })
-                .map_or(String::new(), |id| format!(" behind run {id}"));
-            eprintln!("queued on env {}{ahead} (position {position})", r.env_id);
+    // Where it waits, from one snapshot of the environments (two requests could straddle the
+    // moment the queue moves).
+    if let Ok(envs) = client.envs().await {
+        if let Some(env) = envs.iter().find(|e| e.id == run.env_id) {
+            if let Some(idx) = env.queued.iter().position(|id| *id == run.id) {
+                let ahead = if idx == 0 {
+                    env.run_id
+                } else {
+                    env.queued.get(idx - 1).copied()
+                };
+                let ahead = ahead.map_or(String::new(), |id| format!(" behind run {id}"));
+                let paused = if env.state == "paused" {
+                    ", paused"
+                } else {
+                    ""
+                };
+                eprintln!(
+                    "queued on env {}{ahead} (position {}{paused})",
+                    run.env_id,
+                    idx + 1
+                );
+            }
         }
     }
     let follow = async {

@@ -15,6 +15,7 @@
 //! - `harness_serve.rs` — `--token` on harness routes, `EVENTUAL_SINK_URL`, a bundled sample test.
 
 mod cli;
+mod cli_runs;
 mod harness_restart;
 mod harness_serve;
 mod harness_stop;
