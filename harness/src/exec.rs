@@ -330,20 +330,22 @@ fn signal_group(pgid: i32, signal: Signal) {
     let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), signal);
 }
 
+/// Every process id in `/proc`.
+fn all_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Live (non-zombie) processes whose process group is `pgid`: `(pid, command name)`.
 pub(crate) fn group_members(pgid: i32) -> Vec<(i32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut members = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
@@ -371,18 +373,8 @@ pub(crate) fn kill_run_processes(run_id: i64, data_dir: &str) -> Vec<(i32, Strin
     let own = std::process::id() as i32;
     let run_marker = format!("EVENTUAL_RUN_ID={run_id}");
     let dir_marker = format!("EVENTUAL_DATA_DIR={data_dir}");
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
     let mut killed = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for pid in all_pids() {
         if pid == own {
             continue;
         }

@@ -78,3 +78,37 @@ def job(job_id, wait=None):
     status, answer = _call("GET", path, timeout=(wait or 0) + 10.0)
     assert status == 200, "GET %s%s answered %d: %s" % (url(), path, status, answer)
     return answer
+
+
+# The phased pair (phased/ and with-services/) share these: the preparation test starts one job and
+# announces its key; the validation test checks what came back. The key is derived from
+# EVENTUAL_KEY_PREFIX, so the two agree without shared state and runs never see each other's jobs.
+PHASED_KEY = "phased-job"
+PHASED_INPUT = {"report": "monthly", "month": "2026-11"}
+
+
+def start_phased_job():
+    """Starts the phased job in the demo SUT and prints the announce line for the harness."""
+    import eventual
+
+    k = eventual.key(PHASED_KEY)
+    start_job(eventual.callback_url(k), input=PHASED_INPUT, mode="normal")
+    eventual.await_callback(k, timeout="30s")
+
+
+def check_phased_result():
+    """Asserts the phased job's callback (from EVENTUAL_CALLBACKS) says done with the result."""
+    import eventual
+
+    k = eventual.key(PHASED_KEY)
+    received = eventual.callbacks()
+    holds = ("it holds %s" % (sorted(received) or "no keys")) if os.environ.get("EVENTUAL_CALLBACKS") \
+        else "EVENTUAL_CALLBACKS is not set"
+    assert k in received, (
+        "no callback for key %r (%s). Run this test in one phased run together with the "
+        "preparation test beside it, which starts the job and announces the key." % (k, holds))
+    records = received[k]
+    assert len(records) == 1, "expected one callback for %r, got %d" % (k, len(records))
+    body = records[0]["body"]
+    assert body["status"] == "done", "the job did not succeed: %s" % body
+    assert body["result"] == {"input": PHASED_INPUT, "length": len(str(PHASED_INPUT))}

@@ -1,22 +1,14 @@
 # eventual: tags=demo
-"""Phase 1 of a phased run: start a job in the demo SUT and tell the harness what to wait for.
+"""Phase 1, with services: start a job in the demo SUT that eventual.toml started and tell the harness what to wait for.
 
 It prints one line, `::await-callback <prefix>phased-job timeout=30s`; the harness then waits until
 the sink holds that callback (however long the job takes, up to the timeout) and only then runs the
-validation tests, handing them the callback in `EVENTUAL_CALLBACKS`.
-The key is derived from EVENTUAL_KEY_PREFIX, so validation/test_check_result.py finds it without any
-shared state, and another run's job can never satisfy this run's wait.
+validation test, handing it the callback in `EVENTUAL_CALLBACKS`. The logic is in
+`_lib/demo.py` (`start_phased_job`), shared with the other copy of this pair.
 """
 
 import demo
-import eventual
-
-# The validation test uses the same key name and input.
-KEY_NAME = "phased-job"
-INPUT = {"report": "monthly", "month": "2026-11"}
 
 
 def test_start_job():
-    k = eventual.key(KEY_NAME)
-    demo.start_job(eventual.callback_url(k), input=INPUT, mode="normal")
-    eventual.await_callback(k, timeout="30s")
+    demo.start_phased_job()
