@@ -19,6 +19,19 @@ if ((${#need[@]})); then
   fi
 fi
 
+# pytest runs the bundled Python samples in the end-to-end tests (tests/e2e/phased.rs), which fail
+# without it. pip first; Debian's package when pip is missing or the system Python refuses it.
+if command -v python3 >/dev/null 2>&1 && ! python3 -c "import pytest" >/dev/null 2>&1; then
+  echo "==> installing pytest"
+  if ! python3 -m pip install --quiet pytest; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pytest >/dev/null
+    else
+      echo "warning: could not install pytest; run \`python3 -m pip install pytest\`" >&2
+    fi
+  fi
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"

@@ -13,6 +13,9 @@
 //! - `harness_restart.rs` — `serve` killed with `kill -9` mid-run or stopped with SIGTERM: the
 //!   run is `interrupted`, its environment freed, the queue goes on; history and logs survive.
 //! - `harness_serve.rs` — `--token` on harness routes, `EVENTUAL_SINK_URL`, a bundled sample test.
+//! - `phased.rs` — phased runs with the demo SUT (`fixtures/demo_sut.py`): the sample pair passes,
+//!   a callback that never comes times the run out, `count=2`, cancel while awaiting, isolation of
+//!   runs, the pytest sample `async_job`; a relative `--data-dir` (ignored: a known bug).
 
 mod cli;
 mod cli_runs;
@@ -21,6 +24,7 @@ mod harness_serve;
 mod harness_stop;
 mod helpers;
 mod limits;
+mod phased;
 mod retention;
 mod services_restart;
 mod shutdown;
