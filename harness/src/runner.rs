@@ -101,8 +101,11 @@ struct Inner {
 impl Harness {
     /// Opens the history, marks runs that were running `interrupted`, and starts queued ones
     /// again in order. Must be called inside a Tokio runtime.
-    pub fn open(config: Config) -> Result<Self, HarnessError> {
+    pub fn open(mut config: Config) -> Result<Self, HarnessError> {
         std::fs::create_dir_all(&config.data_dir)?;
+        // Tests run in `<data-dir>/runs/<id>/work`: every path handed to them (EVENTUAL_CALLBACKS,
+        // EVENTUAL_DATA_DIR) must not depend on the server's working directory.
+        config.data_dir = std::path::absolute(&config.data_dir)?;
         let db = Db::open(&config.data_dir.join("history.db"))?;
         let catalog = Catalog::new(config.sample_tests.clone(), config.data_dir.join("tests"))?;
         let harness = Self {
@@ -271,21 +274,11 @@ impl Harness {
         }
         let harness = self.clone();
         tokio::spawn(async move {
-            let env = harness
-                .inner
-                .db
-                .get_run(id)
-                .ok()
-                .flatten()
-                .map(|r| r.env_id);
             if let Err(e) = harness.execute(id).await {
                 tracing::error!(run = id, error = %e, "run failed inside the harness");
                 let _ = harness.inner.db.finish_open_tests(id, TestStatus::Skipped);
                 let _ = harness.inner.db.set_run_status(id, RunStatus::Error);
                 harness.retire(id);
-            }
-            if let Some(env) = env {
-                harness.release(env, id);
             }
         });
     }
@@ -726,7 +719,12 @@ impl Harness {
     }
 
     /// The run has its final status: close its log, forget its switches, tell everyone.
+    /// Frees the run's environment first (starting whoever is next), so that anyone told the run
+    /// is over — a cancel's answer, a follower — finds the environment already handed on.
     fn retire(&self, id: i64) {
+        if let Ok(Some(run)) = self.inner.db.get_run(id) {
+            self.release(run.env_id, id);
+        }
         if let Some((_, active)) = self.inner.active.remove(&id) {
             active.log.finish();
             self.emit_run(id);

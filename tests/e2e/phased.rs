@@ -597,10 +597,6 @@ fn relative_to_cwd(path: &Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 #[tokio::test]
-#[ignore = "bug: with a relative --data-dir (the default ./.eventual) EVENTUAL_CALLBACKS is a \
-            relative path, but validation tests run in <data-dir>/runs/<id>/work, so they cannot \
-            open it (harness/src/runner.rs await_phase exports work.join(\"callbacks.json\") as is); \
-            make config.data_dir absolute once (std::path::absolute) in Harness::open or main.rs"]
 async fn a_relative_data_dir_still_hands_validation_tests_their_callbacks() -> anyhow::Result<()> {
     let sut = DemoSut::spawn().await?;
     // `cargo run -- serve` in a checkout uses ./.eventual: a relative data directory.

@@ -7,6 +7,7 @@ mod catalog;
 mod claims;
 mod envs;
 mod events;
+mod handover;
 mod helpers;
 mod phased;
 mod restart;
