@@ -299,11 +299,9 @@ impl Ctx<'_> {
         );
         self.board.set(name, "running", None);
         let started = Instant::now();
-        let is_service = self
-            .config
-            .after_of(TESTS)
-            .get(name)
-            .is_some_and(|states| states.iter().any(|s| s == "running" || s == "ready"));
+        // A service is a script with a readiness probe: one that exits by itself while the tests
+        // run has died under them. A script without a probe that exits 0 meanwhile simply passed.
+        let is_service = script.ready.is_some();
         let probe_timed_out = std::sync::atomic::AtomicBool::new(false);
         let stopped_by_tests = std::sync::atomic::AtomicBool::new(false);
         let stops_with_tests = !self.config.waits_on_tests(name);

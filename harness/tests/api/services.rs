@@ -229,3 +229,34 @@ async fn uploads_of_invalid_configs_are_refused_listing_every_problem() {
         "{listed}"
     );
 }
+
+#[tokio::test]
+async fn a_dependency_on_running_starts_before_the_probe_passes_and_on_ready_after_it() {
+    let app = spawn_services().await;
+    let run = app.create_run("ann", 1, &["deps/pass.sh"]).await;
+    let id = run["id"].as_i64().expect("id");
+    let done = app.wait_finished(id).await;
+    assert_eq!(done["status"], "passed", "{done}\n{}", app.log(id).await);
+    assert_eq!(script(&done, "early")["state"], "passed");
+    assert_eq!(script(&done, "late")["state"], "passed");
+    let log = app.log(id).await;
+    assert!(
+        log.contains("early/out started while sut was not ready"),
+        "{log}"
+    );
+    assert!(log.contains("late/out started once sut was ready"), "{log}");
+}
+
+#[tokio::test]
+async fn a_cleanup_that_hangs_is_ended_by_its_timeout_and_the_run_still_ends() {
+    let app = spawn_services().await;
+    let run = app.create_run("ann", 1, &["slow_cleanup/pass.sh"]).await;
+    let id = run["id"].as_i64().expect("id");
+    let done = app.wait_finished(id).await;
+    assert_eq!(script(&done, "cleanup")["state"], "timed_out", "{done}");
+    assert_eq!(done["tests"][0]["status"], "passed");
+    assert_eq!(
+        done["status"], "timed_out",
+        "a timed-out script gives the run its status"
+    );
+}
