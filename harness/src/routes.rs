@@ -108,23 +108,12 @@ async fn require_token(State(h): State<Harness>, request: Request, next: Next) -
     let Some(token) = h.config().token.as_deref() else {
         return next.run(request).await;
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let ok = presented.is_some_and(|p| {
-        p.len() == token.len()
-            && p.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    });
-    if ok {
+    if sink::presented_token_matches(request.headers(), token) {
         next.run(request).await
     } else {
         ApiError::Unauthorized(
-            "this server needs `Authorization: Bearer <token>` (the --token it was started with)"
+            "this server needs `Authorization: Bearer <token>` (the --token it was started with); \
+             the web UI asks for it once and keeps it in a cookie"
                 .into(),
         )
         .into_response()

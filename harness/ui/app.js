@@ -15,8 +15,22 @@ const el = (tag, attrs = {}, ...kids) => {
   return n;
 };
 
+// A server started with --token answers 401: ask once, keep the token in a cookie (sent with
+// every request, SSE included), and reload so every live stream reconnects with it.
+let askedForToken = false;
+function askForToken() {
+  if (askedForToken) return;
+  askedForToken = true;
+  const token = window.prompt("This Eventual server needs its access token (the --token it was started with):");
+  if (token) {
+    document.cookie = `eventual_token=${encodeURIComponent(token)}; path=/; SameSite=Strict`;
+    location.reload();
+  }
+}
+
 async function api(path, options = {}) {
   const res = await fetch(path, options);
+  if (res.status === 401) askForToken();
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = text; }

@@ -30,7 +30,7 @@ pub use client::{Ack, Client, ClientError, encode_key};
 pub use config::{Config, FsyncPolicy};
 pub use error::{ApiError, Error};
 pub use record::Record;
-pub use routes::{AppState, router};
+pub use routes::{AppState, presented_token_matches, router};
 pub use server::{Sink, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
 pub use testing::TestSink;

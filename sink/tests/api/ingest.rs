@@ -362,6 +362,14 @@ async fn with_a_token_reads_need_it_but_callbacks_do_not() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 200);
+    let by_cookie = app
+        .http
+        .get(app.url("/callbacks/k"))
+        .header("cookie", "theme=dark; eventual_token=s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_cookie.status(), 200, "the web UI's cookie works too");
     let client = sink::Client::new(app.sink.url()).with_token("s3cret");
     assert_eq!(client.all("k").await.unwrap().len(), 1);
     assert_eq!(app.get("/healthz").await.status(), 200);
