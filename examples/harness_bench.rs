@@ -227,6 +227,7 @@ async fn scripts() -> anyhow::Result<()> {
     let mut with = Vec::new();
     let mut alone = Vec::new();
     let mut handoffs = Vec::new();
+    let mut chain = Vec::new();
     for _ in 0..10 {
         let id = server.submit(1, &["bench/diamond/trivial.sh"]).await?;
         let run = server.finish(id).await?;
@@ -253,13 +254,38 @@ async fn scripts() -> anyhow::Result<()> {
         let id = server.submit(1, &["bench/trivial_alone.sh"]).await?;
         let run = server.finish(id).await?;
         alone.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
+        // A chain: each script has exactly one dependant.
+        let id = server.submit(1, &["bench/chain/trivial.sh"]).await?;
+        server.finish(id).await?;
+        let log = server
+            .http
+            .get(format!("{}/api/runs/{id}/log", server.url))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let at = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains(needle))
+                .map(|l| ms(&Value::String(l[..24].to_owned())))
+        };
+        for i in 1..10 {
+            if let (Some(done), Some(next)) = (
+                at(&format!("--- script s{i:02} passed")),
+                at(&format!("--- script s{:02} starts", i + 1)),
+            ) {
+                chain.push(next - done);
+            }
+        }
     }
     let (w, a) = (median(&mut with), median(&mut alone));
     println!(
-        "scripts: diamond of 20 scripts + trivial test median={w:.0}ms, test alone={a:.0}ms, added={:.0}ms; script end -> dependant start median={:.1}ms p99={:.1}ms (log timestamps, ms resolution)",
+        "scripts: diamond of 20 scripts + trivial test median={w:.0}ms, test alone={a:.0}ms, added={:.0}ms; script end -> its 18 dependants' start median={:.1}ms p99={:.1}ms; in a chain (one dependant) median={:.1}ms p99={:.1}ms (log timestamps, ms resolution)",
         w - a,
         median(&mut handoffs),
-        p99(&mut handoffs)
+        p99(&mut handoffs),
+        median(&mut chain),
+        p99(&mut chain)
     );
     Ok(())
 }
