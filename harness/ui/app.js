@@ -334,12 +334,49 @@ function envsPage(main) {
 }
 
 // ---- sink view --------------------------------------------------------------------------
+
+// Indents JSON text without parsing it, so numbers and key order stay exactly as the SUT sent
+// them (JSON.parse would turn 10.50 into 10.5).
+function prettyJson(text) {
+  let out = "", depth = 0, inString = false, escaped = false;
+  const nl = () => "\n" + "  ".repeat(depth);
+  for (const ch of text) {
+    if (inString) {
+      out += ch;
+      if (escaped) escaped = false;
+      else if (ch === "\\") escaped = true;
+      else if (ch === '"') inString = false;
+      continue;
+    }
+    if (ch === '"') { inString = true; out += ch; }
+    else if (ch === "{" || ch === "[") { depth++; out += ch + nl(); }
+    else if (ch === "}" || ch === "]") { depth--; out += nl() + ch; }
+    else if (ch === ",") out += ch + nl();
+    else if (ch === ":") out += ": ";
+    else if (!/\s/.test(ch)) out += ch;
+  }
+  return out.replace(/([\[{])\n\s*([\]}])/g, "$1$2");
+}
+
+// The body as sent: a JSON body is the record's last field, verbatim, `size` bytes long.
+function bodyText(recordText, r) {
+  if (r.body_base64 !== undefined) return `base64: ${r.body_base64}`;
+  if (r.body === undefined) return "(empty)";
+  if (typeof r.body === "string") return r.body;
+  const bytes = new TextEncoder().encode(recordText);
+  const start = bytes.length - 1 - r.size;
+  const raw = new TextDecoder().decode(bytes.slice(start, bytes.length - 1));
+  return prettyJson(raw);
+}
+
 function sinkPage(main, selected) {
   main.append(view("sink-view"));
   const form = $("#sink-filter");
   let source = null;
-  async function list(prefix) {
-    const { keys } = await api(`/callbacks?prefix=${encodeURIComponent(prefix)}&limit=500`);
+  let prefix = "";
+  async function list(p) {
+    prefix = p;
+    const { keys } = await api(`/callbacks?prefix=${encodeURIComponent(p)}&limit=500`);
     $("#keys").replaceChildren(...(keys.length ? keys.map((k) => el("li", {},
       el("a", { href: `#/sink/${encodeURIComponent(k.key)}`, class: k.key === selected ? "active" : "" }, el("span", {}, k.key), el("span", {}, k.count)))) : [el("li", { class: "empty" }, "no keys")]));
   }
@@ -350,9 +387,11 @@ function sinkPage(main, selected) {
     source = new EventSource(`/callbacks/${encodeURIComponent(key)}/events`);
     source.addEventListener("callback", (e) => {
       const r = JSON.parse(e.data);
-      box.append(el("div", { class: "record" },
+      box.append(el("div", { class: "record", "data-seq": r.seq },
         el("header", {}, `seq ${r.seq} · ${r.method} · ${r.received_at} · ${r.content_type || "no content type"} · ${r.size} bytes`),
-        el("pre", {}, JSON.stringify(r.body !== undefined ? r.body : { body_base64: r.body_base64 }, null, 2))));
+        el("pre", {}, bodyText(e.data, r))));
+      // Keep the key list's counts current.
+      list(prefix).catch(() => {});
     });
   }
   form.addEventListener("submit", (e) => { e.preventDefault(); list(String(new FormData(form).get("prefix") || "")); });
