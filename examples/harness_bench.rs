@@ -15,111 +15,15 @@
 //! ```
 
 use std::{
-    io::{BufRead, BufReader},
     process::{Command, Stdio},
-    time::{Instant, SystemTime},
+    time::Instant,
 };
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-struct Server {
-    child: std::process::Child,
-    url: String,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
-}
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(envs: u32) -> anyhow::Result<Server> {
-    let bin = std::env::var("EVENTUAL_BIN").unwrap_or_else(|_| "target/release/eventual".into());
-    let data = tempfile::tempdir()?;
-    let mut child = Command::new(&bin)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--sample-tests",
-            "fixtures",
-        ])
-        .args(["--envs", &envs.to_string(), "--test-timeout", "10m"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("EVENTUAL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .ok_or_else(|| anyhow::anyhow!("unexpected first line {line:?}"))?
-        .to_owned();
-    Ok(Server {
-        child,
-        url,
-        http: reqwest::Client::new(),
-        _data: data,
-    })
-}
-
-impl Server {
-    async fn submit(&self, env: u32, tests: &[&str]) -> anyhow::Result<i64> {
-        let run: Value = self
-            .http
-            .post(format!("{}/api/runs", self.url))
-            .json(&json!({"username": "bench", "env_id": env, "tests": tests}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        run["id"]
-            .as_i64()
-            .ok_or_else(|| anyhow::anyhow!("no id in {run}"))
-    }
-
-    /// Reads the run's log until it ends (the stream closes when the run has its final status).
-    async fn finish(&self, id: i64) -> anyhow::Result<Value> {
-        let mut log = self
-            .http
-            .get(format!("{}/api/runs/{id}/log?follow=true", self.url))
-            .send()
-            .await?;
-        while log.chunk().await?.is_some() {}
-        Ok(self
-            .http
-            .get(format!("{}/api/runs/{id}", self.url))
-            .send()
-            .await?
-            .json()
-            .await?)
-    }
-}
-
-fn ms(ts: &Value) -> f64 {
-    let t =
-        humantime::parse_rfc3339(ts.as_str().unwrap_or_default()).unwrap_or(SystemTime::UNIX_EPOCH);
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs_f64()
-        * 1000.0
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn p99(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() * 99 / 100).copied().unwrap_or(f64::NAN)
-}
+use support::{median, ms, p99, start};
 
 async fn handoff() -> anyhow::Result<()> {
     let server = start(1)?;
@@ -129,7 +33,7 @@ async fn handoff() -> anyhow::Result<()> {
     }
     let mut runs = Vec::new();
     for id in &ids {
-        runs.push(server.finish(*id).await?);
+        runs.push(server.finish(*id).await?.0);
     }
     let mut gaps: Vec<f64> = runs
         .windows(2)
@@ -151,7 +55,7 @@ async fn overhead() -> anyhow::Result<()> {
     let mut inside = Vec::new();
     for _ in 0..50 {
         let id = server.submit(1, &["tests/pass.sh"]).await?;
-        let run = server.finish(id).await?;
+        let (run, _) = server.finish(id).await?;
         inside.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
     }
     let mut direct = Vec::new();
@@ -184,7 +88,7 @@ async fn drain() -> anyhow::Result<()> {
     let submitted_in = started.elapsed();
     let mut by_env: std::collections::BTreeMap<u32, Vec<(f64, f64, i64)>> = Default::default();
     for (env, id) in &ids {
-        let run = server.finish(*id).await?;
+        let (run, _) = server.finish(*id).await?;
         by_env.entry(*env).or_default().push((
             ms(&run["started_at"]),
             ms(&run["finished_at"]),
@@ -230,7 +134,7 @@ async fn scripts() -> anyhow::Result<()> {
     let mut chain = Vec::new();
     for _ in 0..10 {
         let id = server.submit(1, &["bench/diamond/trivial.sh"]).await?;
-        let run = server.finish(id).await?;
+        let (run, _) = server.finish(id).await?;
         with.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
         let log = server
             .http
@@ -252,7 +156,7 @@ async fn scripts() -> anyhow::Result<()> {
             }
         }
         let id = server.submit(1, &["bench/trivial_alone.sh"]).await?;
-        let run = server.finish(id).await?;
+        let (run, _) = server.finish(id).await?;
         alone.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
         // A chain: each script has exactly one dependant.
         let id = server.submit(1, &["bench/chain/trivial.sh"]).await?;
@@ -295,7 +199,7 @@ async fn big_log() -> anyhow::Result<()> {
     let pid = server.child.id();
     let id = server.submit(1, &["bench/print_1gb.sh"]).await?;
     let t = Instant::now();
-    let run = server.finish(id).await?;
+    let (run, _) = server.finish(id).await?;
     let wall = t.elapsed();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |name: &str| {

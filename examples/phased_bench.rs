@@ -33,98 +33,17 @@
 
 use std::{
     collections::HashSet,
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
     time::{Duration, Instant, SystemTime},
 };
+
+mod support;
 
 use anyhow::{Context as _, bail, ensure};
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-
-struct Server {
-    child: std::process::Child,
-    url: String,
-    http: reqwest::Client,
-    _data: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(envs: u32) -> anyhow::Result<Server> {
-    let bin = std::env::var("EVENTUAL_BIN").unwrap_or_else(|_| "target/release/eventual".into());
-    let data = tempfile::tempdir()?;
-    let mut child = Command::new(&bin)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1:0",
-            "--sample-tests",
-            "fixtures",
-        ])
-        .args(["--envs", &envs.to_string(), "--test-timeout", "10m"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("EVENTUAL_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("failed to start {bin} (run `cargo build --release` first)"))?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout is piped")?).read_line(&mut line)?;
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .with_context(|| format!("unexpected first line {line:?}"))?
-        .to_owned();
-    Ok(Server {
-        child,
-        url,
-        http: reqwest::Client::new(),
-        _data: data,
-    })
-}
+use support::{Server, start};
 
 impl Server {
-    async fn submit(&self, env: u32, tests: &[&str]) -> anyhow::Result<i64> {
-        let run: Value = self
-            .http
-            .post(format!("{}/api/runs", self.url))
-            .json(&json!({"username": "bench", "env_id": env, "tests": tests}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        run["id"]
-            .as_i64()
-            .with_context(|| format!("no id in {run}"))
-    }
-
-    /// Reads the run's log until it ends (the stream closes when the run has its final status);
-    /// returns the run and its log.
-    async fn finish(&self, id: i64) -> anyhow::Result<(Value, String)> {
-        let log = self
-            .http
-            .get(format!("{}/api/runs/{id}/log?follow=true", self.url))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let run = self
-            .http
-            .get(format!("{}/api/runs/{id}", self.url))
-            .send()
-            .await?
-            .json()
-            .await?;
-        Ok((run, log))
-    }
-
     /// POSTs a callback for `key`; returns the wall clock once the `200` has been read.
     async fn post(&self, key: &str) -> anyhow::Result<SystemTime> {
         let response = self
