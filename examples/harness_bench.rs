@@ -25,6 +25,13 @@ mod support;
 
 use support::{median, ms, p99, start};
 
+/// The timestamp (ms since the epoch) of the first log line containing `needle`.
+fn line_ms(log: &str, needle: &str) -> Option<f64> {
+    log.lines()
+        .find(|l| l.contains(needle))
+        .map(|l| ms(&Value::String(l[..24].to_owned())))
+}
+
 async fn handoff() -> anyhow::Result<()> {
     let server = start(1)?;
     let mut ids = Vec::new();
@@ -134,20 +141,9 @@ async fn scripts() -> anyhow::Result<()> {
     let mut chain = Vec::new();
     for _ in 0..10 {
         let id = server.submit(1, &["bench/diamond/trivial.sh"]).await?;
-        let (run, _) = server.finish(id).await?;
+        let (run, log) = server.finish(id).await?;
         with.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
-        let log = server
-            .http
-            .get(format!("{}/api/runs/{id}/log", server.url))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let at = |needle: &str| {
-            log.lines()
-                .find(|l| l.contains(needle))
-                .map(|l| ms(&Value::String(l[..24].to_owned())))
-        };
+        let at = |needle: &str| line_ms(&log, needle);
         if let Some(top_done) = at("--- script top passed") {
             for i in 1..=18 {
                 if let Some(start) = at(&format!("--- script mid{i:02} starts")) {
@@ -160,19 +156,8 @@ async fn scripts() -> anyhow::Result<()> {
         alone.push(ms(&run["finished_at"]) - ms(&run["started_at"]));
         // A chain: each script has exactly one dependant.
         let id = server.submit(1, &["bench/chain/trivial.sh"]).await?;
-        server.finish(id).await?;
-        let log = server
-            .http
-            .get(format!("{}/api/runs/{id}/log", server.url))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let at = |needle: &str| {
-            log.lines()
-                .find(|l| l.contains(needle))
-                .map(|l| ms(&Value::String(l[..24].to_owned())))
-        };
+        let (_, log) = server.finish(id).await?;
+        let at = |needle: &str| line_ms(&log, needle);
         for i in 1..10 {
             if let (Some(done), Some(next)) = (
                 at(&format!("--- script s{i:02} passed")),
