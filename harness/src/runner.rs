@@ -547,16 +547,15 @@ impl Harness {
         let wanted = announcements.take();
         let started = tokio::time::Instant::now();
         let started_wall = std::time::SystemTime::now();
+        let limits: Vec<Duration> = wanted.iter().map(|a| self.await_limit(a, log)).collect();
         let mut awaiting: Vec<Awaiting> = wanted
             .iter()
-            .map(|a| {
-                let t = self.await_limit(a, log);
-                Awaiting {
-                    key: a.key.clone(),
-                    count: a.count,
-                    arrived: 0,
-                    deadline: humantime::format_rfc3339_millis(started_wall + t).to_string(),
-                }
+            .zip(&limits)
+            .map(|(a, t)| Awaiting {
+                key: a.key.clone(),
+                count: a.count,
+                arrived: 0,
+                deadline: humantime::format_rfc3339_millis(started_wall + *t).to_string(),
             })
             .collect();
         inner.db.set_phase(id, "awaiting", &awaiting)?;
@@ -574,17 +573,20 @@ impl Harness {
             return Ok(AwaitEnd::TimedOut);
         };
         let on_error = |m: String| log.line(Tag::Harness, &m);
+        let deadlines: Vec<_> = limits.iter().map(|t| started + *t).collect();
+        // Each key is awaited one record at a time (at least `arrived + 1`, not `count`), so the
+        // run JSON, its events and the run page follow every arrival, not only the last one.
+        let wait_next = |n: usize, arrived: usize| {
+            let (sink, on_error, key) = (&sink, &on_error, &wanted[n].key);
+            let deadline = deadlines[n];
+            async move {
+                let end = sink.wait(key, arrived + 1, deadline, cancel, on_error);
+                (n, end.await)
+            }
+        };
         let mut waits = futures_util::stream::FuturesUnordered::new();
-        for (n, a) in wanted.iter().enumerate() {
-            let deadline = started + self.await_limit(a, log);
-            let sink = &sink;
-            let on_error = &on_error;
-            waits.push(async move {
-                (
-                    n,
-                    sink.wait(&a.key, a.count, deadline, cancel, on_error).await,
-                )
-            });
+        for n in 0..wanted.len() {
+            waits.push(wait_next(n, 0));
         }
         let mut missing = Vec::new();
         while let Some((n, end)) = futures_util::StreamExt::next(&mut waits).await {
@@ -595,12 +597,16 @@ impl Harness {
                     log.line(
                         Tag::Harness,
                         &format!(
-                            "callback {} arrived ({count}/{}) after {:.3}s",
+                            "callback {} arrived ({}/{}) after {:.3}s",
                             a.key,
+                            count.min(a.count),
                             a.count,
                             started.elapsed().as_secs_f64()
                         ),
                     );
+                    if count < a.count {
+                        waits.push(wait_next(n, count));
+                    }
                 }
                 KeyWait::TimedOut(count) => {
                     awaiting[n].arrived = count;

@@ -125,37 +125,52 @@ async fn a_callback_that_never_arrives_times_the_run_out_naming_the_key() {
 }
 
 #[tokio::test]
-async fn count_two_waits_for_the_second_callback() {
-    let sink = sink::TestSink::start().await;
-    let app = spawn_phased(&sink, true).await;
-    let run = app
-        .create_run(
-            "ann",
-            1,
-            &["preparation/start_pair.sh", "validation/check.sh"],
-        )
-        .await;
-    let id = run["id"].as_i64().expect("id");
-    wait_awaiting(&app, id).await;
-    let key = format!("run-{id}.pair");
-    sink.client()
-        .post(&key, &json!({"n": 1}))
-        .await
-        .expect("post");
-    // One of two: still waiting.
-    let still = app.run(id).await;
-    assert_eq!(still["status"], "running");
-    sink.client()
-        .post(&key, &json!({"n": 2}))
-        .await
-        .expect("post");
-    let done = app.wait_finished(id).await;
-    assert_eq!(done["status"], "passed", "{done}");
-    assert!(
-        app.log(id)
+async fn count_two_waits_for_the_second_callback_and_shows_each_arrival() {
+    for local in [true, false] {
+        let sink = sink::TestSink::start().await;
+        let app = spawn_phased(&sink, local).await;
+        let run = app
+            .create_run(
+                "ann",
+                1,
+                &["preparation/start_pair.sh", "validation/check.sh"],
+            )
+            .await;
+        let id = run["id"].as_i64().expect("id");
+        wait_awaiting(&app, id).await;
+        let mut events = app.sse(&format!("/api/runs/{id}/events")).await;
+        let key = format!("run-{id}.pair");
+        sink.client()
+            .post(&key, &json!({"n": 1}))
             .await
-            .contains(&format!("out {key}: 2 record(s)"))
-    );
+            .expect("post");
+        // One of two: the run says so in an event (and in its JSON) while it still waits.
+        let progress = loop {
+            let event = events.next().await.expect("the run's stream goes on");
+            if event.event == "run" && event.json()["awaiting"][0]["arrived"] == 1 {
+                break event.json();
+            }
+        };
+        assert_eq!(progress["status"], "running", "local={local}: {progress}");
+        assert_eq!(progress["phase"], "awaiting");
+        let still = app.run(id).await;
+        assert_eq!(still["awaiting"][0]["arrived"], 1, "local={local}: {still}");
+        assert_eq!(still["awaiting"][0]["count"], 2);
+        assert_eq!(still["tests"][1]["status"], "pending");
+        sink.client()
+            .post(&key, &json!({"n": 2}))
+            .await
+            .expect("post");
+        let done = app.wait_finished(id).await;
+        assert_eq!(done["status"], "passed", "local={local}: {done}");
+        assert_eq!(done["awaiting"][0]["arrived"], 2);
+        let log = app.log(id).await;
+        assert!(log.contains(&format!("out {key}: 2 record(s)")), "{log}");
+        assert!(
+            log.contains(&format!("--- callback {key} arrived (1/2) after ")),
+            "{log}"
+        );
+    }
 }
 
 #[tokio::test]
