@@ -98,6 +98,14 @@ impl TestPath {
     pub fn dir(&self) -> &str {
         self.0.rsplit_once('/').map_or("", |(d, _)| d)
     }
+
+    /// Whether this is a support file rather than a test: its name or one of its directories
+    /// starts with `_` (`_lib/eventual.py`, `_sut.py`, `__init__.py`), or it is pytest's
+    /// `conftest.py`. Support files can be uploaded and read but are never run as tests.
+    pub fn is_support(&self) -> bool {
+        self.0.split('/').any(|part| part.starts_with('_'))
+            || self.0.rsplit('/').next() == Some("conftest.py")
+    }
 }
 
 fn check_component(part: &str) -> Result<(), String> {
@@ -135,6 +143,36 @@ pub struct TestInfo {
     pub tags: Vec<String>,
     /// Whether it was uploaded (rather than bundled).
     pub uploaded: bool,
+}
+
+/// A support file (helper module, SUT script, data) as `GET /api/tests` lists it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SupportInfo {
+    /// Its path in the catalog.
+    pub path: String,
+    /// Its directory (`""` at the top).
+    pub dir: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Whether it was uploaded (rather than bundled).
+    pub uploaded: bool,
+}
+
+/// Why a catalog file could not be deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum DeleteError {
+    /// Neither an upload nor a bundled file has this path.
+    #[error("there is no uploaded file {0}: GET /api/tests lists the catalog")]
+    NotFound(String),
+    /// Only a bundled file has this path; those ship with the server.
+    #[error(
+        "{0} is a bundled sample that ships with the server; only uploads can be deleted \
+         (upload a file at the same path to shadow it)"
+    )]
+    Bundled(String),
+    /// The file system refused.
+    #[error("failed to delete the upload: {0}")]
+    Io(#[from] io::Error),
 }
 
 /// Why an upload was refused.
@@ -192,12 +230,25 @@ impl Catalog {
 
     /// Every test, sorted by path (uploads shadow bundled tests of the same path).
     pub fn list(&self) -> Vec<TestInfo> {
-        let mut by_path = std::collections::BTreeMap::new();
+        self.listing().0
+    }
+
+    /// Every support file, sorted by path (uploads shadow bundled files of the same path).
+    pub fn support(&self) -> Vec<SupportInfo> {
+        self.listing().1
+    }
+
+    /// Tests and support files in one walk of both roots.
+    pub fn listing(&self) -> (Vec<TestInfo>, Vec<SupportInfo>) {
+        let mut found = Found::default();
         if let Some(bundled) = &self.bundled {
-            walk(bundled, bundled, false, &mut by_path);
+            walk(bundled, bundled, false, &mut found);
         }
-        walk(&self.uploads, &self.uploads, true, &mut by_path);
-        by_path.into_values().collect()
+        walk(&self.uploads, &self.uploads, true, &mut found);
+        (
+            found.tests.into_values().collect(),
+            found.support.into_values().collect(),
+        )
     }
 
     /// Every `eventual.toml` in the catalog (uploads shadow bundled ones), by directory.
@@ -277,11 +328,50 @@ impl Catalog {
             .and_then(|d| d.canonicalize().ok())
     }
 
-    /// The file of a test, if it exists in either root (uploads first).
+    /// The file of a test, if it exists in either root (uploads first). Support files are not
+    /// tests: see [`Catalog::resolve_file`].
     pub fn resolve(&self, path: &TestPath) -> Option<PathBuf> {
+        if path.is_support() {
+            return None;
+        }
         std::iter::once(&self.uploads)
             .chain(self.bundled.as_ref())
             .find_map(|root| confined(root, path).filter(|p| p.is_file() && Kind::of(p).is_some()))
+    }
+
+    /// Any catalog file (test, support file or configuration), uploads first.
+    pub fn resolve_file(&self, path: &TestPath) -> Option<PathBuf> {
+        std::iter::once(&self.uploads)
+            .chain(self.bundled.as_ref())
+            .find_map(|root| confined(root, path).filter(|p| p.is_file()))
+    }
+
+    /// Deletes the upload at `path` (a bundled file of the same path shows again), then the
+    /// upload directories it leaves empty.
+    pub fn delete(&self, path: &TestPath) -> Result<(), DeleteError> {
+        let Some(file) = confined(&self.uploads, path).filter(|p| p.is_file()) else {
+            let bundled = self
+                .bundled
+                .as_ref()
+                .and_then(|root| confined(root, path))
+                .is_some_and(|p| p.is_file());
+            return Err(if bundled {
+                DeleteError::Bundled(path.as_str().to_owned())
+            } else {
+                DeleteError::NotFound(path.as_str().to_owned())
+            });
+        };
+        fs::remove_file(&file)?;
+        let root = self.uploads.canonicalize()?;
+        let mut dir = file.parent();
+        while let Some(d) = dir.filter(|d| *d != root && d.starts_with(&root)) {
+            // Fails (and stops) at the first directory that still holds something.
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     /// Stores an upload at `dir/name`, creating `dir` as needed.
@@ -304,10 +394,6 @@ impl Catalog {
                 UploadError::InvalidConfig(vec!["eventual.toml is not UTF-8 text".into()])
             })?;
             crate::scripts::RunConfig::parse(text).map_err(UploadError::InvalidConfig)?;
-        } else if !Kind::uploadable(name) {
-            return Err(UploadError::Unsupported(format!(
-                "{name:?} is not a test kind that can be uploaded: use a `.py` (pytest for test_*.py / *_test.py) or `.sh` file"
-            )));
         }
         if dir.starts_with('/') {
             return Err(UploadError::InvalidPath(format!(
@@ -321,10 +407,17 @@ impl Catalog {
             format!("{dir}/{name}")
         };
         let path = TestPath::parse(&full).map_err(UploadError::InvalidPath)?;
+        if !is_config && !path.is_support() && !Kind::uploadable(name) {
+            return Err(UploadError::Unsupported(format!(
+                "{name:?} is not a test kind that can be uploaded: use a `.py` (pytest for \
+                 test_*.py / *_test.py) or `.sh` file, or name it (or its directory) with a \
+                 leading `_` to upload it as a support file"
+            )));
+        }
         let exists = if is_config {
             self.uploads.join(path.as_str()).exists()
         } else {
-            self.resolve(&path).is_some()
+            self.resolve_file(&path).is_some()
         };
         if exists && !overwrite {
             return Err(UploadError::Exists(format!(
@@ -366,19 +459,26 @@ fn confined(root: &Path, path: &TestPath) -> Option<PathBuf> {
     }
 }
 
-fn walk(
-    root: &Path,
-    dir: &Path,
-    uploaded: bool,
-    out: &mut std::collections::BTreeMap<String, TestInfo>,
-) {
+/// What a walk of the roots finds, by path (a later root shadows an earlier one).
+#[derive(Default)]
+struct Found {
+    tests: std::collections::BTreeMap<String, TestInfo>,
+    support: std::collections::BTreeMap<String, SupportInfo>,
+}
+
+fn walk(root: &Path, dir: &Path, uploaded: bool, out: &mut Found) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name.starts_with('.') || name.starts_with('_') || name == "__pycache__" {
+        // Hidden files, Python's byte-code caches and the configuration (listed as `configs`).
+        if name.starts_with('.')
+            || name == "__pycache__"
+            || name.ends_with(".pyc")
+            || name == CONFIG_FILE
+        {
             continue;
         }
         let path = entry.path();
@@ -394,18 +494,30 @@ fn walk(
         }
         if real.is_dir() {
             walk(root, &path, uploaded, out);
+            continue;
+        }
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
+        let Some(rel) = rel.to_str().map(|r| r.replace('\\', "/")) else {
+            continue;
+        };
+        let Ok(test_path) = TestPath::parse(&rel) else {
+            continue;
+        };
+        let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if test_path.is_support() {
+            out.support.insert(
+                rel.clone(),
+                SupportInfo {
+                    dir: test_path.dir().to_owned(),
+                    path: rel,
+                    size,
+                    uploaded,
+                },
+            );
         } else if Kind::of(&path).is_some() {
-            let Ok(rel) = path.strip_prefix(root) else {
-                continue;
-            };
-            let Some(rel) = rel.to_str().map(|r| r.replace('\\', "/")) else {
-                continue;
-            };
-            let Ok(test_path) = TestPath::parse(&rel) else {
-                continue;
-            };
-            let size = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            out.insert(
+            out.tests.insert(
                 rel.clone(),
                 TestInfo {
                     dir: test_path.dir().to_owned(),

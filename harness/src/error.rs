@@ -7,7 +7,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::runner::HarnessError;
+use crate::{catalog::DeleteError, runner::HarnessError};
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,9 @@ pub enum ApiError {
     /// Not a kind of file or body we accept.
     #[error("{0}")]
     Unsupported(String),
+    /// The route exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Missing or wrong bearer token.
     #[error("{0}")]
     Unauthorized(String),
@@ -60,6 +63,7 @@ impl ApiError {
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_kind"),
+            Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -72,7 +76,16 @@ impl From<HarnessError> for ApiError {
             HarnessError::UnknownRun(_) | HarnessError::UnknownEnv(..) => {
                 Self::NotFound(e.to_string())
             }
-            HarnessError::Finished(..) => Self::Conflict(e.to_string()),
+            HarnessError::Finished(..) | HarnessError::TestInUse { .. } => {
+                Self::Conflict(e.to_string())
+            }
+            HarnessError::Delete(DeleteError::NotFound(_)) => Self::NotFound(e.to_string()),
+            HarnessError::Delete(DeleteError::Bundled(_)) => Self::Conflict(e.to_string()),
+            HarnessError::Delete(DeleteError::Io(_)) => Self::Internal(e.to_string()),
+            HarnessError::TestGone(path) => Self::Invalid(vec![(
+                "tests".into(),
+                format!("unknown test {path} (it was deleted meanwhile)"),
+            )]),
             HarnessError::Db(_) | HarnessError::Io(_) => Self::Internal(e.to_string()),
         }
     }

@@ -7,10 +7,10 @@ use axum::{
     Json, Router,
     body::Body,
     extract::{
-        DefaultBodyLimit, Multipart, Path, Query, Request, State,
+        DefaultBodyLimit, Multipart, OriginalUri, Path, Query, Request, State,
         rejection::{JsonRejection, QueryRejection},
     },
-    http::{HeaderValue, StatusCode, header},
+    http::{HeaderValue, Method, StatusCode, header},
     middleware::{self, Next},
     response::{
         IntoResponse, Response,
@@ -43,7 +43,7 @@ pub fn router(harness: Harness) -> Router {
                 .post(upload_test)
                 .layer(DefaultBodyLimit::max(max_upload + 64 * 1024)),
         )
-        .route("/api/tests/{*path}", get(test_source))
+        .route("/api/tests/{*path}", get(test_source).delete(delete_test))
         .route("/api/runs", get(list_runs).post(create_run))
         .route("/api/runs/{id}", get(get_run))
         .route("/api/runs/{id}/log", get(run_log))
@@ -53,7 +53,8 @@ pub fn router(harness: Harness) -> Router {
         .route("/api/envs", get(list_envs))
         .route("/api/envs/{id}/pause", post(pause_env))
         .route("/api/envs/{id}/resume", post(resume_env))
-        .route("/api/events", get(events));
+        .route("/api/events", get(events))
+        .method_not_allowed_fallback(method_not_allowed);
     // The web UI: three embedded files, so the binary works offline and needs no build step.
     let ui = Router::new()
         .route("/", get(ui_index))
@@ -104,6 +105,13 @@ async fn ui_asset(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
+async fn method_not_allowed(method: Method, uri: OriginalUri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {}: see the HTTP API table in README.md",
+        uri.path()
+    ))
+}
+
 async fn require_token(State(h): State<Harness>, request: Request, next: Next) -> Response {
     let Some(token) = h.config().token.as_deref() else {
         return next.run(request).await;
@@ -121,7 +129,12 @@ async fn require_token(State(h): State<Harness>, request: Request, next: Next) -
 }
 
 async fn list_tests(State(h): State<Harness>) -> Json<Value> {
-    Json(serde_json::json!({ "tests": h.catalog().list(), "configs": h.catalog().configs() }))
+    let (tests, support) = h.catalog().listing();
+    Json(serde_json::json!({
+        "tests": tests,
+        "support": support,
+        "configs": h.catalog().configs(),
+    }))
 }
 
 async fn test_source(
@@ -129,7 +142,7 @@ async fn test_source(
     Path(path): Path<String>,
 ) -> Result<Response, ApiError> {
     let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
-    let file = h.catalog().resolve(&test).ok_or_else(|| {
+    let file = h.catalog().resolve_file(&test).ok_or_else(|| {
         ApiError::NotFound(format!(
             "there is no test {path}: GET /api/tests lists them"
         ))
@@ -145,6 +158,18 @@ async fn test_source(
         text,
     )
         .into_response())
+}
+
+/// `DELETE /api/tests/{path}`: an upload (test, support file or `eventual.toml`) → `204`.
+async fn delete_test(
+    State(h): State<Harness>,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
+    tokio::task::spawn_blocking(move || h.delete_upload(&test))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the delete task failed: {e}")))??;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn upload_test(
@@ -332,6 +357,10 @@ fn validate_run(h: &Harness, body: &Value) -> Result<(String, u32, Vec<String>),
             for item in list {
                 match item.as_str() {
                     Some(p) => match TestPath::parse(p) {
+                        Ok(tp) if tp.is_support() => bad.push(format!(
+                            "{p} is a support file (its name or a directory starts with `_`, or \
+                             it is conftest.py): it is not run as a test; run the tests that use it"
+                        )),
                         Ok(tp) if h.catalog().resolve(&tp).is_some() => {
                             if tests.contains(&tp.as_str().to_owned()) {
                                 bad.push(format!("{p} is listed twice"));

@@ -61,6 +61,24 @@ pub enum HarnessError {
     /// The file system failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// A test to delete is named by runs that have not ended.
+    #[error(
+        "{path} is used by queued or running run(s) {}: delete it once they have ended \
+         (or cancel them)",
+        .runs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    TestInUse {
+        /// The test.
+        path: String,
+        /// The runs naming it, by id.
+        runs: Vec<i64>,
+    },
+    /// A catalog file could not be deleted.
+    #[error(transparent)]
+    Delete(#[from] crate::catalog::DeleteError),
+    /// A test of a new run was deleted between validation and admission.
+    #[error("unknown test {0}")]
+    TestGone(String),
 }
 
 /// A live run's switches.
@@ -68,6 +86,8 @@ pub enum HarnessError {
 struct Active {
     cancel: CancellationToken,
     log: Arc<RunLog>,
+    /// Its test paths, so an upload it will run cannot be deleted under it.
+    tests: Vec<String>,
     /// Becomes true once the run has its final status.
     done: watch::Sender<bool>,
 }
@@ -220,6 +240,13 @@ impl Harness {
         let ordered: Vec<String> = prep.into_iter().chain(rest).collect();
         let run = {
             let _order = self.inner.admission.lock();
+            // Checked again under the admission lock, which deletes take too: a test validated
+            // before a concurrent delete is not admitted to fail later.
+            if let Some(gone) = ordered.iter().find(|t| {
+                TestPath::parse(t).map_or(true, |tp| self.inner.catalog.resolve(&tp).is_none())
+            }) {
+                return Err(HarnessError::TestGone(gone.clone()));
+            }
             let run = self
                 .inner
                 .db
@@ -231,6 +258,27 @@ impl Harness {
         Ok(self.inner.db.get_run(run.id)?.unwrap_or(run))
     }
 
+    /// Deletes an upload unless a queued or running run names it. Under the admission lock, so
+    /// no run naming it can be admitted between the check and the removal.
+    pub fn delete_upload(&self, path: &TestPath) -> Result<(), HarnessError> {
+        let _order = self.inner.admission.lock();
+        let mut runs: Vec<i64> = self
+            .inner
+            .active
+            .iter()
+            .filter(|a| a.tests.iter().any(|t| t == path.as_str()))
+            .map(|a| *a.key())
+            .collect();
+        if !runs.is_empty() {
+            runs.sort_unstable();
+            return Err(HarnessError::TestInUse {
+                path: path.as_str().to_owned(),
+                runs,
+            });
+        }
+        Ok(self.inner.catalog.delete(path)?)
+    }
+
     /// Registers a queued run as live and submits it to its environment.
     fn admit(&self, run: &Run) -> Result<(), HarnessError> {
         let log = Arc::new(RunLog::create(&self.log_path(run.id))?);
@@ -239,6 +287,7 @@ impl Harness {
             Active {
                 cancel: CancellationToken::new(),
                 log: log.clone(),
+                tests: run.tests.iter().map(|t| t.path.clone()).collect(),
                 done: watch::channel(false).0,
             },
         );

@@ -296,3 +296,181 @@ async fn a_body_that_is_not_multipart_is_refused_with_the_error_body() {
         .await;
     error_of(response, 400, "invalid_multipart").await;
 }
+
+fn supported(list: &Value, path: &str) -> Option<Value> {
+    list["support"]
+        .as_array()
+        .expect("support is a list")
+        .iter()
+        .find(|t| t["path"] == path)
+        .cloned()
+}
+
+#[tokio::test]
+async fn wrong_methods_answer_405_with_the_json_error_body() {
+    let app = spawn_app(|_| {}).await;
+    for (method, path) in [
+        (reqwest::Method::PUT, "/api/tests/pass.sh"),
+        (reqwest::Method::PATCH, "/api/runs"),
+        (reqwest::Method::DELETE, "/api/envs"),
+        (reqwest::Method::PUT, "/api/runs/1/cancel"),
+        (reqwest::Method::POST, "/api/events"),
+    ] {
+        let body = error_of(
+            app.request(method.clone(), path).await,
+            405,
+            "method_not_allowed",
+        )
+        .await;
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains(method.as_str()) && message.contains(path),
+            "{method} {path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_upload_can_be_deleted_and_the_directories_it_leaves_empty_go_with_it() {
+    let app = spawn_app(|_| {}).await;
+    json_of(
+        app.upload(&[
+            Part::Text("dir", "team-a/smoke"),
+            Part::File("t.sh", b"exit 0\n"),
+        ])
+        .await,
+        201,
+    )
+    .await;
+    json_of(
+        app.upload(&[Part::Text("dir", "team-a"), Part::File("keep.sh", b"exit 0\n")])
+            .await,
+        201,
+    )
+    .await;
+    let response = app.delete("/api/tests/team-a/smoke/t.sh").await;
+    assert_eq!(response.status(), 204);
+    let list = app.get_json("/api/tests").await;
+    assert!(listed(&list, "team-a/smoke/t.sh").is_none(), "{list}");
+    assert!(listed(&list, "team-a/keep.sh").is_some(), "{list}");
+    assert_eq!(
+        uploads_tree(&app),
+        BTreeSet::from(["team-a".to_owned(), "team-a/keep.sh".to_owned()]),
+        "the emptied directory is gone, its non-empty parent stays"
+    );
+    error_of(app.get("/api/tests/team-a/smoke/t.sh").await, 404, "not_found").await;
+    error_of(
+        app.delete("/api/tests/team-a/smoke/t.sh").await,
+        404,
+        "not_found",
+    )
+    .await;
+    error_of(app.delete("/api/tests/a/.hidden.sh").await, 422, "invalid_path").await;
+}
+
+#[tokio::test]
+async fn a_bundled_test_cannot_be_deleted_but_an_upload_shadowing_it_can() {
+    let app = spawn_app(|_| {}).await;
+    let refused = error_of(app.delete("/api/tests/pass.sh").await, 409, "conflict").await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("bundled")),
+        "{refused}"
+    );
+    assert!(fixtures().join("pass.sh").is_file(), "the bundled file stays");
+    json_of(
+        app.upload(&[
+            Part::Text("overwrite", "true"),
+            Part::File("pass.sh", b"exit 3\n"),
+        ])
+        .await,
+        201,
+    )
+    .await;
+    let list = app.get_json("/api/tests").await;
+    assert_eq!(listed(&list, "pass.sh").expect("listed")["uploaded"], true);
+    assert_eq!(app.delete("/api/tests/pass.sh").await.status(), 204);
+    let list = app.get_json("/api/tests").await;
+    assert_eq!(
+        listed(&list, "pass.sh").expect("the bundled test shows again")["uploaded"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn an_upload_named_by_a_queued_or_running_run_is_kept_until_the_run_ends() {
+    let app = spawn_app(|_| {}).await;
+    json_of(
+        app.upload(&[Part::Text("dir", "mine"), Part::File("t.sh", b"exit 0\n")])
+            .await,
+        201,
+    )
+    .await;
+    json_of(app.post("/api/envs/2/pause").await, 200).await;
+    let run = app.create_run("ann", 2, &["mine/t.sh"]).await;
+    let id = id_of(&run);
+    assert_eq!(run["status"], "queued");
+    let refused = error_of(app.delete("/api/tests/mine/t.sh").await, 409, "conflict").await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(&format!("run(s) {id}"))),
+        "names the run: {refused}"
+    );
+    assert!(app.data_dir.join("tests/mine/t.sh").is_file());
+    json_of(app.post(&format!("/api/runs/{id}/cancel")).await, 200).await;
+    assert_eq!(app.delete("/api/tests/mine/t.sh").await.status(), 204);
+    assert!(!app.data_dir.join("tests/mine/t.sh").exists());
+}
+
+#[tokio::test]
+async fn support_files_are_uploaded_listed_apart_and_refused_as_tests() {
+    let app = spawn_app(|_| {}).await;
+    for (dir, name, body) in [
+        ("team", "_helpers.py", &b"def answer():\n    return 42\n"[..]),
+        ("team/_data", "payload.json", b"{\"n\": 1}\n"),
+        ("team", "conftest.py", b"import pytest\n"),
+    ] {
+        let stored = json_of(
+            app.upload(&[Part::Text("dir", dir), Part::File(name, body)])
+                .await,
+            201,
+        )
+        .await;
+        assert_eq!(stored["path"], format!("{dir}/{name}"));
+    }
+    let list = app.get_json("/api/tests").await;
+    for path in ["team/_helpers.py", "team/_data/payload.json", "team/conftest.py"] {
+        assert!(listed(&list, path).is_none(), "{path} is not a test: {list}");
+        let support = supported(&list, path).unwrap_or_else(|| panic!("{path} is support: {list}"));
+        assert_eq!(support["uploaded"], true);
+        assert_eq!(support["dir"], path.rsplit_once('/').expect("dir").0);
+        assert_eq!(app.get(&format!("/api/tests/{path}")).await.status(), 200);
+    }
+    let refused = error_of(
+        app.post_json(
+            "/api/runs",
+            &serde_json::json!({"username": "ann", "env_id": 1,
+                "tests": ["team/_helpers.py", "team/conftest.py"]}),
+        )
+        .await,
+        422,
+        "invalid_fields",
+    )
+    .await;
+    let why = refused["error"]["fields"]["tests"].as_str().expect("tests");
+    assert!(
+        why.contains("team/_helpers.py is a support file")
+            && why.contains("team/conftest.py is a support file"),
+        "{refused}"
+    );
+    // Other kinds are still refused outside support paths.
+    error_of(
+        app.upload(&[Part::Text("dir", "team"), Part::File("payload.json", b"{}")])
+            .await,
+        415,
+        "unsupported_kind",
+    )
+    .await;
+}

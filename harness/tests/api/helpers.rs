@@ -103,6 +103,18 @@ impl TestApp {
             .unwrap_or_else(|e| panic!("POST {path} reaches the harness: {e}"))
     }
 
+    pub(crate) async fn request(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.http
+            .request(method.clone(), self.url(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} reaches the harness: {e}"))
+    }
+
+    pub(crate) async fn delete(&self, path: &str) -> reqwest::Response {
+        self.request(reqwest::Method::DELETE, path).await
+    }
+
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.http
             .post(self.url(path))
