@@ -68,9 +68,10 @@ struct HarnessFlags {
     /// Largest test file accepted by upload.
     #[arg(long, env = "EVENTUAL_MAX_UPLOAD", default_value = "10MiB")]
     max_upload: bytesize::ByteSize,
-    /// The bundled tests shown beside uploads.
-    #[arg(long, env = "EVENTUAL_SAMPLE_TESTS", default_value = "sample-tests")]
-    sample_tests: PathBuf,
+    /// A directory of tests shown beside uploads instead of the sample tests built into the
+    /// binary (which are written to DATA_DIR/sample-tests at every start).
+    #[arg(long, env = "EVENTUAL_SAMPLE_TESTS")]
+    sample_tests: Option<PathBuf>,
     /// The sink tests should use (EVENTUAL_SINK_URL) instead of the built-in one.
     #[arg(long, env = "EVENTUAL_SINK_URL")]
     sink_url: Option<String>,
@@ -220,6 +221,15 @@ fn harness_config(
     data_dir: PathBuf,
     token: Option<String>,
 ) -> anyhow::Result<harness::Config> {
+    let sample_tests = match flags.sample_tests {
+        Some(dir) => dir,
+        None => harness::samples::write_bundled(&data_dir).with_context(|| {
+            format!(
+                "failed to write the bundled sample tests under {}",
+                data_dir.display()
+            )
+        })?,
+    };
     let mut config = harness::Config::new(data_dir);
     config.envs = flags.envs;
     config.workers = flags.workers.unwrap_or(flags.envs as usize).max(1);
@@ -227,7 +237,7 @@ fn harness_config(
     config.kill_grace = flags.kill_grace.into();
     config.max_upload =
         usize::try_from(flags.max_upload.as_u64()).context("--max-upload is too large")?;
-    config.sample_tests = Some(flags.sample_tests);
+    config.sample_tests = Some(sample_tests);
     // Empty: the built-in sink, on whatever address the server ends up bound to.
     config.sink_url = flags
         .sink_url

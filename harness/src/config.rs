@@ -7,7 +7,8 @@ use std::{path::PathBuf, time::Duration};
 pub struct Config {
     /// State lives here: `history.db`, `tests/` (uploads), `runs/<id>/` (logs, working dirs).
     pub data_dir: PathBuf,
-    /// The bundled tests (`sample-tests/`), if present.
+    /// The bundled tests (`eventual serve` writes the samples built into the binary out under the
+    /// data dir, see `samples.rs`, unless `--sample-tests` names another directory), if any.
     pub sample_tests: Option<PathBuf>,
     /// Environment ids are `1..=envs`.
     pub envs: u32,
@@ -34,7 +35,7 @@ impl Config {
     pub fn new(data_dir: PathBuf) -> Self {
         Self {
             data_dir,
-            sample_tests: Some(PathBuf::from("sample-tests")),
+            sample_tests: None,
             envs: 100,
             workers: 100,
             test_timeout: Duration::from_secs(180),

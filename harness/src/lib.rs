@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! - `model.rs` — runs, tests, statuses, environments as the API shows them.
-//! - `catalog.rs` — the test tree (bundled + uploads), path confinement, kinds, tags.
+//! - `catalog.rs` — the test tree (bundled + uploads), path confinement, kinds, tags, support files.
+//! - `samples.rs` — the sample tests embedded in the binary, written out under the data dir.
 //! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race).
 //! - `runner.rs` — the core: create, start, execute, cancel, recover after a restart.
 //! - `exec.rs` — one supervised test process: process group, timeout, leftovers.
@@ -27,10 +28,11 @@ mod model;
 mod phases;
 mod routes;
 mod runner;
+pub mod samples;
 mod scripts;
 mod services;
 
-pub use catalog::{Catalog, ConfigInfo, Kind, TestInfo, TestPath};
+pub use catalog::{Catalog, ConfigInfo, DeleteError, Kind, SupportInfo, TestInfo, TestPath};
 pub use claims::{Claim, Envs};
 pub use config::Config;
 pub use db::RunFilter;

@@ -153,26 +153,32 @@ function runsPage(main) {
 
 let catalog = [];
 async function loadCatalog() {
-  catalog = (await api("/api/tests")).tests;
+  const listing = await api("/api/tests");
+  catalog = listing.tests;
   const picker = $("#nr-tests");
   if (!picker) return;
   const chosen = new Set([...picker.querySelectorAll("input:checked")].map((i) => i.value));
   const byDir = new Map();
-  for (const t of catalog) { if (!byDir.has(t.dir)) byDir.set(t.dir, []); byDir.get(t.dir).push(t); }
-  picker.replaceChildren(...[...byDir.entries()].map(([dir, tests]) =>
+  const group = (dir) => { if (!byDir.has(dir)) byDir.set(dir, { tests: [], support: [] }); return byDir.get(dir); };
+  for (const t of catalog) group(t.dir).tests.push(t);
+  // Support files are listed beside the tests they serve, without a checkbox: they never run.
+  for (const s of listing.support || []) group(s.dir).support.push(s);
+  picker.replaceChildren(...[...byDir.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([dir, { tests, support }]) =>
     el("fieldset", {}, el("legend", {}, dir || "(top level)"),
       tests.map((t) => el("label", { "data-path": t.path },
         el("input", { type: "checkbox", name: "tests", value: t.path, ...(chosen.has(t.path) ? { checked: "" } : {}) }),
         t.path.split("/").pop(),
-        t.tags.length ? el("small", { class: "tags" }, ` [${t.tags.join(", ")}]`) : "")))));
+        t.tags.length ? el("small", { class: "tags" }, ` [${t.tags.join(", ")}]`) : "")),
+      support.map((s) => el("span", { class: "support", "data-path": s.path, title: "support file: uploaded beside the tests, never run itself" },
+        s.path.split("/").pop(), el("small", { class: "tags" }, " support"))))));
   const dirs = $("#dirs");
   if (dirs) dirs.replaceChildren(...[...byDir.keys()].filter(Boolean).map((d) => el("option", { value: d })));
   filterTests();
 }
 function filterTests() {
   const q = ($("#nr-search")?.value || "").toLowerCase();
-  for (const label of document.querySelectorAll("#nr-tests label")) label.hidden = !label.dataset.path.toLowerCase().includes(q);
-  for (const group of document.querySelectorAll("#nr-tests fieldset")) group.hidden = !group.querySelector("label:not([hidden])");
+  for (const item of document.querySelectorAll("#nr-tests [data-path]")) item.hidden = !item.dataset.path.toLowerCase().includes(q);
+  for (const group of document.querySelectorAll("#nr-tests fieldset")) group.hidden = !group.querySelector("[data-path]:not([hidden])");
 }
 
 function newRunForm() {

@@ -107,7 +107,7 @@ describe("web UI", () => {
       mimeType: "text/x-sh",
       buffer: Buffer.from('#!/usr/bin/env bash\necho "uploaded test ran"\n'),
     };
-    await page.getByLabel("Test file (.py or .sh)").setInputFiles(file);
+    await page.getByLabel("File (a test or a support file)").setInputFiles(file);
     await page.getByLabel(/^Directory/).fill("team-a/smoke/nightly");
     await upload.getByRole("button", { name: "Upload" }).click();
     await upload.locator(".form-ok", { hasText: "Uploaded team-a/smoke/nightly/uploaded_check.sh." }).waitFor();
@@ -121,13 +121,22 @@ describe("web UI", () => {
     assert.equal(await picker.locator('label[data-path="team-a/smoke/nightly/uploaded_check.sh"]').isVisible(), true);
 
     // The same upload again is refused with a message saying why.
-    await page.getByLabel("Test file (.py or .sh)").setInputFiles(file);
+    await page.getByLabel("File (a test or a support file)").setInputFiles(file);
     await upload.getByRole("button", { name: "Upload" }).click();
     await upload.locator(".form-error", { hasText: /^Already exists: / }).waitFor();
     // So is a file that is not a test.
-    await page.getByLabel("Test file (.py or .sh)").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("hi\n") });
+    await page.getByLabel("File (a test or a support file)").setInputFiles({ name: "notes.txt", mimeType: "text/plain", buffer: Buffer.from("hi\n") });
     await upload.getByRole("button", { name: "Upload" }).click();
     await upload.locator(".form-error", { hasText: /^Not a supported kind: / }).waitFor();
+
+    // A support file beside it is listed in its directory, without a checkbox.
+    await page.getByLabel("File (a test or a support file)").setInputFiles({ name: "_helpers.py", mimeType: "text/x-python", buffer: Buffer.from("ANSWER = 42\n") });
+    await upload.getByRole("button", { name: "Upload" }).click();
+    await upload.locator(".form-ok", { hasText: "Uploaded team-a/smoke/nightly/_helpers.py." }).waitFor();
+    const support = group.locator('.support[data-path="team-a/smoke/nightly/_helpers.py"]');
+    await support.waitFor();
+    assert.equal(await support.locator("input").count(), 0, "a support file cannot be picked as a test");
+    assert.match(await page.locator("#up-kinds").innerText(), /starts with _/);
 
     // And it runs.
     await page.getByLabel("Username", { exact: true }).fill("dee");

@@ -156,3 +156,70 @@ async fn the_sample_sink_roundtrip_test_passes_against_the_built_in_sink() -> an
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn serve_started_outside_the_repository_shows_and_runs_the_samples_built_into_it()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere)?;
+    // No --sample-tests, started from a directory with no sample-tests/ in it, as an installed
+    // binary is: the samples come from the binary itself.
+    let server = Launch::new(&["serve", "--data-dir", "data", "--envs", "2"])
+        .current_dir(&elsewhere)
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .spawn()
+        .await?;
+    let (status, list) = server.get("/api/tests").await?;
+    ensure!(status == 200, "GET /api/tests answered {status}: {list}");
+    let listed = |field: &str, path: &str| {
+        list[field].as_array().is_some_and(|items| {
+            items
+                .iter()
+                .any(|t| t["path"] == path && t["uploaded"] == false)
+        })
+    };
+    for test in ["smoke/hello.sh", "async_job/test_job_callback.py"] {
+        ensure!(listed("tests", test), "{test} is not listed: {list}");
+    }
+    for support in ["_lib/eventual.py", "_lib/demo_sut.py"] {
+        ensure!(
+            listed("support", support),
+            "{support} is not support: {list}"
+        );
+    }
+    ensure!(
+        list["configs"].as_array().is_some_and(|c| c
+            .iter()
+            .any(|c| c["dir"] == "with-services" && c["problems"] == json!([]))),
+        "the with-services configuration is listed and valid: {list}"
+    );
+    ensure!(
+        elsewhere.join("data/sample-tests/smoke/hello.sh").is_file(),
+        "the samples are written under the data dir"
+    );
+    server.create_run("ann", 1, &["smoke/hello.sh"]).await?;
+    let (run, log) = server.wait_run_finished(1).await?;
+    ensure!(
+        run["status"] == "passed",
+        "smoke/hello.sh: {run}\nlog:\n{log}"
+    );
+    // The services sample finds the demo SUT it ships with (a support file of the samples).
+    server
+        .create_run(
+            "ann",
+            2,
+            &[
+                "with-services/preparation/test_start_job.py",
+                "with-services/validation/test_check_result.py",
+            ],
+        )
+        .await?;
+    let (run, log) = server.wait_run_finished(2).await?;
+    ensure!(
+        run["status"] == "passed",
+        "with-services: {run}\nlog:\n{log}"
+    );
+    Ok(())
+}

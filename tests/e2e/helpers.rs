@@ -34,6 +34,7 @@ pub(crate) struct Launch {
     args: Vec<String>,
     envs: Vec<(String, String)>,
     bind: Option<String>,
+    cwd: Option<std::path::PathBuf>,
 }
 
 impl Launch {
@@ -43,7 +44,14 @@ impl Launch {
             args: args.iter().map(|a| a.as_ref().to_owned()).collect(),
             envs: Vec::new(),
             bind: Some("127.0.0.1:0".to_owned()),
+            cwd: None,
         }
+    }
+
+    /// Starts the child in `dir` (as a user would, from wherever they are).
+    pub(crate) fn current_dir(mut self, dir: &Path) -> Self {
+        self.cwd = Some(dir.to_owned());
+        self
     }
 
     /// A client command (`eventual wait …`): no `--bind` is added.
@@ -80,6 +88,9 @@ impl Launch {
         // Plain log lines: tests search them for words.
         cmd.env("NO_COLOR", "1");
         cmd.envs(self.envs.iter().map(|(k, v)| (k, v)));
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -343,8 +343,11 @@ async fn an_upload_can_be_deleted_and_the_directories_it_leaves_empty_go_with_it
     )
     .await;
     json_of(
-        app.upload(&[Part::Text("dir", "team-a"), Part::File("keep.sh", b"exit 0\n")])
-            .await,
+        app.upload(&[
+            Part::Text("dir", "team-a"),
+            Part::File("keep.sh", b"exit 0\n"),
+        ])
+        .await,
         201,
     )
     .await;
@@ -358,14 +361,24 @@ async fn an_upload_can_be_deleted_and_the_directories_it_leaves_empty_go_with_it
         BTreeSet::from(["team-a".to_owned(), "team-a/keep.sh".to_owned()]),
         "the emptied directory is gone, its non-empty parent stays"
     );
-    error_of(app.get("/api/tests/team-a/smoke/t.sh").await, 404, "not_found").await;
+    error_of(
+        app.get("/api/tests/team-a/smoke/t.sh").await,
+        404,
+        "not_found",
+    )
+    .await;
     error_of(
         app.delete("/api/tests/team-a/smoke/t.sh").await,
         404,
         "not_found",
     )
     .await;
-    error_of(app.delete("/api/tests/a/.hidden.sh").await, 422, "invalid_path").await;
+    error_of(
+        app.delete("/api/tests/a/.hidden.sh").await,
+        422,
+        "invalid_path",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -378,7 +391,10 @@ async fn a_bundled_test_cannot_be_deleted_but_an_upload_shadowing_it_can() {
             .is_some_and(|m| m.contains("bundled")),
         "{refused}"
     );
-    assert!(fixtures().join("pass.sh").is_file(), "the bundled file stays");
+    assert!(
+        fixtures().join("pass.sh").is_file(),
+        "the bundled file stays"
+    );
     json_of(
         app.upload(&[
             Part::Text("overwrite", "true"),
@@ -428,7 +444,11 @@ async fn an_upload_named_by_a_queued_or_running_run_is_kept_until_the_run_ends()
 async fn support_files_are_uploaded_listed_apart_and_refused_as_tests() {
     let app = spawn_app(|_| {}).await;
     for (dir, name, body) in [
-        ("team", "_helpers.py", &b"def answer():\n    return 42\n"[..]),
+        (
+            "team",
+            "_helpers.py",
+            &b"def answer():\n    return 42\n"[..],
+        ),
         ("team/_data", "payload.json", b"{\"n\": 1}\n"),
         ("team", "conftest.py", b"import pytest\n"),
     ] {
@@ -441,8 +461,15 @@ async fn support_files_are_uploaded_listed_apart_and_refused_as_tests() {
         assert_eq!(stored["path"], format!("{dir}/{name}"));
     }
     let list = app.get_json("/api/tests").await;
-    for path in ["team/_helpers.py", "team/_data/payload.json", "team/conftest.py"] {
-        assert!(listed(&list, path).is_none(), "{path} is not a test: {list}");
+    for path in [
+        "team/_helpers.py",
+        "team/_data/payload.json",
+        "team/conftest.py",
+    ] {
+        assert!(
+            listed(&list, path).is_none(),
+            "{path} is not a test: {list}"
+        );
         let support = supported(&list, path).unwrap_or_else(|| panic!("{path} is support: {list}"));
         assert_eq!(support["uploaded"], true);
         assert_eq!(support["dir"], path.rsplit_once('/').expect("dir").0);
