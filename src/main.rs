@@ -28,12 +28,18 @@ enum Command {
     /// Wait for a callback on a running sink and print it as JSON (exit 1 on timeout).
     Wait(WaitArgs),
     /// Submit a run, stream its log, print a summary; exit 0 only if it passed.
+    ///
+    /// The log and the final summary go to stdout (pipe them to `tee` or `grep`); `run N
+    /// submitted`, where the run is queued, the Ctrl-C prompt and errors go to stderr.
     Run(cli::RunArgs),
     /// Upload a test file into the catalog.
     Upload(cli::UploadArgs),
     /// List recent runs.
     Runs(cli::RunsArgs),
     /// Show one run (and its log with --log).
+    ///
+    /// The summary (or with --json the run object, with --log its `log` field) goes to stdout;
+    /// errors go to stderr. Exit 1 if the run ended without passing.
     Show(cli::ShowArgs),
 }
 

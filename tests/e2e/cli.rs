@@ -1,5 +1,6 @@
 //! The command line (SPEC "Command line", "One process, one port"): `serve`'s refusal to bind
-//! beyond loopback without `--token`, and `eventual wait`'s output and exit codes.
+//! beyond loopback without `--token`, `eventual wait`'s output and exit codes, duration flags
+//! that take bare seconds, and what `--help` says.
 
 use std::time::Duration;
 

@@ -1,0 +1,152 @@
+//! What each client command prints where (issue 10): its answer on stdout, progress and
+//! diagnostics on stderr, so `eventual show 14 | grep failed` and `eventual run … | tee` work; and
+//! its JSON in the API's shape (`runs --json` is `GET /api/runs`, `show --json` is
+//! `GET /api/runs/{id}`, `wait --count N` is `GET /callbacks/{key}/all`).
+
+use std::time::Duration;
+
+use anyhow::{Context as _, ensure};
+use serde_json::Value;
+
+use crate::helpers::{FIXTURE_TESTS, Launch, Running};
+
+const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+async fn cli(server: &Running, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--url", &server.url]);
+    Launch::client(&all).output(CLI_TIMEOUT).await
+}
+
+/// stdout parsed as one JSON document.
+fn json_of(out: &std::process::Output) -> anyhow::Result<Value> {
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "stdout is not one JSON document:\n{}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        )
+    })
+}
+
+/// A per-test summary line (`  failed         3    0.012s  fail.sh`), as `grep` would find it.
+fn has_summary_line(out: &str, status: &str, path: &str) -> bool {
+    out.lines().any(|l| {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        words.first() == Some(&status) && words.last() == Some(&path)
+    })
+}
+
+async fn serve() -> anyhow::Result<(tempfile::TempDir, Running)> {
+    let data = tempfile::tempdir()?;
+    let server = Launch::serve(data.path(), FIXTURE_TESTS, &[])
+        .spawn()
+        .await?;
+    Ok((data, server))
+}
+
+#[tokio::test]
+async fn run_prints_its_log_and_summary_on_stdout_and_its_progress_on_stderr() -> anyhow::Result<()>
+{
+    let (_data, server) = serve().await?;
+    let ran = cli(
+        &server,
+        &["run", "--user", "ci", "--env", "1", "pass.sh", "fail.sh"],
+    )
+    .await?;
+    let (out, err) = (text(&ran.stdout), text(&ran.stderr));
+    ensure!(
+        ran.status.code() == Some(1),
+        "exit {:?}\n{out}\n{err}",
+        ran.status
+    );
+    ensure!(
+        out.contains(" --- start pass.sh (1/2)") && out.contains(" out hello from 1 on env 1"),
+        "the streamed log belongs on stdout:\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    ensure!(
+        out.contains("run 1 on env 1 by ci: failed")
+            && has_summary_line(&out, "passed", "pass.sh")
+            && has_summary_line(&out, "failed", "fail.sh"),
+        "the final summary belongs on stdout:\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    ensure!(
+        err.contains("run 1 submitted on env 1") && !out.contains("submitted"),
+        "`run N submitted` is progress, for stderr only:\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    ensure!(
+        !err.contains("by ci: failed") && !has_summary_line(&err, "failed", "fail.sh"),
+        "the summary is not printed twice:\nstderr:\n{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn show_prints_its_summary_on_stdout_so_grep_finds_it() -> anyhow::Result<()> {
+    let (_data, server) = serve().await?;
+    let run = server.create_run("ci", 1, &["pass.sh", "fail.sh"]).await?;
+    server
+        .wait_run_finished(run["id"].as_i64().context("id")?)
+        .await?;
+
+    let shown = cli(&server, &["show", "1"]).await?;
+    let (out, err) = (text(&shown.stdout), text(&shown.stderr));
+    ensure!(
+        shown.status.code() == Some(1),
+        "a failed run's show exits 1: {:?}",
+        shown.status
+    );
+    ensure!(
+        out.contains("run 1 on env 1 by ci: failed") && has_summary_line(&out, "failed", "fail.sh"),
+        "`eventual show 1 | grep failed` finds nothing:\nstdout:\n{out}\nstderr:\n{err}"
+    );
+    ensure!(
+        err.is_empty(),
+        "show wrote to stderr without an error:\n{err}"
+    );
+
+    let with_log = cli(&server, &["show", "1", "--log"]).await?;
+    let out = text(&with_log.stdout);
+    ensure!(
+        has_summary_line(&out, "failed", "fail.sh") && out.contains(" out about to fail"),
+        "show --log prints the summary and then the log, both on stdout:\n{out}"
+    );
+    ensure!(with_log.stderr.is_empty(), "{}", text(&with_log.stderr));
+    Ok(())
+}
+
+#[tokio::test]
+async fn show_json_with_log_prints_one_json_object_holding_the_log() -> anyhow::Result<()> {
+    let (_data, server) = serve().await?;
+    let run = server.create_run("ci", 2, &["pass.sh"]).await?;
+    let (_, log) = server
+        .wait_run_finished(run["id"].as_i64().context("id")?)
+        .await?;
+
+    let shown = cli(&server, &["show", "1", "--json", "--log"]).await?;
+    ensure!(
+        shown.status.code() == Some(0),
+        "exit {:?}: {}",
+        shown.status,
+        text(&shown.stderr)
+    );
+    let mut printed = json_of(&shown)?;
+    let printed_log = printed
+        .as_object_mut()
+        .and_then(|o| o.remove("log"))
+        .with_context(|| format!("no `log` field in {printed}"))?;
+    ensure!(
+        printed_log == Value::String(log.clone()),
+        "the `log` field is not the run's log:\n{printed_log}\nlog:\n{log}"
+    );
+    let api = server.run(1).await?;
+    ensure!(
+        printed == api,
+        "beside `log`, show --json --log is not GET /api/runs/1:\n{printed}\n{api}"
+    );
+    Ok(())
+}
