@@ -80,7 +80,7 @@ pub(crate) struct RunsArgs {
     /// At most this many.
     #[arg(long, default_value_t = 20)]
     limit: u32,
-    /// Print JSON for scripts.
+    /// Print JSON for scripts: `{"runs": […]}`, as `GET /api/runs` answers.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -253,14 +253,21 @@ pub(crate) async fn runs(args: RunsArgs) -> ExitCode {
     if let Some(status) = args.status {
         query.push(("status", status));
     }
-    match args.target.client().runs(&query).await {
-        Ok(runs) if args.json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&runs).unwrap_or_default()
-            );
-            ExitCode::SUCCESS
-        }
+    let client = args.target.client();
+    if args.json {
+        // The API's shape, `{"runs": […]}`, as the server sent it.
+        return match client.runs_json(&query).await {
+            Ok(body) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+    }
+    match client.runs(&query).await {
         Ok(runs) => {
             println!(
                 "{:>6}  {:<12} {:>4}  {:<11} {:<24}  tests",
@@ -287,12 +294,19 @@ pub(crate) async fn runs(args: RunsArgs) -> ExitCode {
 /// `eventual show`.
 pub(crate) async fn show(args: ShowArgs) -> ExitCode {
     let client = args.target.client();
-    let run = match client.run(args.id).await {
-        Ok((run, _)) => run,
+    // The run object exactly as the API answers it (`queue_position` and all).
+    let mut value = match client.run_json(args.id).await {
+        Ok(value) => value,
         Err(e) => return fail(&e),
     };
+    let run: Run = match serde_json::from_value(value.clone()) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: bad_response: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.json {
-        let mut value = serde_json::to_value(&run).unwrap_or_default();
         // One JSON document: the log is a field of the run object, not text after it.
         if args.log {
             match read_log(&client, run.id).await {

@@ -26,6 +26,10 @@ enum Command {
     /// Start the callback sink alone, e.g. as a CI sidecar (in memory unless --data-dir is given).
     Sink(SinkArgs),
     /// Wait for a callback on a running sink and print it as JSON (exit 1 on timeout).
+    ///
+    /// Prints the record on stdout as `GET /callbacks/KEY` answers it; with --count N (any N,
+    /// including 1) the object `GET /callbacks/KEY/all` answers, `{"key", "callbacks": […]}`.
+    /// Errors, including the timeout, go to stderr.
     Wait(WaitArgs),
     /// Submit a run, stream its log, print a summary; exit 0 only if it passed.
     ///
@@ -140,9 +144,10 @@ struct WaitArgs {
     /// How long to wait.
     #[arg(long, default_value = "30s")]
     timeout: humantime::Duration,
-    /// Wait until this many callbacks exist and print them all.
-    #[arg(long, default_value_t = 1)]
-    count: usize,
+    /// Wait until this many callbacks exist and print them all, in the shape of
+    /// `GET /callbacks/KEY/all`: `{"key": …, "callbacks": […]}` (also for `--count 1`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    count: Option<u32>,
     /// The running server.
     #[arg(long, env = "EVENTUAL_URL", default_value = "http://127.0.0.1:7700")]
     url: String,
@@ -344,12 +349,17 @@ async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
         client = client.with_token(token);
     }
     let timeout: Duration = args.timeout.into();
-    match client.wait_for_count(&args.key, args.count, timeout).await {
+    let count = args.count.map_or(1, |n| n as usize);
+    match client.wait_for_count(&args.key, count, timeout).await {
         Ok(records) => {
-            let out = if args.count == 1 {
-                serde_json::to_string_pretty(&records[records.len() - 1])?
-            } else {
-                serde_json::to_string_pretty(&records)?
+            // One shape per form: the record (as `GET /callbacks/KEY` answers), or with --count
+            // the API's `/all` object, whatever N is.
+            let out = match (args.count, records.last()) {
+                (None, Some(latest)) => serde_json::to_string_pretty(latest)?,
+                _ => serde_json::to_string_pretty(&serde_json::json!({
+                    "key": args.key,
+                    "callbacks": records,
+                }))?,
             };
             println!("{out}");
             Ok(ExitCode::SUCCESS)

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::{FIXTURE_TESTS, Launch, Running};
+use crate::helpers::{FIXTURE_TESTS, Launch, Running, spawn_eventual};
 
 const CLI_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -147,6 +147,109 @@ async fn show_json_with_log_prints_one_json_object_holding_the_log() -> anyhow::
     ensure!(
         printed == api,
         "beside `log`, show --json --log is not GET /api/runs/1:\n{printed}\n{api}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn show_json_prints_the_api_run_object_unchanged() -> anyhow::Result<()> {
+    let (_data, server) = serve().await?;
+    // A queued run: the API adds `queue_position`, which the CLI must not drop.
+    let paused = server
+        .http()
+        .post(server.at("/api/envs/3/pause"))
+        .send()
+        .await?;
+    ensure!(paused.status() == 200, "pause answered {}", paused.status());
+    server.create_run("ann", 3, &["pass.sh"]).await?;
+    server.create_run("bob", 3, &["pass.sh"]).await?;
+
+    let shown = cli(&server, &["show", "2", "--json"]).await?;
+    ensure!(
+        shown.status.code() == Some(0),
+        "exit {:?}: {}",
+        shown.status,
+        text(&shown.stderr)
+    );
+    let printed = json_of(&shown)?;
+    let api = server.run(2).await?;
+    ensure!(
+        api.get("queue_position").is_some(),
+        "the API shows no queue position: {api}"
+    );
+    ensure!(
+        printed == api,
+        "show --json is not GET /api/runs/2:\nCLI: {printed}\nAPI: {api}"
+    );
+    ensure!(shown.stderr.is_empty(), "{}", text(&shown.stderr));
+    Ok(())
+}
+
+#[tokio::test]
+async fn runs_json_prints_the_api_shape_a_runs_list_in_an_object() -> anyhow::Result<()> {
+    let (_data, server) = serve().await?;
+    let run = server.create_run("ci", 1, &["pass.sh"]).await?;
+    server
+        .wait_run_finished(run["id"].as_i64().context("id")?)
+        .await?;
+    server.create_run("other", 2, &["pass.sh"]).await?;
+
+    let listed = cli(&server, &["runs", "--json", "--user", "ci"]).await?;
+    ensure!(
+        listed.status.code() == Some(0),
+        "exit {:?}: {}",
+        listed.status,
+        text(&listed.stderr)
+    );
+    let printed = json_of(&listed)?;
+    let (status, api) = server.get("/api/runs?username=ci&limit=20").await?;
+    ensure!(status == 200, "GET /api/runs answered {status}: {api}");
+    ensure!(
+        printed == api,
+        "runs --json is not GET /api/runs:\nCLI: {printed}\nAPI: {api}"
+    );
+    ensure!(
+        printed["runs"].as_array().is_some_and(|r| r.len() == 1),
+        "expected {{\"runs\": [one run]}}: {printed}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn wait_with_count_prints_the_all_shape_whatever_the_count() -> anyhow::Result<()> {
+    let server = spawn_eventual(&["sink"]).await?;
+    for n in 1..=2 {
+        let (status, ack) = server.post_json("job-9", &json!({ "n": n })).await?;
+        ensure!(status == 200, "post answered {status}: {ack}");
+    }
+    let (_, all) = server.get("/callbacks/job-9/all").await?;
+    let (_, latest) = server.get("/callbacks/job-9").await?;
+
+    for count in ["1", "2"] {
+        let out = Launch::client(&["wait", "job-9", "--count", count, "--url", &server.url])
+            .output(CLI_TIMEOUT)
+            .await?;
+        ensure!(
+            out.status.success(),
+            "wait --count {count}: {}",
+            text(&out.stderr)
+        );
+        let printed = json_of(&out)?;
+        ensure!(
+            printed == all,
+            "wait --count {count} is not GET /callbacks/job-9/all:\nCLI: {printed}\nAPI: {all}"
+        );
+    }
+
+    // Without --count: the record, as SPEC says.
+    let out = Launch::client(&["wait", "job-9", "--url", &server.url])
+        .output(CLI_TIMEOUT)
+        .await?;
+    ensure!(out.status.success(), "wait: {}", text(&out.stderr));
+    let printed = json_of(&out)?;
+    ensure!(
+        printed == latest,
+        "wait without --count is not the record:\nCLI: {printed}\nAPI: {latest}"
     );
     Ok(())
 }

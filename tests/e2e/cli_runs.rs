@@ -183,8 +183,9 @@ async fn upload_runs_and_show_work_for_scripts() -> anyhow::Result<()> {
     ensure!(ran.status.code() == Some(0), "{}", text(&ran.stderr));
 
     let listed = cli(&server, &["runs", "--json", "--user", "ci"]).await?;
-    let runs: Vec<Value> = serde_json::from_slice(&listed.stdout)?;
-    ensure!(runs.len() == 1 && runs[0]["status"] == "passed", "{runs:?}");
+    let listed: Value = serde_json::from_slice(&listed.stdout)?;
+    let runs = listed["runs"].as_array().cloned().unwrap_or_default();
+    ensure!(runs.len() == 1 && runs[0]["status"] == "passed", "{listed}");
     let table = cli(&server, &["runs"]).await?;
     ensure!(text(&table.stdout).contains("team/nightly/nightly.sh"));
 
