@@ -61,6 +61,9 @@ struct ServeArgs {
     harness: HarnessFlags,
 }
 
+// Every duration flag is parsed by `sink::parse_duration` (humantime or a bare number of seconds),
+// the parser of the sink's `?wait=`, so flags, `?wait=` and the Python helper agree.
+
 #[derive(Debug, Args)]
 struct HarnessFlags {
     /// Environment ids are 1..=N.
@@ -69,12 +72,14 @@ struct HarnessFlags {
     /// Runs executing at once on different environments (default: the number of environments).
     #[arg(long, env = "EVENTUAL_WORKERS")]
     workers: Option<usize>,
-    /// A test still running after this is terminated (`timed_out`).
-    #[arg(long, env = "EVENTUAL_TEST_TIMEOUT", default_value = "180s")]
-    test_timeout: humantime::Duration,
-    /// Time between SIGTERM and SIGKILL when a test's process group is stopped.
-    #[arg(long, env = "EVENTUAL_KILL_GRACE", default_value = "5s")]
-    kill_grace: humantime::Duration,
+    /// A test still running after this is terminated (`timed_out`). DURATION: 30s, 500ms, 3m;
+    /// a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_TEST_TIMEOUT", default_value = "180s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    test_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when a test's process group is stopped. DURATION: 30s,
+    /// 500ms, 3m; a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_KILL_GRACE", default_value = "5s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    kill_grace: Duration,
     /// Largest test file accepted by upload.
     #[arg(long, env = "EVENTUAL_MAX_UPLOAD", default_value = "10MiB")]
     max_upload: bytesize::ByteSize,
@@ -84,9 +89,10 @@ struct HarnessFlags {
     /// The sink tests should use (EVENTUAL_SINK_URL) instead of the built-in one.
     #[arg(long, env = "EVENTUAL_SINK_URL")]
     sink_url: Option<String>,
-    /// How long a phased run waits for an announced callback unless the announce says otherwise.
-    #[arg(long, env = "EVENTUAL_AWAIT_TIMEOUT", default_value = "10m")]
-    await_timeout: humantime::Duration,
+    /// How long a phased run waits for an announced callback unless the announce says
+    /// otherwise. DURATION: 30s, 500ms, 3m; a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_AWAIT_TIMEOUT", default_value = "10m", value_name = "DURATION", value_parser = sink::parse_duration)]
+    await_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -109,9 +115,10 @@ struct SinkFlags {
     /// Capacity in callbacks; past it new ones get 507 (nothing is evicted).
     #[arg(long, env = "EVENTUAL_MAX_CALLBACKS", default_value_t = 1_000_000)]
     max_callbacks: usize,
-    /// Forget callbacks older than this (e.g. `1h`); off by default.
-    #[arg(long, env = "EVENTUAL_RETENTION")]
-    retention: Option<humantime::Duration>,
+    /// Forget callbacks older than this (e.g. `1h`); off by default. DURATION: 30s, 500ms, 3m;
+    /// a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_RETENTION", value_name = "DURATION", value_parser = sink::parse_duration)]
+    retention: Option<Duration>,
     /// Header holding the key of `POST /callbacks` (repeatable; replaces the default X-Request-Id).
     #[arg(
         long = "key-header",
@@ -131,9 +138,15 @@ struct SinkFlags {
     /// loopback with `serve`).
     #[arg(long, env = "EVENTUAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// When the callback log is fsync'd: `always` (before each acknowledgement), a duration such
-    /// as `1s` (at most that much lost on power loss; nothing on a crash), or `never`.
-    #[arg(long, env = "EVENTUAL_FSYNC", default_value = "1s")]
+    /// When the callback log is fsync'd: `always` (before each acknowledgement), a DURATION such
+    /// as `1s` (at most that much lost on power loss; nothing on a crash), or `never`. DURATION:
+    /// 30s, 500ms, 3m; a bare number is seconds.
+    #[arg(
+        long,
+        env = "EVENTUAL_FSYNC",
+        default_value = "1s",
+        value_name = "POLICY"
+    )]
     fsync: sink::FsyncPolicy,
 }
 
@@ -141,9 +154,9 @@ struct SinkFlags {
 struct WaitArgs {
     /// The key to wait for.
     key: String,
-    /// How long to wait.
-    #[arg(long, default_value = "30s")]
-    timeout: humantime::Duration,
+    /// How long to wait. DURATION: 30s, 500ms, 3m; a bare number is seconds.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    timeout: Duration,
     /// Wait until this many callbacks exist and print them all, in the shape of
     /// `GET /callbacks/KEY/all`: `{"key": …, "callbacks": […]}` (also for `--count 1`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -162,7 +175,7 @@ impl SinkFlags {
             data_dir,
             max_body: usize::try_from(self.max_body.as_u64()).context("--max-body is too large")?,
             max_callbacks: self.max_callbacks,
-            retention: self.retention.map(Into::into),
+            retention: self.retention,
             token: self.token.filter(|t| !t.is_empty()),
             fsync: self.fsync,
             ..sink::Config::default()
@@ -234,8 +247,8 @@ fn harness_config(
     let mut config = harness::Config::new(data_dir);
     config.envs = flags.envs;
     config.workers = flags.workers.unwrap_or(flags.envs as usize).max(1);
-    config.test_timeout = flags.test_timeout.into();
-    config.kill_grace = flags.kill_grace.into();
+    config.test_timeout = flags.test_timeout;
+    config.kill_grace = flags.kill_grace;
     config.max_upload =
         usize::try_from(flags.max_upload.as_u64()).context("--max-upload is too large")?;
     config.sample_tests = Some(flags.sample_tests);
@@ -245,7 +258,7 @@ fn harness_config(
         .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_default();
     config.token = token;
-    config.await_timeout = flags.await_timeout.into();
+    config.await_timeout = flags.await_timeout;
     Ok(config)
 }
 
@@ -348,7 +361,7 @@ async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     if let Some(token) = args.token {
         client = client.with_token(token);
     }
-    let timeout: Duration = args.timeout.into();
+    let timeout = args.timeout;
     let count = args.count.map_or(1, |n| n as usize);
     match client.wait_for_count(&args.key, count, timeout).await {
         Ok(records) => {

@@ -259,3 +259,103 @@ fn check_record(record: &Value, key: &str) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn wait_takes_a_bare_number_of_seconds_as_its_timeout() -> anyhow::Result<()> {
+    let server = spawn_eventual(&["sink"]).await?;
+    let out = wait_command(&server.url, &["nothing-yet", "--timeout", "1"])
+        .output(CLIENT_SLACK)
+        .await?;
+    let stderr = text(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1),
+        "`--timeout 1` should wait one second and time out (exit 1), not be refused; exit {}:\n{stderr}",
+        out.status
+    );
+    ensure!(
+        stderr.starts_with("error:") && stderr.contains("1s") && out.stdout.is_empty(),
+        "the timeout error should say it waited 1s:\n{stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_duration_flag_of_serve_and_sink_takes_a_bare_number_of_seconds() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().to_str().context("utf-8 temp dir")?;
+    let _serve = Launch::new(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--test-timeout",
+        "120",
+        "--kill-grace",
+        "1",
+        "--retention",
+        "3600",
+        "--await-timeout",
+        "600",
+        "--fsync",
+        "2",
+    ])
+    .spawn()
+    .await
+    .context("serve refused bare seconds as durations")?;
+    let _sink = Launch::new(&["sink", "--retention", "60"])
+        .env("EVENTUAL_FSYNC", "0.5")
+        .spawn()
+        .await
+        .context("sink refused bare seconds as durations")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bare_number_for_test_timeout_means_seconds() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().to_str().context("utf-8 temp dir")?;
+    let server = Launch::new(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--sample-tests",
+        crate::helpers::FIXTURE_TESTS,
+        "--envs",
+        "1",
+        "--test-timeout",
+        "1",
+        "--kill-grace",
+        "1",
+    ])
+    .spawn()
+    .await?;
+    let run = server.create_run("ci", 1, &["hang.sh"]).await?;
+    let (run, log) = server
+        .wait_run_finished(run["id"].as_i64().context("id")?)
+        .await?;
+    ensure!(
+        run["status"] == "timed_out",
+        "hang.sh with --test-timeout 1 should time out after a second: {run}\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn help_says_a_bare_number_is_seconds_for_duration_flags() -> anyhow::Result<()> {
+    for command in ["wait", "serve", "sink"] {
+        let out = Launch::client(&[command, "--help"])
+            .output(CLIENT_SLACK)
+            .await?;
+        let help = text(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "{command} --help exited {}",
+            out.status
+        );
+        ensure!(
+            help.contains("a bare number is seconds"),
+            "`eventual {command} --help` does not say durations take bare seconds:\n{help}"
+        );
+    }
+    Ok(())
+}
