@@ -237,7 +237,31 @@ pub(crate) async fn upload(args: UploadArgs) -> ExitCode {
             println!("{path}");
             ExitCode::SUCCESS
         }
+        // The server's message names its form field (`overwrite=true`); a CLI user needs the flag.
+        Err(ClientError::Api {
+            status: 409, code, ..
+        }) if !args.overwrite => {
+            eprintln!(
+                "error: {code}: {} exists already; pass --overwrite to replace it",
+                catalog_path(&args.dir, &args.file)
+            );
+            ExitCode::from(2)
+        }
         Err(e) => fail(&e),
+    }
+}
+
+/// Where an upload of `file` into `dir` lands in the catalog (`team-a/x.sh`).
+fn catalog_path(dir: &str, file: &std::path::Path) -> String {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = dir.trim_start_matches("./").trim_matches('/');
+    if dir.is_empty() {
+        name
+    } else {
+        format!("{dir}/{name}")
     }
 }
 

@@ -1,5 +1,5 @@
-//! `eventual`: the command line. Parses flags and wires the `sink` (and later `harness`) crates
-//! together; everything else lives in those libraries.
+//! `eventual`: the command line. Parses flags and wires the `sink` and `harness` crates together;
+//! everything else lives in those libraries.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the service on one port (today: the callback sink; the harness and web UI join it).
+    /// Start the service on one port: the callback sink, the test harness and its web UI.
     Serve(ServeArgs),
     /// Start the callback sink alone, e.g. as a CI sidecar (in memory unless --data-dir is given).
     Sink(SinkArgs),
@@ -37,8 +37,13 @@ enum Command {
     /// submitted`, where the run is queued, the Ctrl-C prompt and errors go to stderr.
     Run(cli::RunArgs),
     /// Upload a test file into the catalog.
+    ///
+    /// Prints the catalog path it was stored under on stdout; errors go to stderr.
     Upload(cli::UploadArgs),
     /// List recent runs.
+    ///
+    /// The table (or with --json `{"runs": […]}`, as `GET /api/runs` answers) goes to stdout;
+    /// errors go to stderr.
     Runs(cli::RunsArgs),
     /// Show one run (and its log with --log).
     ///
@@ -52,7 +57,7 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free one (printed as `listening on …`).
     #[arg(long, env = "EVENTUAL_BIND", default_value = "127.0.0.1:7700")]
     bind: String,
-    /// Where state is kept (the sink's callback log).
+    /// Where state is kept: the callback log, run history, run logs and uploaded tests.
     #[arg(long, env = "EVENTUAL_DATA_DIR", default_value = "./.eventual")]
     data_dir: PathBuf,
     #[command(flatten)]
@@ -100,7 +105,8 @@ struct SinkArgs {
     /// Address to listen on; port 0 picks a free one (printed as `listening on …`).
     #[arg(long, env = "EVENTUAL_BIND", default_value = "127.0.0.1:7700")]
     bind: String,
-    /// Keep callbacks in an append-only log here, so they survive restarts (default: memory only).
+    /// Keep callbacks (only they: `sink` has no runs) in an append-only log here, so they survive
+    /// restarts (default: memory only).
     #[arg(long, env = "EVENTUAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]

@@ -359,3 +359,36 @@ async fn help_says_a_bare_number_is_seconds_for_duration_flags() -> anyhow::Resu
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn serve_help_describes_the_sink_harness_and_web_ui_on_one_port() -> anyhow::Result<()> {
+    let top = Launch::client(&["--help"]).output(CLIENT_SLACK).await?;
+    let serve = Launch::client(&["serve", "--help"])
+        .output(CLIENT_SLACK)
+        .await?;
+    let sink = Launch::client(&["sink", "--help"])
+        .output(CLIENT_SLACK)
+        .await?;
+    let (top, serve, sink) = (text(&top.stdout), text(&serve.stdout), text(&sink.stdout));
+    for (what, help) in [("eventual --help", &top), ("eventual serve --help", &serve)] {
+        ensure!(
+            !help.contains("today:") && !help.contains("join it"),
+            "`{what}` still says the harness and web UI will join later:\n{help}"
+        );
+        ensure!(
+            help.contains("harness") && help.contains("web UI"),
+            "`{what}` does not say serve runs the harness and the web UI:\n{help}"
+        );
+    }
+    ensure!(
+        !serve.contains("the sink's callback log")
+            && serve.contains("run history")
+            && serve.contains("uploaded tests"),
+        "serve's --data-dir help should say it holds callbacks, run history, logs and uploads:\n{serve}"
+    );
+    ensure!(
+        sink.contains("callbacks") && !sink.contains("run history"),
+        "sink's --data-dir holds only callbacks:\n{sink}"
+    );
+    Ok(())
+}

@@ -253,3 +253,32 @@ async fn wait_with_count_prints_the_all_shape_whatever_the_count() -> anyhow::Re
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn upload_of_an_existing_test_tells_the_user_to_pass_overwrite() -> anyhow::Result<()> {
+    let (data, server) = serve().await?;
+    let file = data.path().join("x.sh");
+    std::fs::write(&file, "echo x\n")?;
+    let file = file.to_string_lossy().into_owned();
+    let first = cli(&server, &["upload", &file, "--dir", "team-a"]).await?;
+    ensure!(first.status.code() == Some(0), "{}", text(&first.stderr));
+    ensure!(
+        text(&first.stdout) == "team-a/x.sh\n",
+        "{}",
+        text(&first.stdout)
+    );
+
+    let again = cli(&server, &["upload", &file, "--dir", "team-a"]).await?;
+    let (out, err) = (text(&again.stdout), text(&again.stderr));
+    ensure!(
+        again.status.code() == Some(2),
+        "exit {:?}: {err}",
+        again.status
+    );
+    ensure!(out.is_empty(), "a refused upload printed on stdout: {out}");
+    ensure!(
+        err == "error: conflict: team-a/x.sh exists already; pass --overwrite to replace it\n",
+        "the CLI should name its own flag, not the form field:\n{err}"
+    );
+    Ok(())
+}
