@@ -3,6 +3,11 @@
 //! Exit codes (for CI scripts): 0 the run passed / the command worked; 1 the run did not pass
 //! (or `wait` timed out); 2 usage, connection or server errors. Server errors print as one line,
 //! `error: <code>: <message>`.
+//!
+//! Streams (as cargo, gh, kubectl): a command's answer goes to stdout — `run`'s streamed log and
+//! final summary, `show`'s summary (and log), `runs`' table, `upload`'s path, any `--json` — so it
+//! can be piped to `grep`, `tee` or `jq`; progress (`run N submitted`, where it is queued), the
+//! Ctrl-C prompt and errors go to stderr.
 
 use std::{io::IsTerminal as _, io::Write as _, path::PathBuf, process::ExitCode};
 
@@ -75,7 +80,7 @@ pub(crate) struct RunsArgs {
     /// At most this many.
     #[arg(long, default_value_t = 20)]
     limit: u32,
-    /// Print JSON for scripts.
+    /// Print JSON for scripts: `{"runs": […]}`, as `GET /api/runs` answers.
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -86,10 +91,10 @@ pub(crate) struct RunsArgs {
 pub(crate) struct ShowArgs {
     /// The run id.
     id: i64,
-    /// Print its full log after the summary.
+    /// Print its full log after the summary (with --json: as the object's `log` field).
     #[arg(long)]
     log: bool,
-    /// Print JSON for scripts.
+    /// Print the run as JSON for scripts (the object `GET /api/runs/ID` answers).
     #[arg(long)]
     json: bool,
     #[command(flatten)]
@@ -108,6 +113,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         Ok(run) => run,
         Err(e) => return fail(&e),
     };
+    // Progress, not the answer: stderr.
     eprintln!("run {} submitted on env {}", run.id, run.env_id);
     // Where it waits, from one snapshot of the environments (two requests could straddle the
     // moment the queue moves).
@@ -154,6 +160,8 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     }
     match client.run(run.id).await {
         Ok((run, _)) => {
+            // Apart from the log above it.
+            println!();
             print_summary(&run);
             if run.status == RunStatus::Passed {
                 ExitCode::SUCCESS
@@ -182,6 +190,7 @@ async fn interrupted(client: &Client, id: i64, cancel_without_asking: bool) -> E
     }
     match client.cancel(id).await {
         Ok(run) => {
+            println!();
             print_summary(&run);
             ExitCode::from(1)
         }
@@ -189,9 +198,9 @@ async fn interrupted(client: &Client, id: i64, cancel_without_asking: bool) -> E
     }
 }
 
+/// The run's status and a line per test, on stdout: it is the answer of `run` and `show`.
 fn print_summary(run: &Run) {
-    eprintln!();
-    eprintln!(
+    println!(
         "run {} on env {} by {}: {}",
         run.id,
         run.env_id,
@@ -206,7 +215,7 @@ fn print_summary(run: &Run) {
             || "-".to_owned(),
             |ms| format!("{:.3}s", ms as f64 / 1000.0),
         );
-        eprintln!(
+        println!(
             "  {:<10} {:>5} {:>9}  {}",
             t.status.as_str(),
             exit,
@@ -228,7 +237,31 @@ pub(crate) async fn upload(args: UploadArgs) -> ExitCode {
             println!("{path}");
             ExitCode::SUCCESS
         }
+        // The server's message names its form field (`overwrite=true`); a CLI user needs the flag.
+        Err(ClientError::Api {
+            status: 409, code, ..
+        }) if !args.overwrite => {
+            eprintln!(
+                "error: {code}: {} exists already; pass --overwrite to replace it",
+                catalog_path(&args.dir, &args.file)
+            );
+            ExitCode::from(2)
+        }
         Err(e) => fail(&e),
+    }
+}
+
+/// Where an upload of `file` into `dir` lands in the catalog (`team-a/x.sh`).
+fn catalog_path(dir: &str, file: &std::path::Path) -> String {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = dir.trim_start_matches("./").trim_matches('/');
+    if dir.is_empty() {
+        name
+    } else {
+        format!("{dir}/{name}")
     }
 }
 
@@ -244,14 +277,21 @@ pub(crate) async fn runs(args: RunsArgs) -> ExitCode {
     if let Some(status) = args.status {
         query.push(("status", status));
     }
-    match args.target.client().runs(&query).await {
-        Ok(runs) if args.json => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&runs).unwrap_or_default()
-            );
-            ExitCode::SUCCESS
-        }
+    let client = args.target.client();
+    if args.json {
+        // The API's shape, `{"runs": […]}`, as the server sent it.
+        return match client.runs_json(&query).await {
+            Ok(body) => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&body).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&e),
+        };
+    }
+    match client.runs(&query).await {
         Ok(runs) => {
             println!(
                 "{:>6}  {:<12} {:>4}  {:<11} {:<24}  tests",
@@ -278,29 +318,49 @@ pub(crate) async fn runs(args: RunsArgs) -> ExitCode {
 /// `eventual show`.
 pub(crate) async fn show(args: ShowArgs) -> ExitCode {
     let client = args.target.client();
-    let run = match client.run(args.id).await {
-        Ok((run, _)) => run,
+    // The run object exactly as the API answers it (`queue_position` and all).
+    let mut value = match client.run_json(args.id).await {
+        Ok(value) => value,
         Err(e) => return fail(&e),
     };
+    let run: Run = match serde_json::from_value(value.clone()) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("error: bad_response: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+        // One JSON document: the log is a field of the run object, not text after it.
+        if args.log {
+            match read_log(&client, run.id).await {
+                Ok(log) => value["log"] = String::from_utf8_lossy(&log).into_owned().into(),
+                Err(e) => return fail(&e),
+            }
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        );
     } else {
         print_summary(&run);
-    }
-    if args.log {
-        match client.log(run.id, false).await {
-            Ok(mut log) => {
-                let mut out = std::io::stdout();
-                while let Some(chunk) = log.next().await {
-                    match chunk {
-                        Ok(c) => {
-                            let _ = out.write_all(&c);
+        if args.log {
+            let mut out = std::io::stdout();
+            let _ = out.flush();
+            match client.log(run.id, false).await {
+                Ok(mut log) => {
+                    while let Some(chunk) = log.next().await {
+                        match chunk {
+                            Ok(c) => {
+                                let _ = out.write_all(&c);
+                            }
+                            Err(e) => return fail(&e),
                         }
-                        Err(e) => return fail(&e),
                     }
+                    let _ = out.flush();
                 }
+                Err(e) => return fail(&e),
             }
-            Err(e) => return fail(&e),
         }
     }
     if run.status == RunStatus::Passed || !run.status.is_finished() {
@@ -308,4 +368,14 @@ pub(crate) async fn show(args: ShowArgs) -> ExitCode {
     } else {
         ExitCode::from(1)
     }
+}
+
+/// The whole log of a run (as it is now).
+async fn read_log(client: &Client, id: i64) -> Result<Vec<u8>, ClientError> {
+    let mut log = client.log(id, false).await?;
+    let mut all = Vec::new();
+    while let Some(chunk) = log.next().await {
+        all.extend_from_slice(&chunk?);
+    }
+    Ok(all)
 }

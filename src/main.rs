@@ -1,5 +1,5 @@
-//! `eventual`: the command line. Parses flags and wires the `sink` (and later `harness`) crates
-//! together; everything else lives in those libraries.
+//! `eventual`: the command line. Parses flags and wires the `sink` and `harness` crates together;
+//! everything else lives in those libraries.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -21,19 +21,34 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Start the service on one port (today: the callback sink; the harness and web UI join it).
+    /// Start the service on one port: the callback sink, the test harness and its web UI.
     Serve(ServeArgs),
     /// Start the callback sink alone, e.g. as a CI sidecar (in memory unless --data-dir is given).
     Sink(SinkArgs),
     /// Wait for a callback on a running sink and print it as JSON (exit 1 on timeout).
+    ///
+    /// Prints the record on stdout as `GET /callbacks/KEY` answers it; with --count N (any N,
+    /// including 1) the object `GET /callbacks/KEY/all` answers, `{"key", "callbacks": […]}`.
+    /// Errors, including the timeout, go to stderr.
     Wait(WaitArgs),
     /// Submit a run, stream its log, print a summary; exit 0 only if it passed.
+    ///
+    /// The log and the final summary go to stdout (pipe them to `tee` or `grep`); `run N
+    /// submitted`, where the run is queued, the Ctrl-C prompt and errors go to stderr.
     Run(cli::RunArgs),
     /// Upload a test file into the catalog.
+    ///
+    /// Prints the catalog path it was stored under on stdout; errors go to stderr.
     Upload(cli::UploadArgs),
     /// List recent runs.
+    ///
+    /// The table (or with --json `{"runs": […]}`, as `GET /api/runs` answers) goes to stdout;
+    /// errors go to stderr.
     Runs(cli::RunsArgs),
     /// Show one run (and its log with --log).
+    ///
+    /// The summary (or with --json the run object, with --log its `log` field) goes to stdout;
+    /// errors go to stderr. Exit 1 if the run ended without passing.
     Show(cli::ShowArgs),
 }
 
@@ -42,7 +57,7 @@ struct ServeArgs {
     /// Address to listen on; port 0 picks a free one (printed as `listening on …`).
     #[arg(long, env = "EVENTUAL_BIND", default_value = "127.0.0.1:7700")]
     bind: String,
-    /// Where state is kept (the sink's callback log).
+    /// Where state is kept: the callback log, run history, run logs and uploaded tests.
     #[arg(long, env = "EVENTUAL_DATA_DIR", default_value = "./.eventual")]
     data_dir: PathBuf,
     #[command(flatten)]
@@ -50,6 +65,9 @@ struct ServeArgs {
     #[command(flatten)]
     harness: HarnessFlags,
 }
+
+// Every duration flag is parsed by `sink::parse_duration` (humantime or a bare number of seconds),
+// the parser of the sink's `?wait=`, so flags, `?wait=` and the Python helper agree.
 
 #[derive(Debug, Args)]
 struct HarnessFlags {
@@ -59,12 +77,14 @@ struct HarnessFlags {
     /// Runs executing at once on different environments (default: the number of environments).
     #[arg(long, env = "EVENTUAL_WORKERS")]
     workers: Option<usize>,
-    /// A test still running after this is terminated (`timed_out`).
-    #[arg(long, env = "EVENTUAL_TEST_TIMEOUT", default_value = "180s")]
-    test_timeout: humantime::Duration,
-    /// Time between SIGTERM and SIGKILL when a test's process group is stopped.
-    #[arg(long, env = "EVENTUAL_KILL_GRACE", default_value = "5s")]
-    kill_grace: humantime::Duration,
+    /// A test still running after this is terminated (`timed_out`). DURATION: 30s, 500ms, 3m;
+    /// a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_TEST_TIMEOUT", default_value = "180s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    test_timeout: Duration,
+    /// Time between SIGTERM and SIGKILL when a test's process group is stopped. DURATION: 30s,
+    /// 500ms, 3m; a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_KILL_GRACE", default_value = "5s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    kill_grace: Duration,
     /// Largest test file accepted by upload.
     #[arg(long, env = "EVENTUAL_MAX_UPLOAD", default_value = "10MiB")]
     max_upload: bytesize::ByteSize,
@@ -75,9 +95,10 @@ struct HarnessFlags {
     /// The sink tests should use (EVENTUAL_SINK_URL) instead of the built-in one.
     #[arg(long, env = "EVENTUAL_SINK_URL")]
     sink_url: Option<String>,
-    /// How long a phased run waits for an announced callback unless the announce says otherwise.
-    #[arg(long, env = "EVENTUAL_AWAIT_TIMEOUT", default_value = "10m")]
-    await_timeout: humantime::Duration,
+    /// How long a phased run waits for an announced callback unless the announce says
+    /// otherwise. DURATION: 30s, 500ms, 3m; a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_AWAIT_TIMEOUT", default_value = "10m", value_name = "DURATION", value_parser = sink::parse_duration)]
+    await_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -85,7 +106,8 @@ struct SinkArgs {
     /// Address to listen on; port 0 picks a free one (printed as `listening on …`).
     #[arg(long, env = "EVENTUAL_BIND", default_value = "127.0.0.1:7700")]
     bind: String,
-    /// Keep callbacks in an append-only log here, so they survive restarts (default: memory only).
+    /// Keep callbacks (only they: `sink` has no runs) in an append-only log here, so they survive
+    /// restarts (default: memory only).
     #[arg(long, env = "EVENTUAL_DATA_DIR")]
     data_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -100,9 +122,10 @@ struct SinkFlags {
     /// Capacity in callbacks; past it new ones get 507 (nothing is evicted).
     #[arg(long, env = "EVENTUAL_MAX_CALLBACKS", default_value_t = 1_000_000)]
     max_callbacks: usize,
-    /// Forget callbacks older than this (e.g. `1h`); off by default.
-    #[arg(long, env = "EVENTUAL_RETENTION")]
-    retention: Option<humantime::Duration>,
+    /// Forget callbacks older than this (e.g. `1h`); off by default. DURATION: 30s, 500ms, 3m;
+    /// a bare number is seconds.
+    #[arg(long, env = "EVENTUAL_RETENTION", value_name = "DURATION", value_parser = sink::parse_duration)]
+    retention: Option<Duration>,
     /// Header holding the key of `POST /callbacks` (repeatable; replaces the default X-Request-Id).
     #[arg(
         long = "key-header",
@@ -122,9 +145,15 @@ struct SinkFlags {
     /// loopback with `serve`).
     #[arg(long, env = "EVENTUAL_TOKEN", hide_env_values = true)]
     token: Option<String>,
-    /// When the callback log is fsync'd: `always` (before each acknowledgement), a duration such
-    /// as `1s` (at most that much lost on power loss; nothing on a crash), or `never`.
-    #[arg(long, env = "EVENTUAL_FSYNC", default_value = "1s")]
+    /// When the callback log is fsync'd: `always` (before each acknowledgement), a DURATION such
+    /// as `1s` (at most that much lost on power loss; nothing on a crash), or `never`. DURATION:
+    /// 30s, 500ms, 3m; a bare number is seconds.
+    #[arg(
+        long,
+        env = "EVENTUAL_FSYNC",
+        default_value = "1s",
+        value_name = "POLICY"
+    )]
     fsync: sink::FsyncPolicy,
 }
 
@@ -132,12 +161,13 @@ struct SinkFlags {
 struct WaitArgs {
     /// The key to wait for.
     key: String,
-    /// How long to wait.
-    #[arg(long, default_value = "30s")]
-    timeout: humantime::Duration,
-    /// Wait until this many callbacks exist and print them all.
-    #[arg(long, default_value_t = 1)]
-    count: usize,
+    /// How long to wait. DURATION: 30s, 500ms, 3m; a bare number is seconds.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    timeout: Duration,
+    /// Wait until this many callbacks exist and print them all, in the shape of
+    /// `GET /callbacks/KEY/all`: `{"key": …, "callbacks": […]}` (also for `--count 1`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    count: Option<u32>,
     /// The running server.
     #[arg(long, env = "EVENTUAL_URL", default_value = "http://127.0.0.1:7700")]
     url: String,
@@ -152,7 +182,7 @@ impl SinkFlags {
             data_dir,
             max_body: usize::try_from(self.max_body.as_u64()).context("--max-body is too large")?,
             max_callbacks: self.max_callbacks,
-            retention: self.retention.map(Into::into),
+            retention: self.retention,
             token: self.token.filter(|t| !t.is_empty()),
             fsync: self.fsync,
             ..sink::Config::default()
@@ -233,8 +263,8 @@ fn harness_config(
     let mut config = harness::Config::new(data_dir);
     config.envs = flags.envs;
     config.workers = flags.workers.unwrap_or(flags.envs as usize).max(1);
-    config.test_timeout = flags.test_timeout.into();
-    config.kill_grace = flags.kill_grace.into();
+    config.test_timeout = flags.test_timeout;
+    config.kill_grace = flags.kill_grace;
     config.max_upload =
         usize::try_from(flags.max_upload.as_u64()).context("--max-upload is too large")?;
     config.sample_tests = Some(sample_tests);
@@ -244,7 +274,7 @@ fn harness_config(
         .map(|u| u.trim_end_matches('/').to_owned())
         .unwrap_or_default();
     config.token = token;
-    config.await_timeout = flags.await_timeout.into();
+    config.await_timeout = flags.await_timeout;
     Ok(config)
 }
 
@@ -347,13 +377,18 @@ async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
     if let Some(token) = args.token {
         client = client.with_token(token);
     }
-    let timeout: Duration = args.timeout.into();
-    match client.wait_for_count(&args.key, args.count, timeout).await {
+    let timeout = args.timeout;
+    let count = args.count.map_or(1, |n| n as usize);
+    match client.wait_for_count(&args.key, count, timeout).await {
         Ok(records) => {
-            let out = if args.count == 1 {
-                serde_json::to_string_pretty(&records[records.len() - 1])?
-            } else {
-                serde_json::to_string_pretty(&records)?
+            // One shape per form: the record (as `GET /callbacks/KEY` answers), or with --count
+            // the API's `/all` object, whatever N is.
+            let out = match (args.count, records.last()) {
+                (None, Some(latest)) => serde_json::to_string_pretty(latest)?,
+                _ => serde_json::to_string_pretty(&serde_json::json!({
+                    "key": args.key,
+                    "callbacks": records,
+                }))?,
             };
             println!("{out}");
             Ok(ExitCode::SUCCESS)

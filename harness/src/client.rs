@@ -39,6 +39,15 @@ pub enum ClientError {
     },
 }
 
+/// A JSON answer read as `T`; a shape this client does not understand is a `bad_response`.
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ClientError> {
+    serde_json::from_value(value).map_err(|e| ClientError::Api {
+        status: 200,
+        code: "bad_response".into(),
+        message: e.to_string(),
+    })
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
@@ -129,16 +138,16 @@ impl Client {
 
     /// One run, with `queue_position` while queued.
     pub async fn run(&self, id: i64) -> Result<(Run, Option<u64>), ClientError> {
-        let value: Value = self
-            .json(self.req(reqwest::Method::GET, &format!("/api/runs/{id}")))
-            .await?;
+        let value = self.run_json(id).await?;
         let position = value.get("queue_position").and_then(Value::as_u64);
-        let run = serde_json::from_value(value).map_err(|e| ClientError::Api {
-            status: 200,
-            code: "bad_response".into(),
-            message: e.to_string(),
-        })?;
-        Ok((run, position))
+        Ok((typed(value)?, position))
+    }
+
+    /// One run exactly as `GET /api/runs/{id}` answers it (for `--json`: fields this client
+    /// does not know are kept).
+    pub async fn run_json(&self, id: i64) -> Result<Value, ClientError> {
+        self.json(self.req(reqwest::Method::GET, &format!("/api/runs/{id}")))
+            .await
     }
 
     /// Runs, newest first, with the given query string (`env_id=3&status=failed`).
@@ -147,10 +156,14 @@ impl Client {
         struct Runs {
             runs: Vec<Run>,
         }
-        let body: Runs = self
-            .json(self.req(reqwest::Method::GET, "/api/runs").query(query))
-            .await?;
+        let body: Runs = typed(self.runs_json(query).await?)?;
         Ok(body.runs)
+    }
+
+    /// `GET /api/runs` exactly as the server answers it: `{"runs": […]}`.
+    pub async fn runs_json(&self, query: &[(&str, String)]) -> Result<Value, ClientError> {
+        self.json(self.req(reqwest::Method::GET, "/api/runs").query(query))
+            .await
     }
 
     /// Every environment.

@@ -13,11 +13,13 @@
 //! - `store.rs` — keyed store, ordered key index, waiters, capacity, retention.
 //! - `wal.rs` — append-only checksummed log: group commit, replay, torn-tail repair, compaction.
 //! - `routes.rs` — the HTTP API (`router()`); `server.rs` — opening and serving a [`Sink`].
+//! - `duration.rs` — [`parse_duration`]: humantime or bare seconds, for `?wait=` and every flag.
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`) and startup [`Error`].
 //! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
 
 mod client;
 mod config;
+mod duration;
 mod error;
 mod record;
 mod routes;
@@ -28,6 +30,7 @@ mod wal;
 
 pub use client::{Ack, Client, ClientError, encode_key};
 pub use config::{Config, FsyncPolicy};
+pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error};
 pub use record::Record;
 pub use routes::{AppState, presented_token_matches, router};

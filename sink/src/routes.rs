@@ -226,12 +226,8 @@ fn parse_wait(raw: Option<&str>, max: Duration) -> Result<Option<Duration>, ApiE
         "use a duration such as `500ms`, `10s` or `2m` (or plain seconds), at most {}",
         humantime::format_duration(max)
     );
-    let wait = match raw.trim().parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs >= 0.0 => Duration::try_from_secs_f64(secs).ok(),
-        Ok(_) => None,
-        Err(_) => humantime::parse_duration(raw.trim()).ok(),
-    }
-    .ok_or_else(|| ApiError::param("invalid_wait", format!("invalid `wait={raw}`: {form}")))?;
+    let wait = crate::duration::parse_duration(raw)
+        .map_err(|_| ApiError::param("invalid_wait", format!("invalid `wait={raw}`: {form}")))?;
     if wait > max {
         return Err(ApiError::param(
             "invalid_wait",

@@ -61,9 +61,14 @@ impl std::str::FromStr for FsyncPolicy {
         match s {
             "always" => Ok(Self::Always),
             "never" => Ok(Self::Never),
-            other => humantime::parse_duration(other).map(Self::Every).map_err(|_| {
-                format!("invalid fsync policy {other:?}: use `always`, `never` or a duration such as `1s`")
-            }),
+            other => crate::duration::parse_duration(other)
+                .map(Self::Every)
+                .map_err(|_| {
+                    format!(
+                        "invalid fsync policy {other:?}: use `always`, `never` or a duration ({})",
+                        crate::duration::DURATION_FORMS
+                    )
+                }),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The command line (SPEC "Command line", "One process, one port"): `serve`'s refusal to bind
-//! beyond loopback without `--token`, and `eventual wait`'s output and exit codes.
+//! beyond loopback without `--token`, `eventual wait`'s output and exit codes, duration flags
+//! that take bare seconds, and what `--help` says.
 
 use std::time::Duration;
 
@@ -194,17 +195,26 @@ async fn wait_prints_the_body_with_its_key_order_and_numbers_as_sent() -> anyhow
         "GET does not hold the body as sent: {stored}"
     );
 
-    // …and so must what `eventual wait` prints (pretty-printed whitespace aside).
-    let out = wait_command(&server.url, &["ordered", "--timeout", "5s"])
-        .output(CLIENT_SLACK)
-        .await?;
-    ensure!(out.status.success(), "wait exited with {}", out.status);
-    let printed: String = text(&out.stdout).split_whitespace().collect();
-    ensure!(
-        printed.contains(sent),
-        "eventual wait printed the body as\n{}\nrather than as sent:\n{sent}",
-        text(&out.stdout)
-    );
+    // …and so must what `eventual wait` prints (pretty-printed whitespace aside), also in the
+    // `/all` shape of --count.
+    for extra in [&[][..], &["--count", "1"][..]] {
+        let mut args = vec!["ordered", "--timeout", "5s"];
+        args.extend_from_slice(extra);
+        let out = wait_command(&server.url, &args)
+            .output(CLIENT_SLACK)
+            .await?;
+        ensure!(
+            out.status.success(),
+            "wait {args:?} exited with {}",
+            out.status
+        );
+        let printed: String = text(&out.stdout).split_whitespace().collect();
+        ensure!(
+            printed.contains(sent),
+            "eventual wait {args:?} printed the body as\n{}\nrather than as sent:\n{sent}",
+            text(&out.stdout)
+        );
+    }
     Ok(())
 }
 
@@ -246,6 +256,139 @@ fn check_record(record: &Value, key: &str) -> anyhow::Result<()> {
             && record["method"] == "POST"
             && record["body"] == json!({ "status": "done", "result": [1, 2, 3] }),
         "eventual wait printed an unexpected record: {record}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn wait_takes_a_bare_number_of_seconds_as_its_timeout() -> anyhow::Result<()> {
+    let server = spawn_eventual(&["sink"]).await?;
+    let out = wait_command(&server.url, &["nothing-yet", "--timeout", "1"])
+        .output(CLIENT_SLACK)
+        .await?;
+    let stderr = text(&out.stderr);
+    ensure!(
+        out.status.code() == Some(1),
+        "`--timeout 1` should wait one second and time out (exit 1), not be refused; exit {}:\n{stderr}",
+        out.status
+    );
+    ensure!(
+        stderr.starts_with("error:") && stderr.contains("1s") && out.stdout.is_empty(),
+        "the timeout error should say it waited 1s:\n{stderr}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_duration_flag_of_serve_and_sink_takes_a_bare_number_of_seconds() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().to_str().context("utf-8 temp dir")?;
+    let _serve = Launch::new(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--test-timeout",
+        "120",
+        "--kill-grace",
+        "1",
+        "--retention",
+        "3600",
+        "--await-timeout",
+        "600",
+        "--fsync",
+        "2",
+    ])
+    .spawn()
+    .await
+    .context("serve refused bare seconds as durations")?;
+    let _sink = Launch::new(&["sink", "--retention", "60"])
+        .env("EVENTUAL_FSYNC", "0.5")
+        .spawn()
+        .await
+        .context("sink refused bare seconds as durations")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_bare_number_for_test_timeout_means_seconds() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data_dir = dir.path().to_str().context("utf-8 temp dir")?;
+    let server = Launch::new(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--sample-tests",
+        crate::helpers::FIXTURE_TESTS,
+        "--envs",
+        "1",
+        "--test-timeout",
+        "1",
+        "--kill-grace",
+        "1",
+    ])
+    .spawn()
+    .await?;
+    let run = server.create_run("ci", 1, &["hang.sh"]).await?;
+    let (run, log) = server
+        .wait_run_finished(run["id"].as_i64().context("id")?)
+        .await?;
+    ensure!(
+        run["status"] == "timed_out",
+        "hang.sh with --test-timeout 1 should time out after a second: {run}\n{log}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn help_says_a_bare_number_is_seconds_for_duration_flags() -> anyhow::Result<()> {
+    for command in ["wait", "serve", "sink"] {
+        let out = Launch::client(&[command, "--help"])
+            .output(CLIENT_SLACK)
+            .await?;
+        let help = text(&out.stdout);
+        ensure!(
+            out.status.success(),
+            "{command} --help exited {}",
+            out.status
+        );
+        ensure!(
+            help.contains("a bare number is seconds"),
+            "`eventual {command} --help` does not say durations take bare seconds:\n{help}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn serve_help_describes_the_sink_harness_and_web_ui_on_one_port() -> anyhow::Result<()> {
+    let top = Launch::client(&["--help"]).output(CLIENT_SLACK).await?;
+    let serve = Launch::client(&["serve", "--help"])
+        .output(CLIENT_SLACK)
+        .await?;
+    let sink = Launch::client(&["sink", "--help"])
+        .output(CLIENT_SLACK)
+        .await?;
+    let (top, serve, sink) = (text(&top.stdout), text(&serve.stdout), text(&sink.stdout));
+    for (what, help) in [("eventual --help", &top), ("eventual serve --help", &serve)] {
+        ensure!(
+            !help.contains("today:") && !help.contains("join it"),
+            "`{what}` still says the harness and web UI will join later:\n{help}"
+        );
+        ensure!(
+            help.contains("harness") && help.contains("web UI"),
+            "`{what}` does not say serve runs the harness and the web UI:\n{help}"
+        );
+    }
+    ensure!(
+        !serve.contains("the sink's callback log")
+            && serve.contains("run history")
+            && serve.contains("uploaded tests"),
+        "serve's --data-dir help should say it holds callbacks, run history, logs and uploads:\n{serve}"
+    );
+    ensure!(
+        sink.contains("callbacks") && !sink.contains("run history"),
+        "sink's --data-dir holds only callbacks:\n{sink}"
     );
     Ok(())
 }

@@ -40,22 +40,24 @@ async fn run_streams_the_log_prints_a_summary_and_exits_0_only_when_the_run_pass
         out.contains(" --- start pass.sh (1/1)") && out.contains(" out hello from 1 on env 1"),
         "{out}"
     );
-    ensure!(err.contains("run 1 on env 1 by ci: passed"), "{err}");
+    ensure!(out.contains("run 1 on env 1 by ci: passed"), "{out}");
+    ensure!(err.contains("run 1 submitted on env 1"), "{err}");
 
     let failed = cli(
         &server,
         &["run", "--user", "ci", "--env", "1", "pass.sh", "fail.sh"],
     )
     .await?;
-    let err = text(&failed.stderr);
+    let out = text(&failed.stdout);
     ensure!(
         failed.status.code() == Some(1),
-        "a failed run exits 1: {:?}\n{err}",
-        failed.status
+        "a failed run exits 1: {:?}\n{}",
+        failed.status,
+        text(&failed.stderr)
     );
     ensure!(
-        err.contains("failed") && err.contains("fail.sh"),
-        "per-test summary: {err}"
+        out.contains("failed") && out.contains("fail.sh"),
+        "per-test summary: {out}"
     );
 
     let bad = cli(&server, &["run", "--user", "", "--env", "0", "nope.sh"]).await?;
@@ -181,8 +183,9 @@ async fn upload_runs_and_show_work_for_scripts() -> anyhow::Result<()> {
     ensure!(ran.status.code() == Some(0), "{}", text(&ran.stderr));
 
     let listed = cli(&server, &["runs", "--json", "--user", "ci"]).await?;
-    let runs: Vec<Value> = serde_json::from_slice(&listed.stdout)?;
-    ensure!(runs.len() == 1 && runs[0]["status"] == "passed", "{runs:?}");
+    let listed: Value = serde_json::from_slice(&listed.stdout)?;
+    let runs = listed["runs"].as_array().cloned().unwrap_or_default();
+    ensure!(runs.len() == 1 && runs[0]["status"] == "passed", "{listed}");
     let table = cli(&server, &["runs"]).await?;
     ensure!(text(&table.stdout).contains("team/nightly/nightly.sh"));
 

@@ -9,7 +9,9 @@
 //! - `shutdown.rs` — SIGTERM/SIGINT: waiters get `503 shutting_down`, exit 0, the log is flushed.
 //! - `limits.rs` — `--max-callbacks`, `--max-body` and their `EVENTUAL_*` variables.
 //! - `retention.rs` — `--retention` forgets callbacks, also across a restart.
-//! - `cli.rs` — `serve`'s bind rule and `eventual wait`'s output and exit codes.
+//! - `cli.rs` — `serve`'s bind rule, `eventual wait`'s output and exit codes, duration flags, help.
+//! - `cli_output.rs` — each client command's answer on stdout, progress on stderr, JSON in the
+//!   API's shapes.
 //! - `harness_restart.rs` — `serve` killed with `kill -9` mid-run or stopped with SIGTERM: the
 //!   run is `interrupted`, its environment freed, the queue goes on; history and logs survive.
 //! - `harness_serve.rs` — `--token` on harness routes, `EVENTUAL_SINK_URL`, a bundled sample test.
@@ -18,6 +20,7 @@
 //!   runs, the pytest sample `async_job`; a relative `--data-dir` (ignored: a known bug).
 
 mod cli;
+mod cli_output;
 mod cli_runs;
 mod harness_restart;
 mod harness_serve;
