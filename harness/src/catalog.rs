@@ -421,7 +421,8 @@ impl Catalog {
         };
         if exists && !overwrite {
             return Err(UploadError::Exists(format!(
-                "{} already exists: send overwrite=true to replace it",
+                "{} already exists: to replace it, upload again with overwrite=true (`eventual \
+                 upload --overwrite`, or tick \"Replace if it exists\" in the web UI)",
                 path.as_str()
             )));
         }

@@ -67,7 +67,7 @@ pub(crate) fn parse_announce(line: &str) -> Option<Result<Announce, String>> {
                 Err(_) => return Some(Err(format!("count={n} is not a whole number; {form}"))),
             }
         } else if let Some(d) = word.strip_prefix("timeout=") {
-            match humantime::parse_duration(d) {
+            match sink::parse_duration(d) {
                 Ok(t) if t.is_zero() => {
                     return Some(Err(
                         "timeout=0 would give up at once; use e.g. timeout=30s".into()
@@ -76,7 +76,7 @@ pub(crate) fn parse_announce(line: &str) -> Option<Result<Announce, String>> {
                 Ok(t) => announce.timeout = Some(t),
                 Err(_) => {
                     return Some(Err(format!(
-                        "timeout={d} is not a duration such as 30s or 5m; {form}"
+                        "timeout={d} is not a duration such as 30s, 5m or 30 (seconds); {form}"
                     )));
                 }
             }
@@ -244,6 +244,9 @@ mod tests {
         );
         let plain = parse_announce("::await-callback k").and_then(Result::ok);
         assert_eq!(plain.map(|a| (a.count, a.timeout)), Some((1, None)));
+        // A bare number is seconds, as for every other duration of Eventual.
+        let bare = parse_announce("::await-callback k timeout=45").and_then(Result::ok);
+        assert_eq!(bare.and_then(|a| a.timeout), Some(Duration::from_secs(45)));
     }
 
     #[test]

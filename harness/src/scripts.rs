@@ -258,11 +258,18 @@ fn ports(value: &Value, problems: &mut Vec<String>) -> Vec<String> {
 }
 
 fn duration(owner: &str, key: &str, value: &Value, problems: &mut Vec<String>) -> Option<Duration> {
-    match value.as_str().map(humantime::parse_duration) {
-        Some(Ok(d)) if !d.is_zero() => Some(d),
+    // A string as on the command line ("30s", "5m", "30"), or a bare number of seconds.
+    let parsed = match value {
+        Value::String(s) => sink::parse_duration(s).ok(),
+        Value::Integer(n) => u64::try_from(*n).ok().map(Duration::from_secs),
+        Value::Float(f) => Duration::try_from_secs_f64(*f).ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(d) if !d.is_zero() => Some(d),
         _ => {
             problems.push(format!(
-                "script `{owner}`: `{key}` = {value} is not a duration such as \"30s\" or \"5m\""
+                "script `{owner}`: `{key}` = {value} is not a duration such as \"30s\", \"5m\" or 30 (seconds)"
             ));
             None
         }
@@ -417,6 +424,22 @@ ignore_abort = true
         );
         assert_eq!(tests_after["sut"], ["passed", "ready"]);
         assert!(c.waits_on_tests("cleanup"));
+    }
+
+    #[test]
+    fn a_duration_may_be_a_bare_number_of_seconds() {
+        let c = RunConfig::parse(
+            "[scripts.a]\nrun = \"true\"\ntimeout = 45\nready_timeout = \"2.5\"\n",
+        )
+        .expect("valid");
+        assert_eq!(c.scripts["a"].timeout, Duration::from_secs(45));
+        assert_eq!(c.scripts["a"].ready_timeout, Duration::from_millis(2500));
+        let problems =
+            RunConfig::parse("[scripts.a]\nrun = \"true\"\ntimeout = -1\n").expect_err("bad");
+        assert!(
+            problems.iter().any(|p| p.contains("`timeout` = -1")),
+            "{problems:?}"
+        );
     }
 
     #[test]
