@@ -126,7 +126,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
                     env.queued.get(idx - 1).copied()
                 };
                 let ahead = ahead.map_or(String::new(), |id| format!(" behind run {id}"));
-                let paused = if env.state == "paused" {
+                let paused = if env.state == harness::EnvState::Paused {
                     ", paused"
                 } else {
                     ""

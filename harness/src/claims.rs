@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use dashmap::DashMap;
 
-use crate::model::{EnvView, now_rfc3339};
+use crate::model::{EnvState, EnvView, now_rfc3339};
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -145,11 +145,11 @@ impl Envs {
         Some(EnvView {
             id: env,
             state: if slot.paused {
-                "paused"
+                EnvState::Paused
             } else if slot.holder.is_some() {
-                "busy"
+                EnvState::Busy
             } else {
-                "free"
+                EnvState::Free
             },
             run_id: slot.holder.as_ref().map(|h| h.0),
             username: slot
@@ -208,7 +208,7 @@ mod tests {
         assert_eq!(envs.release(1, 10), Some(11));
         assert!(envs.dequeue(1, 12));
         assert_eq!(envs.release(1, 11), None);
-        assert_eq!(envs.view(1).map(|v| v.state), Some("free"));
+        assert_eq!(envs.view(1).map(|v| v.state), Some(EnvState::Free));
     }
 
     #[test]
@@ -222,11 +222,11 @@ mod tests {
                 behind: None
             })
         );
-        assert_eq!(envs.view(1).map(|v| v.state), Some("paused"));
+        assert_eq!(envs.view(1).map(|v| v.state), Some(EnvState::Paused));
         assert_eq!(envs.resume(1), Some(Some(1)));
         assert_eq!(
             envs.view(1).map(|v| (v.state, v.run_id)),
-            Some(("busy", Some(1)))
+            Some((EnvState::Busy, Some(1)))
         );
     }
 

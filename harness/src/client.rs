@@ -6,7 +6,7 @@ use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::model::{EnvView, Run};
+use crate::model::{EnvState, EnvView, Run};
 
 /// What went wrong talking to the harness.
 #[derive(Debug, thiserror::Error)]
@@ -171,7 +171,7 @@ impl Client {
         #[derive(Deserialize)]
         struct Env {
             id: u32,
-            state: String,
+            state: EnvState,
             run_id: Option<i64>,
             since: Option<String>,
             queued: Vec<i64>,
@@ -183,11 +183,7 @@ impl Client {
             .into_iter()
             .map(|e| EnvView {
                 id: e.id,
-                state: match e.state.as_str() {
-                    "busy" => "busy",
-                    "paused" => "paused",
-                    _ => "free",
-                },
+                state: e.state,
                 run_id: e.run_id,
                 username: None,
                 since: e.since,

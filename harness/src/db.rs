@@ -10,7 +10,7 @@ use std::path::Path;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::model::{Run, RunStatus, RunTest, TestStatus, now_rfc3339};
+use crate::model::{Awaiting, Phase, Run, RunStatus, RunTest, ScriptView, TestStatus, now_rfc3339};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -160,11 +160,7 @@ impl Db {
     }
 
     /// Records the states of a run's scripts.
-    pub(crate) fn set_scripts(
-        &self,
-        id: i64,
-        scripts: &[crate::services::ScriptView],
-    ) -> DbResult<()> {
+    pub(crate) fn set_scripts(&self, id: i64, scripts: &[ScriptView]) -> DbResult<()> {
         let scripts = serde_json::to_string(scripts).unwrap_or_else(|_| "[]".into());
         self.conn.lock().execute(
             "UPDATE runs SET scripts = ?2 WHERE id = ?1",
@@ -174,16 +170,11 @@ impl Db {
     }
 
     /// Records a phased run's phase and awaited keys.
-    pub(crate) fn set_phase(
-        &self,
-        id: i64,
-        phase: &str,
-        awaiting: &[crate::phases::Awaiting],
-    ) -> DbResult<()> {
+    pub(crate) fn set_phase(&self, id: i64, phase: Phase, awaiting: &[Awaiting]) -> DbResult<()> {
         let awaiting = serde_json::to_string(awaiting).unwrap_or_else(|_| "[]".into());
         self.conn.lock().execute(
             "UPDATE runs SET phase = ?2, awaiting = ?3 WHERE id = ?1",
-            params![id, phase, awaiting],
+            params![id, phase.as_str(), awaiting],
         )?;
         Ok(())
     }
@@ -328,7 +319,9 @@ fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         created_at: row.get(4)?,
         started_at: row.get(5)?,
         finished_at: row.get(6)?,
-        phase: row.get(7)?,
+        phase: row
+            .get::<_, Option<String>>(7)?
+            .and_then(|p| Phase::parse(&p)),
         awaiting: row
             .get::<_, Option<String>>(8)?
             .and_then(|a| serde_json::from_str(&a).ok())

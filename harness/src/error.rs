@@ -1,4 +1,5 @@
-//! The harness's HTTP errors: `{"error":{"code","message"}}`, plus `fields` for validation.
+//! The harness's errors: [`HarnessError`] inside, [`ApiError`] on the wire
+//! (`{"error":{"code","message"}}`, plus `fields` for validation).
 
 use axum::{
     Json,
@@ -7,7 +8,45 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{catalog::DeleteError, runner::HarnessError};
+use crate::catalog::DeleteError;
+
+/// What can go wrong inside the harness (the routes turn it into an [`ApiError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// No such run.
+    #[error("there is no run {0}")]
+    UnknownRun(i64),
+    /// The run has ended already.
+    #[error("run {0} has already finished ({1}); nothing to cancel")]
+    Finished(i64, &'static str),
+    /// No such environment.
+    #[error("there is no environment {0}: environments are 1..={1}")]
+    UnknownEnv(u32, u32),
+    /// The database failed.
+    #[error("history database: {0}")]
+    Db(#[from] rusqlite::Error),
+    /// The file system failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A test to delete is named by runs that have not ended.
+    #[error(
+        "{path} is used by queued or running run(s) {}: delete it once they have ended \
+         (or cancel them)",
+        .runs.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    TestInUse {
+        /// The test.
+        path: String,
+        /// The runs naming it, by id.
+        runs: Vec<i64>,
+    },
+    /// A catalog file could not be deleted.
+    #[error(transparent)]
+    Delete(#[from] crate::catalog::DeleteError),
+    /// A test of a new run was deleted between validation and admission.
+    #[error("unknown test {0}")]
+    TestGone(String),
+}
 
 /// An error answered to an HTTP client.
 #[derive(Debug, thiserror::Error)]

@@ -36,10 +36,12 @@ pub use catalog::{Catalog, ConfigInfo, DeleteError, Kind, SupportInfo, TestInfo,
 pub use claims::{Claim, Envs};
 pub use config::Config;
 pub use db::RunFilter;
-pub use error::ApiError;
-pub use model::{EnvView, Run, RunStatus, RunTest, TestStatus};
-pub use phases::{Awaiting, SinkAccess};
+pub use error::{ApiError, HarnessError};
+pub use model::{
+    Awaiting, EnvState, EnvView, Phase, Run, RunStatus, RunTest, ScriptState, ScriptView,
+    TestStatus,
+};
+pub use phases::SinkAccess;
 pub use routes::router;
-pub use runner::{Event, Harness, HarnessError};
+pub use runner::{Event, Harness};
 pub use scripts::{Probe, RunConfig, Script};
-pub use services::ScriptView;

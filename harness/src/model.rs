@@ -49,12 +49,12 @@ pub enum TestStatus {
 macro_rules! text_enum {
     ($ty:ty { $($variant:ident => $text:literal),* $(,)? }) => {
         impl $ty {
-            /// The status as stored and shown.
+            /// The value as stored and shown.
             pub fn as_str(self) -> &'static str {
                 match self { $(Self::$variant => $text),* }
             }
 
-            /// Parses a stored status.
+            /// Parses a stored value.
             pub fn parse(text: &str) -> Option<Self> {
                 match text { $($text => Some(Self::$variant),)* _ => None }
             }
@@ -71,6 +71,125 @@ text_enum!(TestStatus {
     Pending => "pending", Running => "running", Passed => "passed", Failed => "failed",
     TimedOut => "timed_out", Cancelled => "cancelled", Skipped => "skipped", Error => "error",
 });
+
+/// Where a phased run stands (`null` in the JSON for a plain run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Its preparation tests run (they start the work and announce keys).
+    Preparation,
+    /// It waits for the announced callbacks.
+    Awaiting,
+    /// Its other tests run, with the callbacks in `EVENTUAL_CALLBACKS`.
+    Validation,
+}
+
+text_enum!(Phase {
+    Preparation => "preparation", Awaiting => "awaiting", Validation => "validation",
+});
+
+/// State of an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnvState {
+    /// Nobody holds it.
+    Free,
+    /// A run holds it.
+    Busy,
+    /// Its queue is held (maintenance); a run may still be finishing on it.
+    Paused,
+}
+
+text_enum!(EnvState { Free => "free", Busy => "busy", Paused => "paused" });
+
+/// State of one script of a run (or of `tests`, the run's tests as one script).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScriptState {
+    /// Not looked at yet.
+    Pending,
+    /// Waiting for its `after` to be met.
+    Waiting,
+    /// Started.
+    Running,
+    /// A service whose readiness probe succeeded.
+    Ready,
+    /// Exited 0 (or, for a service, was stopped when the tests ended).
+    Passed,
+    /// Exited non-zero, or a service that died while the tests ran.
+    Failed,
+    /// Ran past its `timeout` (or its probe past `ready_timeout`).
+    TimedOut,
+    /// Stopped by a cancel.
+    Cancelled,
+    /// Never started: its `after` could no longer be met.
+    Skipped,
+    /// Could not be run.
+    Error,
+}
+
+text_enum!(ScriptState {
+    Pending => "pending", Waiting => "waiting", Running => "running", Ready => "ready",
+    Passed => "passed", Failed => "failed", TimedOut => "timed_out", Cancelled => "cancelled",
+    Skipped => "skipped", Error => "error",
+});
+
+impl ScriptState {
+    /// Whether the script is over (no later state follows).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Passed
+                | Self::Failed
+                | Self::TimedOut
+                | Self::Cancelled
+                | Self::Skipped
+                | Self::Error
+        )
+    }
+}
+
+impl From<RunStatus> for ScriptState {
+    /// The state of `tests` once the tests have ended with this outcome.
+    fn from(status: RunStatus) -> Self {
+        match status {
+            RunStatus::Passed => Self::Passed,
+            RunStatus::Failed => Self::Failed,
+            RunStatus::TimedOut => Self::TimedOut,
+            RunStatus::Cancelled => Self::Cancelled,
+            RunStatus::Queued | RunStatus::Running => Self::Running,
+            RunStatus::Error | RunStatus::Interrupted => Self::Error,
+        }
+    }
+}
+
+/// One script's state as the run JSON shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScriptView {
+    /// Its name (`tests` for the run's tests).
+    pub name: String,
+    /// Where it stands.
+    pub state: ScriptState,
+    /// Exit code once it exited by itself.
+    pub exit_code: Option<i32>,
+    /// When it started.
+    pub started_at: Option<String>,
+    /// When it ended.
+    pub finished_at: Option<String>,
+}
+
+/// A key being (or having been) awaited by a phased run, as the run JSON shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Awaiting {
+    /// The sink key.
+    pub key: String,
+    /// How many records are wanted.
+    pub count: usize,
+    /// How many had arrived at the last update.
+    pub arrived: usize,
+    /// When the wait for this key gives up (RFC 3339, ms).
+    pub deadline: String,
+}
 
 impl RunStatus {
     /// Whether the run has ended.
@@ -111,17 +230,22 @@ pub struct Run {
     pub started_at: Option<String>,
     /// When it ended.
     pub finished_at: Option<String>,
-    /// For a phased run: `preparation`, `awaiting` or `validation` while it runs (the last
-    /// phase reached once it ended); `null` for a plain run.
-    pub phase: Option<String>,
+    /// For a phased run: its phase while it runs (the last phase reached once it ended);
+    /// `null` for a plain run.
+    pub phase: Option<Phase>,
     /// For a phased run: the announced keys, how many records each needs and has, and when the
     /// wait for it gives up.
-    pub awaiting: Vec<crate::phases::Awaiting>,
+    pub awaiting: Vec<Awaiting>,
     /// With an `eventual.toml`: its scripts' states, exit codes and times.
-    pub scripts: Vec<crate::services::ScriptView>,
+    pub scripts: Vec<ScriptView>,
 }
 
 impl Run {
+    /// Its test paths, in execution order.
+    pub fn test_paths(&self) -> Vec<String> {
+        self.tests.iter().map(|t| t.path.clone()).collect()
+    }
+
     /// The status of a run whose tests have all ended: passed, or the status of the first test
     /// that did not pass.
     pub fn outcome(tests: &[RunTest]) -> RunStatus {
@@ -145,8 +269,8 @@ impl Run {
 pub struct EnvView {
     /// Environment id, `1..=N`.
     pub id: u32,
-    /// `free`, `busy` or `paused`.
-    pub state: &'static str,
+    /// Free, busy or paused.
+    pub state: EnvState,
     /// The run holding it.
     pub run_id: Option<i64>,
     /// Who started that run.

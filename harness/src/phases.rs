@@ -4,12 +4,17 @@
 //! runs in this process, by long-polling when `--sink-url` names another — and hands the records
 //! to the remaining tests in a JSON file named by `EVENTUAL_CALLBACKS`.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::{
+    error::HarnessError,
+    logs::{RunLog, Tag},
+    model::{Awaiting, Phase},
+};
 
 /// Longest wait a test may ask for; longer asks are cut to it, with a log line.
 pub(crate) const MAX_AWAIT: Duration = Duration::from_secs(24 * 3600);
@@ -20,19 +25,6 @@ pub(crate) struct Announce {
     pub(crate) key: String,
     pub(crate) count: usize,
     pub(crate) timeout: Option<Duration>,
-}
-
-/// A key being (or having been) awaited, as the run JSON shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Awaiting {
-    /// The sink key.
-    pub key: String,
-    /// How many records are wanted.
-    pub count: usize,
-    /// How many had arrived at the last update.
-    pub arrived: usize,
-    /// When the wait for this key gives up (RFC 3339, ms).
-    pub deadline: String,
 }
 
 /// Parses one stdout line: `None` if it is not an announce line, `Some(Err(why))` if it is one
@@ -222,6 +214,175 @@ pub(crate) fn callbacks_json(records: &[(String, Vec<Bytes>)]) -> Vec<u8> {
     }
     out.push(b'}');
     out
+}
+
+/// How an await phase ended.
+#[derive(Debug)]
+pub(crate) enum AwaitEnd {
+    /// Everything arrived; the callbacks file's path.
+    Arrived(String),
+    /// A key missed its deadline (the log names every missing key).
+    TimedOut,
+    /// The run was cancelled meanwhile.
+    Cancelled,
+}
+
+/// What the await phase needs to know and to tell.
+pub(crate) struct AwaitPhase<'a, R> {
+    /// Where the callbacks are (`None`: this server has none to wait on).
+    pub(crate) sink: Option<&'a SinkAccess>,
+    /// The wait for a key that announced no `timeout=` (`--await-timeout`).
+    pub(crate) default_timeout: Duration,
+    /// The run's log.
+    pub(crate) log: &'a RunLog,
+    /// Cancelled when the run is.
+    pub(crate) cancel: &'a CancellationToken,
+    /// The run's working directory, where the callbacks file is written.
+    pub(crate) work: &'a Path,
+    /// Records the phase and the keys' progress (and tells followers), at every change.
+    pub(crate) report: R,
+}
+
+/// The await phase: waits for every announced key, then writes the callbacks file.
+pub(crate) async fn await_phase<R>(
+    p: AwaitPhase<'_, R>,
+    announcements: &Announcements,
+) -> Result<AwaitEnd, HarnessError>
+where
+    R: Fn(Phase, &[Awaiting]) -> Result<(), HarnessError>,
+{
+    let AwaitPhase {
+        sink,
+        default_timeout,
+        log,
+        cancel,
+        work,
+        report,
+    } = p;
+    let wanted = announcements.take();
+    let started = tokio::time::Instant::now();
+    let started_wall = std::time::SystemTime::now();
+    let limits: Vec<Duration> = wanted
+        .iter()
+        .map(|a| await_limit(a, default_timeout, log))
+        .collect();
+    let mut awaiting: Vec<Awaiting> = wanted
+        .iter()
+        .zip(&limits)
+        .map(|(a, t)| Awaiting {
+            key: a.key.clone(),
+            count: a.count,
+            arrived: 0,
+            deadline: humantime::format_rfc3339_millis(started_wall + *t).to_string(),
+        })
+        .collect();
+    report(Phase::Awaiting, &awaiting)?;
+    if wanted.is_empty() {
+        log.line(Tag::Harness, "phase awaiting: no callbacks were announced");
+    } else {
+        log.line(
+            Tag::Harness,
+            &format!("phase awaiting: {} key(s)", wanted.len()),
+        );
+    }
+    let Some(sink) = sink else {
+        log.line(Tag::Harness, "error: this server has no sink to wait on");
+        return Ok(AwaitEnd::TimedOut);
+    };
+    let on_error = |m: String| log.line(Tag::Harness, &m);
+    let deadlines: Vec<_> = limits.iter().map(|t| started + *t).collect();
+    // Each key is awaited one record at a time (at least `arrived + 1`, not `count`), so the
+    // run JSON, its events and the run page follow every arrival, not only the last one.
+    let wait_next = |n: usize, arrived: usize| {
+        let (on_error, key) = (&on_error, &wanted[n].key);
+        let deadline = deadlines[n];
+        async move {
+            let end = sink.wait(key, arrived + 1, deadline, cancel, on_error);
+            (n, end.await)
+        }
+    };
+    let mut waits = futures_util::stream::FuturesUnordered::new();
+    for n in 0..wanted.len() {
+        waits.push(wait_next(n, 0));
+    }
+    let mut missing = Vec::new();
+    while let Some((n, end)) = futures_util::StreamExt::next(&mut waits).await {
+        let a = &wanted[n];
+        match end {
+            KeyWait::Arrived(count) => {
+                awaiting[n].arrived = count;
+                log.line(
+                    Tag::Harness,
+                    &format!(
+                        "callback {} arrived ({}/{}) after {:.3}s",
+                        a.key,
+                        count.min(a.count),
+                        a.count,
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                if count < a.count {
+                    waits.push(wait_next(n, count));
+                }
+            }
+            KeyWait::TimedOut(count) => {
+                awaiting[n].arrived = count;
+                missing.push(format!("{} ({count} of {} arrived)", a.key, a.count));
+            }
+            KeyWait::Cancelled => return Ok(AwaitEnd::Cancelled),
+        }
+        report(Phase::Awaiting, &awaiting)?;
+    }
+    if !missing.is_empty() {
+        log.line(
+            Tag::Harness,
+            &format!("timed out waiting for callbacks: {}", missing.join(", ")),
+        );
+        return Ok(AwaitEnd::TimedOut);
+    }
+    let mut records = Vec::with_capacity(wanted.len());
+    for a in &wanted {
+        let list = sink.records(&a.key).await.unwrap_or_else(|e| {
+            log.line(
+                Tag::Harness,
+                &format!("failed to read the callbacks of {}: {e}", a.key),
+            );
+            Vec::new()
+        });
+        records.push((a.key.clone(), list));
+    }
+    let file = work.join("callbacks.json");
+    std::fs::write(&file, callbacks_json(&records))?;
+    report(Phase::Validation, &awaiting)?;
+    log.line(
+        Tag::Harness,
+        &format!(
+            "phase validation: callbacks in {} (EVENTUAL_CALLBACKS)",
+            file.display()
+        ),
+    );
+    Ok(AwaitEnd::Arrived(file.display().to_string()))
+}
+
+/// How long to wait for one announced key.
+fn await_limit(a: &Announce, default_timeout: Duration, log: &RunLog) -> Duration {
+    match a.timeout {
+        Some(t) if t > MAX_AWAIT => {
+            log.line(
+                Tag::Harness,
+                &format!(
+                    "timeout={} for {} is longer than {}; waiting {} instead",
+                    humantime::format_duration(t),
+                    a.key,
+                    humantime::format_duration(MAX_AWAIT),
+                    humantime::format_duration(MAX_AWAIT)
+                ),
+            );
+            MAX_AWAIT
+        }
+        Some(t) => t,
+        None => default_timeout,
+    }
 }
 
 #[cfg(test)]

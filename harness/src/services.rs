@@ -15,82 +15,79 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    error::HarnessError,
     exec::{self, Spec},
     logs::{RunLog, Tag},
-    model::{Run, RunStatus, TestStatus, now_rfc3339},
-    runner::{Harness, HarnessError},
+    model::{RunStatus, ScriptState, ScriptView, TestStatus, now_rfc3339},
     scripts::{Probe, RunConfig, Script, TESTS},
 };
 
-/// One script's state as the run JSON shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ScriptView {
-    /// Its name (`tests` for the run's tests).
-    pub name: String,
-    /// `pending`, `waiting`, `running`, `ready`, `passed`, `failed`, `timed_out`, `cancelled`,
-    /// `skipped`.
-    pub state: String,
-    /// Exit code once it exited by itself.
-    pub exit_code: Option<i32>,
-    /// When it started.
-    pub started_at: Option<String>,
-    /// When it ended.
-    pub finished_at: Option<String>,
-}
-
-fn terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "passed" | "failed" | "timed_out" | "cancelled" | "skipped" | "error"
-    )
+/// What the scripts of a run need from the harness: running the run's tests, and what a script
+/// is launched with. The runner implements it for one run; this module never sees the harness.
+pub(crate) trait RunHost: Sync {
+    /// The variables every test and script of the run gets (the ports are added here).
+    fn base_env(&self) -> Vec<(String, String)>;
+    /// The directory of the run's `eventual.toml`, for `EVENTUAL_CONFIG_DIR`.
+    fn config_dir(&self) -> Option<PathBuf>;
+    /// Between SIGTERM and SIGKILL when a script is stopped.
+    fn kill_grace(&self) -> Duration;
+    /// Records the scripts' states and tells followers.
+    fn set_scripts(&self, scripts: &[ScriptView]);
+    /// Runs the run's tests (phases included) with `extra_env` added to their environment;
+    /// returns a status overriding the tests' own outcome, if any.
+    fn run_tests(
+        &self,
+        extra_env: Vec<(String, String)>,
+    ) -> impl Future<Output = Result<Option<RunStatus>, HarnessError>> + Send;
+    /// The outcome of the run's tests once they have ended.
+    fn tests_outcome(&self) -> RunStatus;
 }
 
 /// The shared board of states.
-struct Board {
-    harness: Harness,
-    run_id: i64,
+struct Board<'a, H> {
+    host: &'a H,
     views: Mutex<Vec<ScriptView>>,
     changed: watch::Sender<u64>,
 }
 
-impl Board {
-    fn set(&self, name: &str, state: &str, exit_code: Option<i32>) {
+impl<H: RunHost> Board<'_, H> {
+    fn set(&self, name: &str, state: ScriptState, exit_code: Option<i32>) {
         let snapshot = {
             let mut views = self.views.lock();
             if let Some(v) = views.iter_mut().find(|v| v.name == name) {
-                v.state = state.to_owned();
+                v.state = state;
                 if exit_code.is_some() {
                     v.exit_code = exit_code;
                 }
-                if state == "running" && v.started_at.is_none() {
+                if state == ScriptState::Running && v.started_at.is_none() {
                     v.started_at = Some(now_rfc3339());
                 }
-                if terminal(state) {
+                if state.is_final() {
                     v.finished_at = Some(now_rfc3339());
                 }
             }
             views.clone()
         };
-        self.harness.set_scripts(self.run_id, &snapshot);
+        self.host.set_scripts(&snapshot);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    fn states(&self) -> HashMap<String, String> {
+    fn states(&self) -> HashMap<String, ScriptState> {
         self.views
             .lock()
             .iter()
-            .map(|v| (v.name.clone(), v.state.clone()))
+            .map(|v| (v.name.clone(), v.state))
             .collect()
     }
 }
@@ -101,16 +98,20 @@ enum Gate {
     Wait,
 }
 
-fn gate(after: &BTreeMap<String, Vec<String>>, states: &HashMap<String, String>) -> Gate {
+fn gate(after: &BTreeMap<String, Vec<String>>, states: &HashMap<String, ScriptState>) -> Gate {
     let mut met = true;
     for (dep, wanted) in after {
-        let state = states.get(dep).map_or("pending", String::as_str);
-        if wanted.iter().any(|w| w == state) {
+        let state = states.get(dep).copied().unwrap_or(ScriptState::Pending);
+        if wanted.iter().any(|w| w == state.as_str()) {
             continue;
         }
         met = false;
-        if terminal(state) {
-            return Gate::Never(format!("{dep} is {state}, not {}", wanted.join("/")));
+        if state.is_final() {
+            return Gate::Never(format!(
+                "{dep} is {}, not {}",
+                state.as_str(),
+                wanted.join("/")
+            ));
         }
     }
     if met { Gate::Met } else { Gate::Wait }
@@ -123,14 +124,13 @@ struct Shared {
 
 /// Runs `config`'s scripts and the run's tests; returns a status overriding the tests' outcome.
 pub(crate) async fn run(
-    harness: &Harness,
-    run: &Run,
+    host: &impl RunHost,
     config: &RunConfig,
     log: &Arc<RunLog>,
     cancel: &CancellationToken,
     work: &std::path::Path,
 ) -> Result<Option<RunStatus>, HarnessError> {
-    let mut env = harness.base_env(run);
+    let mut env = host.base_env();
     let mut ports = Vec::new();
     for name in &config.ports {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -144,22 +144,20 @@ pub(crate) async fn run(
     }
     // Scripts run in the run's working directory; this says where their catalog directory (the
     // one holding eventual.toml, and whatever files the scripts need) is. Tests get it too.
-    let paths: Vec<String> = run.tests.iter().map(|t| t.path.clone()).collect();
-    if let Some(dir) = harness.catalog().config_dir(&paths) {
+    if let Some(dir) = host.config_dir() {
         ports.push(("EVENTUAL_CONFIG_DIR".into(), dir.display().to_string()));
     }
     env.extend(ports.iter().cloned());
     let mut names: Vec<String> = config.scripts.keys().cloned().collect();
     names.push(TESTS.to_owned());
-    let board = Arc::new(Board {
-        harness: harness.clone(),
-        run_id: run.id,
+    let board = Board {
+        host,
         views: Mutex::new(
             names
                 .iter()
                 .map(|n| ScriptView {
                     name: n.clone(),
-                    state: "pending".into(),
+                    state: ScriptState::Pending,
                     exit_code: None,
                     started_at: None,
                     finished_at: None,
@@ -167,15 +165,14 @@ pub(crate) async fn run(
                 .collect(),
         ),
         changed: watch::channel(0).0,
-    });
+    };
     let shared = Shared {
         tests_forced: Mutex::new(None),
     };
     let tests_started = CancellationToken::new();
     let tests_done = CancellationToken::new();
     let ctx = Ctx {
-        harness,
-        run,
+        host,
         config,
         log,
         cancel,
@@ -205,30 +202,29 @@ pub(crate) async fn run(
     let failed_script = views
         .iter()
         .filter(|v| v.name != TESTS)
-        .find(|v| v.state == "failed" || v.state == "timed_out");
+        .find(|v| matches!(v.state, ScriptState::Failed | ScriptState::TimedOut));
     Ok(match failed_script {
-        Some(v) if v.state == "timed_out" => Some(RunStatus::TimedOut),
+        Some(v) if v.state == ScriptState::TimedOut => Some(RunStatus::TimedOut),
         Some(_) => Some(RunStatus::Failed),
         None => *shared.tests_forced.lock(),
     })
 }
 
-struct Ctx<'a> {
-    harness: &'a Harness,
-    run: &'a Run,
+struct Ctx<'a, H> {
+    host: &'a H,
     config: &'a RunConfig,
     log: &'a Arc<RunLog>,
     cancel: &'a CancellationToken,
     work: &'a std::path::Path,
     env: &'a [(String, String)],
     ports: &'a [(String, String)],
-    board: &'a Board,
+    board: &'a Board<'a, H>,
     tests_started: &'a CancellationToken,
     tests_done: &'a CancellationToken,
     shared: &'a Shared,
 }
 
-impl Ctx<'_> {
+impl<H: RunHost> Ctx<'_, H> {
     /// Waits until `after` is met (`Ok`) or can no longer be (`Err(why)`).
     async fn wait_gate(
         &self,
@@ -251,7 +247,7 @@ impl Ctx<'_> {
             let services_up = name != TESTS
                 && after_tests
                 && self.config.scripts.keys().any(|s| {
-                    !self.config.waits_on_tests(s) && !states.get(s).is_some_and(|st| terminal(st))
+                    !self.config.waits_on_tests(s) && !states.get(s).is_some_and(|st| st.is_final())
                 });
             match gate(after, &states) {
                 Gate::Met if services_up => {}
@@ -269,18 +265,20 @@ impl Ctx<'_> {
 
     async fn script(&self, script: &Script) -> Result<(), HarnessError> {
         let name = script.name.as_str();
-        self.board.set(name, "waiting", None);
+        self.board.set(name, ScriptState::Waiting, None);
         if let Err(why) = self
             .wait_gate(name, &script.after, script.ignore_abort)
             .await
         {
             let state = if self.cancel.is_cancelled() && !script.ignore_abort {
-                "cancelled"
+                ScriptState::Cancelled
             } else {
-                "skipped"
+                ScriptState::Skipped
             };
-            self.log
-                .line(Tag::Harness, &format!("script {name} {state}: {why}"));
+            self.log.line(
+                Tag::Harness,
+                &format!("script {name} {}: {why}", state.as_str()),
+            );
             self.board.set(name, state, None);
             return Ok(());
         }
@@ -290,14 +288,14 @@ impl Ctx<'_> {
             cwd: self.work.to_owned(),
             env: self.env.to_vec(),
             timeout: script.timeout,
-            kill_grace: self.harness.settings().kill_grace,
+            kill_grace: self.host.kill_grace(),
             tags: Some((format!("{name}/out"), format!("{name}/err"))),
         };
         self.log.line(
             Tag::Harness,
             &format!("script {name} starts: {}", script.run),
         );
-        self.board.set(name, "running", None);
+        self.board.set(name, ScriptState::Running, None);
         let started = Instant::now();
         // A service is a script with a readiness probe: one that exits by itself while the tests
         // run has died under them. A script without a probe that exits 0 meanwhile simply passed.
@@ -325,16 +323,16 @@ impl Ctx<'_> {
         };
         let exit = outcome.exit_code;
         let state = if probe_timed_out.load(std::sync::atomic::Ordering::Relaxed) {
-            "timed_out"
+            ScriptState::TimedOut
         } else {
             match outcome.status {
-                TestStatus::TimedOut => "timed_out",
+                TestStatus::TimedOut => ScriptState::TimedOut,
                 TestStatus::Cancelled
                     if stopped_by_tests.load(std::sync::atomic::Ordering::Relaxed) =>
                 {
-                    "passed"
+                    ScriptState::Passed
                 }
-                TestStatus::Cancelled => "cancelled",
+                TestStatus::Cancelled => ScriptState::Cancelled,
                 TestStatus::Passed
                     if is_service
                         && self.tests_started.is_cancelled()
@@ -344,9 +342,9 @@ impl Ctx<'_> {
                         Tag::Harness,
                         &format!("service {name} exited while the tests were running"),
                     );
-                    "failed"
+                    ScriptState::Failed
                 }
-                TestStatus::Passed => "passed",
+                TestStatus::Passed => ScriptState::Passed,
                 _ => {
                     if is_service
                         && self.tests_started.is_cancelled()
@@ -360,14 +358,15 @@ impl Ctx<'_> {
                             ),
                         );
                     }
-                    "failed"
+                    ScriptState::Failed
                 }
             }
         };
         self.log.line(
             Tag::Harness,
             &format!(
-                "script {name} {state} exit={} in {:.3}s",
+                "script {name} {} exit={} in {:.3}s",
+                state.as_str(),
                 exit.map_or("-".into(), |c| c.to_string()),
                 started.elapsed().as_secs_f64()
             ),
@@ -402,7 +401,7 @@ impl Ctx<'_> {
                             started.elapsed().as_secs_f64()
                         ),
                     );
-                    self.board.set(name, "ready", None);
+                    self.board.set(name, ScriptState::Ready, None);
                     return std::future::pending().await;
                 }
                 Err(e) => e,
@@ -424,47 +423,33 @@ impl Ctx<'_> {
     }
 
     async fn tests(&self) -> Result<(), HarnessError> {
-        self.board.set(TESTS, "waiting", None);
+        self.board.set(TESTS, ScriptState::Waiting, None);
         let after = self.config.after_of(TESTS);
         if let Err(why) = self.wait_gate(TESTS, &after, false).await {
             let state = if self.cancel.is_cancelled() {
-                "cancelled"
+                ScriptState::Cancelled
             } else {
-                "skipped"
+                ScriptState::Skipped
             };
             self.log
-                .line(Tag::Harness, &format!("tests {state}: {why}"));
+                .line(Tag::Harness, &format!("tests {}: {why}", state.as_str()));
             self.board.set(TESTS, state, None);
             self.tests_done.cancel();
             return Ok(());
         }
-        self.board.set(TESTS, "running", None);
+        self.board.set(TESTS, ScriptState::Running, None);
         self.tests_started.cancel();
-        let forced = self
-            .harness
-            .run_tests(
-                self.run,
-                self.log,
-                self.cancel,
-                self.work,
-                self.ports.to_vec(),
-            )
-            .await;
+        let forced = self.host.run_tests(self.ports.to_vec()).await;
         let state = match &forced {
-            _ if self.cancel.is_cancelled() => "cancelled".to_owned(),
-            Ok(Some(status)) => status.as_str().to_owned(),
-            Ok(None) => {
-                let run = self.harness.get_run(self.run.id).ok();
-                run.map_or("error".into(), |r| {
-                    Run::outcome(&r.tests).as_str().to_owned()
-                })
-            }
-            Err(_) => "error".into(),
+            _ if self.cancel.is_cancelled() => ScriptState::Cancelled,
+            Ok(Some(status)) => ScriptState::from(*status),
+            Ok(None) => ScriptState::from(self.host.tests_outcome()),
+            Err(_) => ScriptState::Error,
         };
         if let Ok(f) = &forced {
             *self.shared.tests_forced.lock() = *f;
         }
-        self.board.set(TESTS, &state, None);
+        self.board.set(TESTS, state, None);
         self.tests_done.cancel();
         forced.map(|_| ())
     }
@@ -473,19 +458,18 @@ impl Ctx<'_> {
 /// After a crash: the `ignore_abort` scripts of an interrupted run whose `after` can be met when
 /// the tests count as `cancelled` and every other script as `cancelled` too.
 pub(crate) async fn cleanup_after_crash(
-    harness: &Harness,
-    run: &Run,
+    host: &impl RunHost,
     config: &RunConfig,
     log: &Arc<RunLog>,
     work: &std::path::Path,
 ) {
-    let states: HashMap<String, String> = config
+    let states: HashMap<String, ScriptState> = config
         .scripts
         .keys()
-        .map(|n| (n.clone(), "cancelled".to_owned()))
-        .chain(std::iter::once((TESTS.to_owned(), "cancelled".to_owned())))
+        .map(|n| (n.clone(), ScriptState::Cancelled))
+        .chain(std::iter::once((TESTS.to_owned(), ScriptState::Cancelled)))
         .collect();
-    let mut env = harness.base_env(run);
+    let mut env = host.base_env();
     for name in &config.ports {
         if let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -511,7 +495,7 @@ pub(crate) async fn cleanup_after_crash(
             cwd: work.to_owned(),
             env: env.clone(),
             timeout: script.timeout,
-            kill_grace: harness.settings().kill_grace,
+            kill_grace: host.kill_grace(),
             tags: Some((
                 format!("{}/out", script.name),
                 format!("{}/err", script.name),

@@ -1,0 +1,252 @@
+//! A run's way through its environment: created and admitted (its id is its queue order),
+//! started when the environment is its own, released and retired at its end, cancelled,
+//! paused with its environment; and uploads deleted only when no live run names them.
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    catalog::{TestPath, tags_of},
+    claims::Claim,
+    error::HarnessError,
+    logs::{RunLog, Tag},
+    model::{EnvView, Run, RunStatus, TestStatus},
+};
+
+use super::{Harness, harness::Active};
+
+impl Harness {
+    /// Creates a run of already validated tests and queues or starts it.
+    pub fn create_run(
+        &self,
+        username: &str,
+        env_id: u32,
+        tests: &[String],
+    ) -> Result<Run, HarnessError> {
+        // A run with preparation tests is phased: they go first, in the order given.
+        let is_prep = |path: &String| {
+            TestPath::parse(path).ok().is_some_and(|tp| {
+                self.inner
+                    .catalog
+                    .resolve(&tp)
+                    .is_some_and(|file| tags_of(&file, &tp).iter().any(|t| t == "preparation"))
+            })
+        };
+        let (prep, rest): (Vec<String>, Vec<String>) = tests.iter().cloned().partition(is_prep);
+        let prep_count = prep.len();
+        let ordered: Vec<String> = prep.into_iter().chain(rest).collect();
+        let run = {
+            let _order = self.inner.admission.lock();
+            // Checked again under the admission lock, which deletes take too: a test validated
+            // before a concurrent delete is not admitted to fail later.
+            if let Some(gone) = ordered.iter().find(|t| {
+                TestPath::parse(t).map_or(true, |tp| self.inner.catalog.resolve(&tp).is_none())
+            }) {
+                return Err(HarnessError::TestGone(gone.clone()));
+            }
+            let run = self
+                .inner
+                .db
+                .insert_run(username, env_id, &ordered, prep_count)?;
+            self.admit(&run)?;
+            run
+        };
+        self.emit_run(run.id);
+        Ok(self.inner.db.get_run(run.id)?.unwrap_or(run))
+    }
+
+    /// Deletes an upload unless a queued or running run names it. Under the admission lock, so
+    /// no run naming it can be admitted between the check and the removal.
+    pub fn delete_upload(&self, path: &TestPath) -> Result<(), HarnessError> {
+        let _order = self.inner.admission.lock();
+        let mut runs: Vec<i64> = self
+            .inner
+            .active
+            .iter()
+            .filter(|a| a.tests.iter().any(|t| t == path.as_str()))
+            .map(|a| *a.key())
+            .collect();
+        if !runs.is_empty() {
+            runs.sort_unstable();
+            return Err(HarnessError::TestInUse {
+                path: path.as_str().to_owned(),
+                runs,
+            });
+        }
+        Ok(self.inner.catalog.delete(path)?)
+    }
+
+    /// Registers a queued run as live and submits it to its environment.
+    pub(super) fn admit(&self, run: &Run) -> Result<(), HarnessError> {
+        let log = Arc::new(RunLog::create(&self.log_path(run.id))?);
+        self.inner.active.insert(
+            run.id,
+            Active {
+                cancel: CancellationToken::new(),
+                log: log.clone(),
+                tests: run.tests.iter().map(|t| t.path.clone()).collect(),
+                done: watch::channel(false).0,
+            },
+        );
+        match self.inner.envs.submit_by(run.env_id, run.id, &run.username) {
+            Some(Claim::Holder) => self.start(run.id),
+            Some(Claim::Queued { position, behind }) => {
+                let behind = behind.map_or(String::new(), |b| format!(" behind run {b}"));
+                log.line(
+                    Tag::Harness,
+                    &format!("queued on env {}{behind} (position {position})", run.env_id),
+                );
+            }
+            None => {
+                log.line(
+                    Tag::Harness,
+                    &format!("error: there is no environment {}", run.env_id),
+                );
+                self.inner
+                    .db
+                    .finish_open_tests(run.id, TestStatus::Skipped)?;
+                self.inner.db.set_run_status(run.id, RunStatus::Error)?;
+                self.retire(run.id);
+            }
+        }
+        self.emit_env(run.env_id);
+        Ok(())
+    }
+
+    pub(super) fn start(&self, id: i64) {
+        if self.inner.stopping.is_cancelled() {
+            // The server is going down: the run stays queued and goes on after the restart.
+            return;
+        }
+        let harness = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = harness.execute(id).await {
+                tracing::error!(run = id, error = %e, "run failed inside the harness");
+                let _ = harness.inner.db.finish_open_tests(id, TestStatus::Skipped);
+                let _ = harness.inner.db.set_run_status(id, RunStatus::Error);
+                harness.retire(id);
+            }
+        });
+    }
+
+    /// Frees `env` and starts whoever is next.
+    pub(super) fn release(&self, env: u32, id: i64) {
+        if let Some(next) = self.inner.envs.release(env, id) {
+            self.start(next);
+        }
+        self.emit_env(env);
+    }
+
+    /// The run has its final status: close its log, forget its switches, tell everyone.
+    /// Frees the run's environment first (starting whoever is next), so that anyone told the run
+    /// is over — a cancel's answer, a follower — finds the environment already handed on.
+    pub(super) fn retire(&self, id: i64) {
+        if let Ok(Some(run)) = self.inner.db.get_run(id) {
+            self.release(run.env_id, id);
+        }
+        if let Some((_, active)) = self.inner.active.remove(&id) {
+            active.log.finish();
+            self.emit_run(id);
+            let _ = active.done.send(true);
+        } else {
+            self.emit_run(id);
+        }
+    }
+
+    pub(super) fn finish_cancelled(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
+        self.inner.db.finish_open_tests(id, TestStatus::Skipped)?;
+        if self.inner.stopping.is_cancelled() {
+            self.inner.db.set_run_status(id, RunStatus::Interrupted)?;
+            log.line(
+                Tag::Harness,
+                "interrupted: the server stopped while this run was running",
+            );
+        } else {
+            self.inner.db.set_run_status(id, RunStatus::Cancelled)?;
+            log.line(Tag::Harness, &format!("run {id} cancelled"));
+        }
+        self.retire(id);
+        Ok(())
+    }
+
+    /// Cancels a queued or running run and returns it once it is `cancelled`.
+    pub async fn cancel(&self, id: i64) -> Result<Run, HarnessError> {
+        let run = self.get_run(id)?;
+        if run.status.is_finished() {
+            return Err(HarnessError::Finished(id, run.status.as_str()));
+        }
+        if self.inner.envs.dequeue(run.env_id, id) {
+            if let Some(active) = self.inner.active.get(&id).map(|a| a.log.clone()) {
+                active.line(Tag::Harness, "cancelled while queued");
+                self.finish_cancelled(id, &active)?;
+            }
+            self.emit_env(run.env_id);
+            return self.get_run(id);
+        }
+        let done = self.inner.active.get(&id).map(|a| {
+            a.cancel.cancel();
+            a.done.subscribe()
+        });
+        if let Some(mut done) = done {
+            // The executor ends the test's process group (SIGTERM, grace, SIGKILL) and then
+            // reports; that bounds this wait.
+            let _ = done.wait_for(|d| *d).await;
+        }
+        self.get_run(id)
+    }
+
+    /// Holds an environment's queue.
+    pub fn pause(&self, env: u32) -> Result<EnvView, HarnessError> {
+        if !self.inner.envs.pause(env) {
+            return Err(HarnessError::UnknownEnv(env, self.inner.envs.count()));
+        }
+        self.emit_env(env);
+        self.env(env)
+    }
+
+    /// Lets an environment's queue go on.
+    pub fn resume(&self, env: u32) -> Result<EnvView, HarnessError> {
+        match self.inner.envs.resume(env) {
+            None => return Err(HarnessError::UnknownEnv(env, self.inner.envs.count())),
+            Some(Some(next)) => self.start(next),
+            Some(None) => {}
+        }
+        self.emit_env(env);
+        self.env(env)
+    }
+
+    /// Begins stopping: running runs are ended (their process groups terminated) and will be
+    /// `interrupted`; queued runs stay queued for the next start; streams end.
+    pub fn begin_stop(&self) {
+        self.inner.stopping.cancel();
+        for active in self.inner.active.iter() {
+            active.cancel.cancel();
+        }
+    }
+
+    /// Stops, waiting until every running run has its final status (bounded by the kill grace).
+    pub async fn stop(&self) {
+        self.begin_stop();
+        let running: Vec<watch::Receiver<bool>> = self
+            .inner
+            .active
+            .iter()
+            .filter(|a| {
+                matches!(
+                    self.inner.db.get_run(*a.key()),
+                    Ok(Some(Run {
+                        status: RunStatus::Running,
+                        ..
+                    }))
+                )
+            })
+            .map(|a| a.done.subscribe())
+            .collect();
+        let limit = self.inner.config.kill_grace + Duration::from_secs(10);
+        for mut done in running {
+            let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
+        }
+    }
+}

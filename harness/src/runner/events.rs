@@ -1,0 +1,41 @@
+//! Run and environment changes, broadcast to the web UI and other followers.
+
+use tokio::sync::broadcast;
+
+use crate::model::{EnvView, Run};
+
+use super::Harness;
+
+/// A change the UI and followers hear about (`GET /api/events`).
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A run was created or changed.
+    Run(Run),
+    /// An environment changed.
+    Env(EnvView),
+}
+
+impl Harness {
+    /// Subscribes to run and environment changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    pub(super) fn emit_run(&self, id: i64) {
+        if self.inner.events.receiver_count() == 0 {
+            return;
+        }
+        if let Ok(Some(run)) = self.inner.db.get_run(id) {
+            let _ = self.inner.events.send(Event::Run(run));
+        }
+    }
+
+    pub(super) fn emit_env(&self, env: u32) {
+        if self.inner.events.receiver_count() == 0 {
+            return;
+        }
+        if let Some(view) = self.inner.envs.view(env) {
+            let _ = self.inner.events.send(Event::Env(view));
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The handle every route holds, its shared state, and what can be read from it.
+
+use std::sync::{Arc, OnceLock};
+
+use dashmap::DashMap;
+use tokio::sync::{Semaphore, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    catalog::Catalog,
+    claims::Envs,
+    config::Config,
+    db::{Db, RunFilter},
+    error::HarnessError,
+    logs::RunLog,
+    model::{EnvView, Run},
+};
+
+use super::Event;
+
+/// The harness: shared by every route (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct Harness {
+    pub(super) inner: Arc<Inner>,
+}
+
+/// The state behind a [`Harness`]. Which part owns which truth: the history (`db`) owns every
+/// run's status; the claims (`envs`) own who holds an environment and who waits; `active` holds
+/// the switches of the runs that have not ended.
+#[derive(Debug)]
+pub(super) struct Inner {
+    /// The settings it was opened with (data dir made absolute).
+    pub(super) config: Config,
+    /// Run history: runs, their tests, phases and scripts (SQLite).
+    pub(super) db: Db,
+    /// The tests that can be run: bundled samples and uploads.
+    pub(super) catalog: Catalog,
+    /// Exclusive environments: holder and FIFO queue of each (`claims.rs` says why it cannot race).
+    pub(super) envs: Envs,
+    /// `--workers`: runs executing at once.
+    pub(super) workers: Semaphore,
+    /// Runs that are queued or running, by id: how to cancel them, their log, their end.
+    pub(super) active: DashMap<i64, Active>,
+    /// Run and environment changes, for SSE followers (`GET /api/events`).
+    pub(super) events: broadcast::Sender<Event>,
+    /// Set when `python3 -c "import pytest"` has worked once.
+    pub(super) pytest_ok: OnceLock<()>,
+    /// Held from giving a run its id to queueing it, so that ids are queue order: two concurrent
+    /// submissions cannot be numbered in one order and queued in the other. Deletes of uploads
+    /// take it too, so a test cannot vanish between a run's admission and its check.
+    pub(super) admission: parking_lot::Mutex<()>,
+    /// Cancelled when the server stops: running runs end `interrupted`, nothing new starts, and
+    /// streams (events, log follows) end so the server can exit.
+    pub(super) stopping: CancellationToken,
+}
+
+/// A live run's switches.
+#[derive(Debug)]
+pub(super) struct Active {
+    /// Cancelled to stop the run (a user's cancel, or the server stopping).
+    pub(super) cancel: CancellationToken,
+    /// Its log, open while it lives.
+    pub(super) log: Arc<RunLog>,
+    /// Its test paths, so an upload it will run cannot be deleted under it.
+    pub(super) tests: Vec<String>,
+    /// Becomes true once the run has its final status.
+    pub(super) done: watch::Sender<bool>,
+}
+
+impl Harness {
+    /// The catalog of tests.
+    pub fn catalog(&self) -> &Catalog {
+        &self.inner.catalog
+    }
+
+    /// The settings in use.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A receiver that changes as the run's log grows, while the run is live.
+    pub(crate) fn log_progress(&self, id: i64) -> Option<watch::Receiver<crate::logs::Progress>> {
+        self.inner.active.get(&id).map(|a| a.log.follow())
+    }
+
+    /// A receiver that turns true when the run has its final status, while the run is live.
+    pub fn done_signal(&self, id: i64) -> Option<watch::Receiver<bool>> {
+        self.inner.active.get(&id).map(|a| a.done.subscribe())
+    }
+
+    /// A token cancelled when the server begins to stop.
+    pub fn stopping(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
+    /// One run.
+    pub fn get_run(&self, id: i64) -> Result<Run, HarnessError> {
+        self.inner
+            .db
+            .get_run(id)?
+            .ok_or(HarnessError::UnknownRun(id))
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, HarnessError> {
+        Ok(self.inner.db.list_runs(filter)?)
+    }
+
+    /// Where `run` stands in its environment's queue, if queued.
+    pub fn queue_position(&self, run: &Run) -> Option<usize> {
+        self.inner.envs.position(run.env_id, run.id)
+    }
+
+    /// Every environment.
+    pub fn envs(&self) -> Vec<EnvView> {
+        self.inner.envs.views()
+    }
+
+    pub(super) fn env(&self, env: u32) -> Result<EnvView, HarnessError> {
+        self.inner
+            .envs
+            .view(env)
+            .ok_or(HarnessError::UnknownEnv(env, self.inner.envs.count()))
+    }
+}
