@@ -74,6 +74,10 @@ const NOT_TOURS: &[(&str, &str)] = &[
     ("Benchmarks", "measurements that take minutes"),
 ];
 
+/// The contract's folder beside the repository, which a cloner does not have. Spelled in two parts
+/// so that `git grep` for it finds no file of the repository, this one included.
+const SHARED_FOLDER: &str = concat!("shared", "/");
+
 /// Ports the tours use; other tests listen on port 0.
 const TOUR_PORTS: &[u16] = &[7700, 7701];
 
@@ -285,7 +289,12 @@ async fn run_tour(
             );
         }
     }
-    ports.with_context(|| format!("each tour must stop the servers it starts\n{}", report()))?;
+    if let Err(e) = ports {
+        bail!(
+            "{e}: each tour must stop the servers it starts\n{}",
+            report()
+        );
+    }
     if std::env::var_os("TEST_LOG").is_some_and(|v| v == "1") {
         eprintln!("tour {name:?} passed in {elapsed:?}\n{}", report());
     }
@@ -396,6 +405,57 @@ fn every_sh_block_in_the_readme_is_a_tour_or_a_listed_reference() -> anyhow::Res
             block.heading,
             block.code
         );
+    }
+    Ok(())
+}
+/// Text files of `docs/`, recursively (screenshots and other binary files are skipped).
+fn docs_texts(dir: &Path, found: &mut Vec<(PathBuf, String)>) -> anyhow::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            docs_texts(&path, found)?;
+        } else if let Ok(text) = fs::read_to_string(&path) {
+            found.push((path, text));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_readme_and_docs_stand_alone_without_a_shared_folder() -> anyhow::Result<()> {
+    let mut texts = vec![(PathBuf::from("README.md"), readme()?)];
+    docs_texts(&Path::new(REPO).join("docs"), &mut texts)?;
+    for (path, text) in &texts {
+        for (number, line) in text.lines().enumerate() {
+            ensure!(
+                !line.contains(SHARED_FOLDER),
+                "{}:{}: a cloner has no ../shared folder; keep what this points at in the \
+                 repository:\n{line}",
+                path.display(),
+                number + 1
+            );
+        }
+        // Relative links must lead to files of the repository.
+        let base = if path.starts_with(REPO) {
+            path.parent()
+                .context("a docs file has a folder")?
+                .to_owned()
+        } else {
+            PathBuf::from(REPO)
+        };
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            ensure!(
+                base.join(target).exists(),
+                "{} links to {target}, which does not exist",
+                path.display()
+            );
+        }
     }
     Ok(())
 }
