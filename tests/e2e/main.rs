@@ -17,7 +17,7 @@
 //!   a callback that never comes times the run out, `count=2`, cancel while awaiting, isolation of
 //!   runs, the pytest sample `async_job`; a relative `--data-dir` (ignored: a known bug).
 //! - `readme.rs` — the README's tours, extracted from `README.md` and run as written with bash;
-//!   the README and `docs/` stand alone (no `../shared`, no dead relative links).
+//!   the README and `docs/` stand alone (nothing outside the repository, no dead relative links).
 
 mod cli;
 mod cli_runs;

@@ -76,7 +76,7 @@ const NOT_TOURS: &[(&str, &str)] = &[
 
 /// The contract's folder beside the repository, which a cloner does not have. Spelled in two parts
 /// so that `git grep` for it finds no file of the repository, this one included.
-const SHARED_FOLDER: &str = concat!("shared", "/");
+const SHARED_FOLDER: &[&str] = &[concat!("shared", "/"), concat!("..", "/shared")];
 
 /// Ports the tours use; other tests listen on port 0.
 const TOUR_PORTS: &[u16] = &[7700, 7701];
@@ -428,8 +428,8 @@ fn the_readme_and_docs_stand_alone_without_a_shared_folder() -> anyhow::Result<(
     for (path, text) in &texts {
         for (number, line) in text.lines().enumerate() {
             ensure!(
-                !line.contains(SHARED_FOLDER),
-                "{}:{}: a cloner has no ../shared folder; keep what this points at in the \
+                !SHARED_FOLDER.iter().any(|s| line.contains(s)),
+                "{}:{}: a cloner has only the repository, not the folder beside it; keep what this points at in the \
                  repository:\n{line}",
                 path.display(),
                 number + 1
