@@ -18,6 +18,8 @@
 //! - `phased.rs` — phased runs with the demo SUT (`fixtures/demo_sut.py`): the sample pair passes,
 //!   a callback that never comes times the run out, `count=2`, cancel while awaiting, isolation of
 //!   runs, the pytest sample `async_job`; a relative `--data-dir` (ignored: a known bug).
+//! - `readme.rs` — the README's tours, extracted from `README.md` and run as written with bash;
+//!   the README and `docs/` stand alone (nothing outside the repository, no dead relative links).
 
 mod cli;
 mod cli_output;
@@ -28,6 +30,7 @@ mod harness_stop;
 mod helpers;
 mod limits;
 mod phased;
+mod readme;
 mod retention;
 mod services_restart;
 mod shutdown;
