@@ -328,6 +328,26 @@ async fn the_list_is_newest_first_and_filters_by_env_username_status_limit_and_b
 }
 
 #[tokio::test]
+async fn a_malformed_or_repeated_query_parameter_is_400_with_the_json_error_body() {
+    let app = spawn_app(|_| {}).await;
+    let run = app.create_run("ann", 1, &["pass.sh"]).await;
+    let id = id_of(&run);
+    app.wait_finished(id).await;
+    for path in [
+        format!("/api/runs/{id}/log?follow=null&follow=null"),
+        "/api/runs?limit=1&limit=2".to_owned(),
+    ] {
+        let body = error_of(app.get(&path).await, 400, "invalid_query").await;
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("give each parameter once")),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unknown_run_is_404_everywhere() {
     let app = spawn_app(|_| {}).await;
     for path in [

@@ -1,0 +1,29 @@
+//! `--token`: every harness route needs the bearer token (or the UI's cookie holding it).
+
+use axum::{
+    extract::{Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{error::ApiError, runner::Harness};
+
+pub(super) async fn require_token(
+    State(h): State<Harness>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(token) = h.config().token.as_deref() else {
+        return next.run(request).await;
+    };
+    if sink::presented_token_matches(request.headers(), token) {
+        next.run(request).await
+    } else {
+        ApiError::Unauthorized(
+            "this server needs `Authorization: Bearer <token>` (the --token it was started with); \
+             the web UI asks for it once and keeps it in a cookie"
+                .into(),
+        )
+        .into_response()
+    }
+}

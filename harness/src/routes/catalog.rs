@@ -1,0 +1,157 @@
+//! The catalog routes: list, read, upload and delete tests, support files and configurations.
+
+use axum::{
+    Json,
+    extract::{Multipart, Path, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::Value;
+
+use crate::{
+    catalog::{TestPath, UploadError},
+    error::ApiError,
+    runner::Harness,
+};
+
+pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
+    let (tests, support) = h.catalog().listing();
+    Json(serde_json::json!({
+        "tests": tests,
+        "support": support,
+        "configs": h.catalog().configs(),
+    }))
+}
+
+pub(super) async fn test_source(
+    State(h): State<Harness>,
+    Path(path): Path<String>,
+) -> Result<Response, ApiError> {
+    let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
+    let file = h.catalog().resolve_file(&test).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "there is no test {path}: GET /api/tests lists them"
+        ))
+    })?;
+    let text = tokio::fs::read(&file)
+        .await
+        .map_err(|e| ApiError::Internal(format!("reading {}: {e}", file.display())))?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// `DELETE /api/tests/{path}`: an upload (test, support file or `eventual.toml`) → `204`.
+pub(super) async fn delete_test(
+    State(h): State<Harness>,
+    Path(path): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
+    tokio::task::spawn_blocking(move || h.delete_upload(&test))
+        .await
+        .map_err(|e| ApiError::Internal(format!("the delete task failed: {e}")))??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn upload_test(
+    State(h): State<Harness>,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut multipart = multipart.map_err(|e| ApiError::BadRequest {
+        code: "invalid_multipart",
+        message: format!(
+            "send multipart/form-data with fields `file`, `dir` and optionally `overwrite` ({e})"
+        ),
+    })?;
+    let max = h.config().max_upload;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut dir = String::new();
+    let mut overwrite = false;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => return Err(too_large(max)),
+            Err(e) => {
+                return Err(ApiError::BadRequest {
+                    code: "invalid_multipart",
+                    message: format!("the multipart body does not parse: {e}"),
+                });
+            }
+        };
+        let name = field.name().unwrap_or("").to_owned();
+        match name.as_str() {
+            "file" => {
+                let filename = field.file_name().unwrap_or("").to_owned();
+                let bytes = field.bytes().await.map_err(|e| {
+                    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                        too_large(max)
+                    } else {
+                        ApiError::BadRequest {
+                            code: "invalid_multipart",
+                            message: format!("reading `file`: {e}"),
+                        }
+                    }
+                })?;
+                if bytes.len() > max {
+                    return Err(too_large(max));
+                }
+                file = Some((filename, bytes.to_vec()));
+            }
+            "dir" => dir = field.text().await.unwrap_or_default(),
+            "overwrite" => {
+                overwrite = matches!(
+                    field.text().await.unwrap_or_default().trim(),
+                    "true" | "1" | "on" | "yes"
+                )
+            }
+            _ => {}
+        }
+    }
+    let (filename, bytes) = file.ok_or_else(|| {
+        ApiError::Invalid(vec![(
+            "file".into(),
+            "missing: send the test as a multipart field named `file`".into(),
+        )])
+    })?;
+    if filename.is_empty() {
+        return Err(ApiError::Invalid(vec![(
+            "file".into(),
+            "the `file` field has no file name".into(),
+        )]));
+    }
+    if bytes.is_empty() {
+        return Err(ApiError::Invalid(vec![(
+            "file".into(),
+            format!("{filename} is empty"),
+        )]));
+    }
+    let catalog = h.catalog().clone();
+    let stored =
+        tokio::task::spawn_blocking(move || catalog.upload(&dir, &filename, &bytes, overwrite))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    match stored {
+        Ok(path) => Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "path": path.as_str() })),
+        )
+            .into_response()),
+        Err(UploadError::InvalidPath(m)) => Err(ApiError::InvalidPath(m)),
+        Err(UploadError::Unsupported(m)) => Err(ApiError::Unsupported(m)),
+        Err(UploadError::Exists(m)) => Err(ApiError::Conflict(m)),
+        Err(UploadError::InvalidConfig(problems)) => Err(ApiError::InvalidConfig(problems)),
+        Err(UploadError::Io(e)) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+fn too_large(max: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "the upload is larger than {max} bytes: split it, or start the server with a larger --max-upload"
+    ))
+}

@@ -1,0 +1,69 @@
+//! HTTP routes of the harness (the README's "HTTP API (harness)"). [`router`] builds them;
+//! `eventual serve` merges them with the sink's on one port.
+//!
+//! # Layout
+//! - `catalog.rs` — tests, support files and configurations: list, read, upload, delete.
+//! - `runs.rs` — runs: create, list, read, log, cancel, rerun; `new_run.rs` — the typed, validated
+//!   run request; `query.rs` — their query parameters.
+//! - `events.rs` — Server-Sent Events of one run and of everything.
+//! - `envs.rs` — the environments board, pause and resume.
+//! - `extract.rs` — extractors whose rejections are the API error body; the `405` answer.
+//! - `auth.rs` — `--token`; `ui.rs` — the embedded web UI.
+
+mod auth;
+mod catalog;
+mod envs;
+mod events;
+mod extract;
+mod new_run;
+mod query;
+mod runs;
+mod ui;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{get, post},
+};
+
+use crate::runner::Harness;
+
+/// The harness's routes (and the web UI's).
+pub fn router(harness: Harness) -> Router {
+    let max_upload = harness.config().max_upload;
+    let router = Router::new()
+        .route(
+            "/api/tests",
+            get(catalog::list_tests)
+                .post(catalog::upload_test)
+                .layer(DefaultBodyLimit::max(max_upload + 64 * 1024)),
+        )
+        .route(
+            "/api/tests/{*path}",
+            get(catalog::test_source).delete(catalog::delete_test),
+        )
+        .route("/api/runs", get(runs::list_runs).post(runs::create_run))
+        .route("/api/runs/{id}", get(runs::get_run))
+        .route("/api/runs/{id}/log", get(runs::run_log))
+        .route("/api/runs/{id}/events", get(events::run_events))
+        .route("/api/runs/{id}/cancel", post(runs::cancel_run))
+        .route("/api/runs/{id}/rerun", post(runs::rerun))
+        .route("/api/envs", get(envs::list_envs))
+        .route("/api/envs/{id}/pause", post(envs::pause_env))
+        .route("/api/envs/{id}/resume", post(envs::resume_env))
+        .route("/api/events", get(events::events))
+        .method_not_allowed_fallback(extract::method_not_allowed);
+    let ui = Router::new()
+        .route("/", get(ui::ui_index))
+        .route("/ui/{file}", get(ui::ui_asset));
+    let router = if harness.config().token.is_some() {
+        router.layer(middleware::from_fn_with_state(
+            harness.clone(),
+            auth::require_token,
+        ))
+    } else {
+        router
+    };
+    router.with_state(harness).merge(ui)
+}
