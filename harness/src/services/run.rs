@@ -1,121 +1,29 @@
-//! Services in a run (SPEC "Services in a run"): the scripts of an `eventual.toml` run beside the
-//! tests as a dependency graph over script states.
-//!
-//! # Design
-//! - Every script (and `tests`, the implicit script for the run's tests) is a task that waits for
-//!   its `after` entries on a shared board of states. A state change bumps a watch channel; a
-//!   waiter subscribes *before* it reads the board, so no change is missed, and nothing polls.
-//! - Scripts are supervised processes (`exec.rs`: own process group, timeout, SIGTERM → grace →
-//!   SIGKILL, leftovers killed), logging as `NAME/out` and `NAME/err`.
-//! - Readiness probes are the one place that retries on a timer: an outside process gives no
-//!   event when it starts listening, so the probe is tried every 100 ms until `ready_timeout`.
-//! - When `tests` ends, services still running are stopped (and end `passed`); scripts that come
-//!   after `tests` then run; the run ends once every script is terminal. A cancel stops
-//!   everything and lets only `ignore_abort` scripts whose `after` can still be met run.
+//! Running a run's scripts and its tests: each a task that waits on the board for its `after`,
+//! runs as a supervised process, and reports its state.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    path::PathBuf,
+    collections::BTreeMap,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use parking_lot::Mutex;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     error::HarnessError,
     exec::{self, Spec},
     logs::{RunLog, Tag},
-    model::{RunStatus, ScriptState, ScriptView, TestStatus, now_rfc3339},
-    scripts::{Probe, RunConfig, Script, TESTS},
+    model::{RunStatus, ScriptState, TestStatus},
+    scripts::{RunConfig, Script, TESTS},
 };
 
-/// What the scripts of a run need from the harness: running the run's tests, and what a script
-/// is launched with. The runner implements it for one run; this module never sees the harness.
-pub(crate) trait RunHost: Sync {
-    /// The variables every test and script of the run gets (the ports are added here).
-    fn base_env(&self) -> Vec<(String, String)>;
-    /// The directory of the run's `eventual.toml`, for `EVENTUAL_CONFIG_DIR`.
-    fn config_dir(&self) -> Option<PathBuf>;
-    /// Between SIGTERM and SIGKILL when a script is stopped.
-    fn kill_grace(&self) -> Duration;
-    /// Records the scripts' states and tells followers.
-    fn set_scripts(&self, scripts: &[ScriptView]);
-    /// Runs the run's tests (phases included) with `extra_env` added to their environment;
-    /// returns a status overriding the tests' own outcome, if any.
-    fn run_tests(
-        &self,
-        extra_env: Vec<(String, String)>,
-    ) -> impl Future<Output = Result<Option<RunStatus>, HarnessError>> + Send;
-    /// The outcome of the run's tests once they have ended.
-    fn tests_outcome(&self) -> RunStatus;
-}
-
-/// The shared board of states.
-struct Board<'a, H> {
-    host: &'a H,
-    views: Mutex<Vec<ScriptView>>,
-    changed: watch::Sender<u64>,
-}
-
-impl<H: RunHost> Board<'_, H> {
-    fn set(&self, name: &str, state: ScriptState, exit_code: Option<i32>) {
-        let snapshot = {
-            let mut views = self.views.lock();
-            if let Some(v) = views.iter_mut().find(|v| v.name == name) {
-                v.state = state;
-                if exit_code.is_some() {
-                    v.exit_code = exit_code;
-                }
-                if state == ScriptState::Running && v.started_at.is_none() {
-                    v.started_at = Some(now_rfc3339());
-                }
-                if state.is_final() {
-                    v.finished_at = Some(now_rfc3339());
-                }
-            }
-            views.clone()
-        };
-        self.host.set_scripts(&snapshot);
-        self.changed.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    fn states(&self) -> HashMap<String, ScriptState> {
-        self.views
-            .lock()
-            .iter()
-            .map(|v| (v.name.clone(), v.state))
-            .collect()
-    }
-}
-
-enum Gate {
-    Met,
-    Never(String),
-    Wait,
-}
-
-fn gate(after: &BTreeMap<String, Vec<String>>, states: &HashMap<String, ScriptState>) -> Gate {
-    let mut met = true;
-    for (dep, wanted) in after {
-        let state = states.get(dep).copied().unwrap_or(ScriptState::Pending);
-        if wanted.iter().any(|w| w == state.as_str()) {
-            continue;
-        }
-        met = false;
-        if state.is_final() {
-            return Gate::Never(format!(
-                "{dep} is {}, not {}",
-                state.as_str(),
-                wanted.join("/")
-            ));
-        }
-    }
-    if met { Gate::Met } else { Gate::Wait }
-}
+use super::{
+    RunHost,
+    board::{Board, Gate, gate},
+    probe::{describe, probe_once},
+};
 
 /// What the run's scripts decided, for the final status.
 struct Shared {
@@ -150,22 +58,7 @@ pub(crate) async fn run(
     env.extend(ports.iter().cloned());
     let mut names: Vec<String> = config.scripts.keys().cloned().collect();
     names.push(TESTS.to_owned());
-    let board = Board {
-        host,
-        views: Mutex::new(
-            names
-                .iter()
-                .map(|n| ScriptView {
-                    name: n.clone(),
-                    state: ScriptState::Pending,
-                    exit_code: None,
-                    started_at: None,
-                    finished_at: None,
-                })
-                .collect(),
-        ),
-        changed: watch::channel(0).0,
-    };
+    let board = Board::new(host, &names);
     let shared = Shared {
         tests_forced: Mutex::new(None),
     };
@@ -198,7 +91,7 @@ pub(crate) async fn run(
     if cancel.is_cancelled() {
         return Ok(Some(RunStatus::Cancelled));
     }
-    let views = board.views.lock().clone();
+    let views = board.snapshot();
     let failed_script = views
         .iter()
         .filter(|v| v.name != TESTS)
@@ -234,7 +127,7 @@ impl<H: RunHost> Ctx<'_, H> {
     ) -> Result<(), String> {
         loop {
             // Subscribe first, then read: a change in between is not missed.
-            let mut changed = self.board.changed.subscribe();
+            let mut changed = self.board.subscribe();
             if self.cancel.is_cancelled() && !ignore_abort {
                 return Err("the run was cancelled".into());
             }
@@ -452,135 +345,5 @@ impl<H: RunHost> Ctx<'_, H> {
         self.board.set(TESTS, state, None);
         self.tests_done.cancel();
         forced.map(|_| ())
-    }
-}
-
-/// After a crash: the `ignore_abort` scripts of an interrupted run whose `after` can be met when
-/// the tests count as `cancelled` and every other script as `cancelled` too.
-pub(crate) async fn cleanup_after_crash(
-    host: &impl RunHost,
-    config: &RunConfig,
-    log: &Arc<RunLog>,
-    work: &std::path::Path,
-) {
-    let states: HashMap<String, ScriptState> = config
-        .scripts
-        .keys()
-        .map(|n| (n.clone(), ScriptState::Cancelled))
-        .chain(std::iter::once((TESTS.to_owned(), ScriptState::Cancelled)))
-        .collect();
-    let mut env = host.base_env();
-    for name in &config.ports {
-        if let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-        {
-            env.push((name.clone(), port.to_string()));
-        }
-    }
-    let _ = std::fs::create_dir_all(work);
-    for script in config.scripts.values().filter(|s| s.ignore_abort) {
-        if !matches!(gate(&script.after, &states), Gate::Met) {
-            continue;
-        }
-        log.line(
-            Tag::Harness,
-            &format!(
-                "after the restart: running ignore_abort script {}",
-                script.name
-            ),
-        );
-        let spec = Spec {
-            argv: vec!["bash".into(), "-c".into(), script.run.clone().into()],
-            cwd: work.to_owned(),
-            env: env.clone(),
-            timeout: script.timeout,
-            kill_grace: host.kill_grace(),
-            tags: Some((
-                format!("{}/out", script.name),
-                format!("{}/err", script.name),
-            )),
-        };
-        let outcome = exec::run(&spec, log, &CancellationToken::new(), |_| {}, &|_| {}).await;
-        log.line(
-            Tag::Harness,
-            &format!(
-                "script {} {} exit={}",
-                script.name,
-                outcome.status.as_str(),
-                outcome.exit_code.map_or("-".into(), |c| c.to_string())
-            ),
-        );
-    }
-}
-
-/// `$NAME` and `${NAME}` replaced from `env`.
-fn expand(text: &str, env: &[(String, String)]) -> String {
-    let mut out = text.to_owned();
-    for (k, v) in env {
-        out = out
-            .replace(&format!("${{{k}}}"), v)
-            .replace(&format!("${k}"), v);
-    }
-    out
-}
-
-fn describe(probe: &Probe, env: &[(String, String)]) -> String {
-    match probe {
-        Probe::Http(url) => format!("http {}", expand(url, env)),
-        Probe::Tcp(addr) => format!("tcp {}", expand(addr, env)),
-        Probe::Run(cmd) => format!("run `{cmd}`"),
-    }
-}
-
-async fn probe_once(
-    probe: &Probe,
-    env: &[(String, String)],
-    work: &std::path::Path,
-) -> Result<(), String> {
-    match probe {
-        Probe::Http(url) => {
-            let url = expand(url, env);
-            let response = reqwest::Client::new()
-                .get(&url)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await
-                .map_err(|e| e.to_string())?;
-            if response.status().as_u16() < 400 {
-                Ok(())
-            } else {
-                Err(format!("{url} answered {}", response.status()))
-            }
-        }
-        Probe::Tcp(addr) => {
-            let addr = expand(addr, env);
-            tokio::time::timeout(
-                Duration::from_secs(2),
-                tokio::net::TcpStream::connect(&addr),
-            )
-            .await
-            .map_err(|_| format!("connecting to {addr} timed out"))?
-            .map(|_| ())
-            .map_err(|e| format!("{addr}: {e}"))
-        }
-        Probe::Run(cmd) => {
-            let status = tokio::process::Command::new("bash")
-                .args(["-c", cmd])
-                .current_dir(work)
-                .envs(env.iter().map(|(k, v)| (k, v)))
-                .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .status()
-                .await
-                .map_err(|e| e.to_string())?;
-            if status.success() {
-                Ok(())
-            } else {
-                Err(format!("`{cmd}` exited with {status}"))
-            }
-        }
     }
 }
