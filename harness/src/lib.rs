@@ -2,18 +2,22 @@
 //! every test a supervised process with its output streamed to disk, and history in SQLite.
 //!
 //! # Layout
-//! - `model.rs` — runs, tests, statuses, environments as the API shows them.
-//! - `catalog.rs` — the test tree (bundled + uploads), path confinement, kinds, tags, support files.
-//! - `samples.rs` — the sample tests embedded in the binary, written out under the data dir.
+//! Imports run one way: `routes` → `runner` → `services` / `phases` / `exec` → `db` / `logs` /
+//! `claims` / `catalog` → `model` (with `error` and `config` beside them).
+//! - `model.rs` — runs, tests, statuses, phases, script and environment states as the API shows them.
+//! - `catalog/` — the test tree (bundled + uploads): path confinement, kinds, tags, support files.
+//! - `samples.rs` — the sample tests built into the binary, written out under the data dir.
 //! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race).
-//! - `runner.rs` — the core: create, start, execute, cancel, recover after a restart.
-//! - `exec.rs` — one supervised test process: process group, timeout, leftovers.
-//! - `phases.rs` — phased runs: announce lines, waiting on the sink, the callbacks file.
+//! - `runner/` — the core, one file per stage: admission and hand-over, execution, test launch,
+//!   crash recovery, events.
+//! - `exec.rs` — one supervised process: process group, timeout, leftovers.
+//! - `phases.rs` — phased runs: announce lines, the await phase on the sink, the callbacks file.
 //! - `scripts.rs` — `eventual.toml`: scripts beside the tests, parsed and validated whole.
-//! - `services.rs` — running those scripts around the tests: dependency graph, probes, ending.
+//! - `services/` — running those scripts around the tests: board of states, probes, cleanup.
 //! - `logs.rs` — per-run log files and followers woken as they grow.
 //! - `db.rs` — SQLite history (WAL, migrations).
-//! - `routes.rs` — the HTTP API (`router()`); `error.rs` — its error body.
+//! - `routes/` — the HTTP API (`router()`) by concern, typed extractors; `error.rs` — the
+//!   harness's error and the API error body.
 //! - `client.rs` — a typed client for the command line (`eventual run`, `upload`, `runs`, `show`).
 
 mod catalog;
