@@ -321,8 +321,9 @@ async fn run_server(
             }
             harness_config.sink = Some(harness::SinkAccess::Remote(client));
         }
-        let harness =
-            harness::Harness::open(harness_config).context("failed to open the harness")?;
+        let harness = harness::Harness::open(harness_config)
+            .await
+            .context("failed to open the harness")?;
         router = router.merge(harness::router(harness.clone()));
         harness_handle = Some(harness);
     }

@@ -15,7 +15,7 @@
 //! - `scripts.rs` — `eventual.toml`: scripts beside the tests, parsed and validated whole.
 //! - `services/` — running those scripts around the tests: board of states, probes, cleanup.
 //! - `logs.rs` — per-run log files and followers woken as they grow.
-//! - `db.rs` — SQLite history (WAL, migrations).
+//! - `history/` — run history behind one async interface; SQLite (WAL, migrations) today.
 //! - `routes/` — the HTTP API (`router()`) by concern, typed extractors; `error.rs` — the
 //!   harness's error and the API error body.
 //! - `client.rs` — a typed client for the command line (`eventual run`, `upload`, `runs`, `show`).
@@ -24,9 +24,9 @@ mod catalog;
 mod claims;
 pub mod client;
 mod config;
-mod db;
 mod error;
 mod exec;
+mod history;
 mod logs;
 mod model;
 mod phases;
@@ -39,8 +39,8 @@ mod services;
 pub use catalog::{Catalog, ConfigInfo, DeleteError, Kind, SupportInfo, TestInfo, TestPath};
 pub use claims::{Claim, Envs};
 pub use config::Config;
-pub use db::RunFilter;
 pub use error::{ApiError, HarnessError};
+pub use history::RunFilter;
 pub use model::{
     Awaiting, EnvState, EnvView, Phase, Run, RunStatus, RunTest, ScriptState, ScriptView,
     TestStatus,

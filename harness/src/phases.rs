@@ -227,8 +227,18 @@ pub(crate) enum AwaitEnd {
     Cancelled,
 }
 
+/// Where the await phase reports to (the runner, for one run).
+pub(crate) trait PhaseHost: Sync {
+    /// Records the run's phase and its keys' progress, and tells followers.
+    fn report(
+        &self,
+        phase: Phase,
+        awaiting: &[Awaiting],
+    ) -> impl Future<Output = Result<(), HarnessError>> + Send;
+}
+
 /// What the await phase needs to know and to tell.
-pub(crate) struct AwaitPhase<'a, R> {
+pub(crate) struct AwaitPhase<'a, H> {
     /// Where the callbacks are (`None`: this server has none to wait on).
     pub(crate) sink: Option<&'a SinkAccess>,
     /// The wait for a key that announced no `timeout=` (`--await-timeout`).
@@ -239,25 +249,22 @@ pub(crate) struct AwaitPhase<'a, R> {
     pub(crate) cancel: &'a CancellationToken,
     /// The run's working directory, where the callbacks file is written.
     pub(crate) work: &'a Path,
-    /// Records the phase and the keys' progress (and tells followers), at every change.
-    pub(crate) report: R,
+    /// Told the phase and the keys' progress at every change.
+    pub(crate) host: &'a H,
 }
 
 /// The await phase: waits for every announced key, then writes the callbacks file.
-pub(crate) async fn await_phase<R>(
-    p: AwaitPhase<'_, R>,
+pub(crate) async fn await_phase<H: PhaseHost>(
+    p: AwaitPhase<'_, H>,
     announcements: &Announcements,
-) -> Result<AwaitEnd, HarnessError>
-where
-    R: Fn(Phase, &[Awaiting]) -> Result<(), HarnessError>,
-{
+) -> Result<AwaitEnd, HarnessError> {
     let AwaitPhase {
         sink,
         default_timeout,
         log,
         cancel,
         work,
-        report,
+        host,
     } = p;
     let wanted = announcements.take();
     let started = tokio::time::Instant::now();
@@ -276,7 +283,7 @@ where
             deadline: humantime::format_rfc3339_millis(started_wall + *t).to_string(),
         })
         .collect();
-    report(Phase::Awaiting, &awaiting)?;
+    host.report(Phase::Awaiting, &awaiting).await?;
     if wanted.is_empty() {
         log.line(Tag::Harness, "phase awaiting: no callbacks were announced");
     } else {
@@ -331,7 +338,7 @@ where
             }
             KeyWait::Cancelled => return Ok(AwaitEnd::Cancelled),
         }
-        report(Phase::Awaiting, &awaiting)?;
+        host.report(Phase::Awaiting, &awaiting).await?;
     }
     if !missing.is_empty() {
         log.line(
@@ -353,7 +360,7 @@ where
     }
     let file = work.join("callbacks.json");
     std::fs::write(&file, callbacks_json(&records))?;
-    report(Phase::Validation, &awaiting)?;
+    host.report(Phase::Validation, &awaiting).await?;
     log.line(
         Tag::Harness,
         &format!(

@@ -21,7 +21,7 @@ pub(super) async fn run_events(
     RunId(id): RunId,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let events = h.subscribe();
-    let run = h.get_run(id)?;
+    let run = h.get_run(id).await?;
     let first = SseEvent::default().event("run").json_data(&run).ok();
     let finished = run.status.is_finished();
     let log_lines = crate::logs::follow_file(h.log_path(id), h.log_progress(id))
@@ -62,7 +62,7 @@ pub(super) async fn run_events(
         .take_until(until_done);
     let stopping = h.stopping();
     let last = futures_util::stream::once(async move {
-        let run = h.get_run(id).ok();
+        let run = h.get_run(id).await.ok();
         run.and_then(|r| SseEvent::default().event("run").json_data(&r).ok())
     })
     .filter_map(|e| async move { e.map(Ok) });

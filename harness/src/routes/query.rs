@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::{db::RunFilter, error::ApiError, model::RunStatus};
+use crate::{error::ApiError, history::RunFilter, model::RunStatus};
 
 /// `GET /api/runs?env_id=&username=&status=&limit=&before=`.
 #[derive(Debug, Deserialize)]

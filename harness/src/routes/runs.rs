@@ -23,7 +23,7 @@ pub(super) async fn create_run(
     RunBody(body): RunBody,
 ) -> Result<Response, ApiError> {
     let new = NewRun::validate(body, h.config().envs, h.catalog())?;
-    let run = h.create_run(&new.username, new.env_id, &new.tests)?;
+    let run = h.create_run(&new.username, new.env_id, &new.tests).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }
 
@@ -32,14 +32,16 @@ pub(super) async fn list_runs(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let filter = q.filter()?;
-    Ok(Json(serde_json::json!({ "runs": h.list_runs(&filter)? })))
+    Ok(Json(
+        serde_json::json!({ "runs": h.list_runs(&filter).await? }),
+    ))
 }
 
 pub(super) async fn get_run(
     State(h): State<Harness>,
     RunId(id): RunId,
 ) -> Result<Response, ApiError> {
-    let run = h.get_run(id)?;
+    let run = h.get_run(id).await?;
     let mut value = serde_json::to_value(&run).map_err(|e| ApiError::Internal(e.to_string()))?;
     if let Some(position) = h.queue_position(&run) {
         value["queue_position"] = position.into();
@@ -52,7 +54,7 @@ pub(super) async fn run_log(
     RunId(id): RunId,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
-    h.get_run(id)?;
+    h.get_run(id).await?;
     let follow = q.follow();
     let progress = if follow { h.log_progress(id) } else { None };
     let stream = crate::logs::follow_file(h.log_path(id), progress)
@@ -81,7 +83,9 @@ pub(super) async fn rerun(
     State(h): State<Harness>,
     RunId(id): RunId,
 ) -> Result<Response, ApiError> {
-    let again = NewRun::again(&h.get_run(id)?, h.catalog())?;
-    let run = h.create_run(&again.username, again.env_id, &again.tests)?;
+    let again = NewRun::again(&h.get_run(id).await?, h.catalog())?;
+    let run = h
+        .create_run(&again.username, again.env_id, &again.tests)
+        .await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }

@@ -19,7 +19,7 @@ use super::{Harness, harness::Active};
 
 impl Harness {
     /// Creates a run of already validated tests and queues or starts it.
-    pub fn create_run(
+    pub async fn create_run(
         &self,
         username: &str,
         env_id: u32,
@@ -38,7 +38,7 @@ impl Harness {
         let prep_count = prep.len();
         let ordered: Vec<String> = prep.into_iter().chain(rest).collect();
         let run = {
-            let _order = self.inner.admission.lock();
+            let _order = self.inner.admission.lock().await;
             // Checked again under the admission lock, which deletes take too: a test validated
             // before a concurrent delete is not admitted to fail later.
             if let Some(gone) = ordered.iter().find(|t| {
@@ -48,19 +48,21 @@ impl Harness {
             }
             let run = self
                 .inner
-                .db
-                .insert_run(username, env_id, &ordered, prep_count)?;
-            self.admit(&run)?;
+                .history
+                .insert_run(username, env_id, &ordered, prep_count)
+                .await?;
+            self.admit(&run).await?;
             run
         };
-        self.emit_run(run.id);
-        Ok(self.inner.db.get_run(run.id)?.unwrap_or(run))
+        self.emit_run(run.id).await;
+        Ok(self.inner.history.get_run(run.id).await?.unwrap_or(run))
     }
 
     /// Deletes an upload unless a queued or running run names it. Under the admission lock, so
-    /// no run naming it can be admitted between the check and the removal.
+    /// no run naming it can be admitted between the check and the removal. Blocks (file system,
+    /// lock): call it on the blocking pool.
     pub fn delete_upload(&self, path: &TestPath) -> Result<(), HarnessError> {
-        let _order = self.inner.admission.lock();
+        let _order = self.inner.admission.blocking_lock();
         let mut runs: Vec<i64> = self
             .inner
             .active
@@ -79,14 +81,15 @@ impl Harness {
     }
 
     /// Registers a queued run as live and submits it to its environment.
-    pub(super) fn admit(&self, run: &Run) -> Result<(), HarnessError> {
+    pub(super) async fn admit(&self, run: &Run) -> Result<(), HarnessError> {
         let log = Arc::new(RunLog::create(&self.log_path(run.id))?);
         self.inner.active.insert(
             run.id,
             Active {
                 cancel: CancellationToken::new(),
                 log: log.clone(),
-                tests: run.tests.iter().map(|t| t.path.clone()).collect(),
+                env_id: run.env_id,
+                tests: run.test_paths(),
                 done: watch::channel(false).0,
             },
         );
@@ -104,11 +107,12 @@ impl Harness {
                     Tag::Harness,
                     &format!("error: there is no environment {}", run.env_id),
                 );
-                self.inner
-                    .db
-                    .finish_open_tests(run.id, TestStatus::Skipped)?;
-                self.inner.db.set_run_status(run.id, RunStatus::Error)?;
-                self.retire(run.id);
+                let history = &self.inner.history;
+                history
+                    .finish_open_tests(run.id, TestStatus::Skipped)
+                    .await?;
+                history.set_run_status(run.id, RunStatus::Error).await?;
+                self.retire(run.id).await;
             }
         }
         self.emit_env(run.env_id);
@@ -124,9 +128,10 @@ impl Harness {
         tokio::spawn(async move {
             if let Err(e) = harness.execute(id).await {
                 tracing::error!(run = id, error = %e, "run failed inside the harness");
-                let _ = harness.inner.db.finish_open_tests(id, TestStatus::Skipped);
-                let _ = harness.inner.db.set_run_status(id, RunStatus::Error);
-                harness.retire(id);
+                let history = &harness.inner.history;
+                let _ = history.finish_open_tests(id, TestStatus::Skipped).await;
+                let _ = history.set_run_status(id, RunStatus::Error).await;
+                harness.retire(id).await;
             }
         });
     }
@@ -142,48 +147,62 @@ impl Harness {
     /// The run has its final status: close its log, forget its switches, tell everyone.
     /// Frees the run's environment first (starting whoever is next), so that anyone told the run
     /// is over — a cancel's answer, a follower — finds the environment already handed on.
-    pub(super) fn retire(&self, id: i64) {
-        if let Ok(Some(run)) = self.inner.db.get_run(id) {
-            self.release(run.env_id, id);
+    pub(super) async fn retire(&self, id: i64) {
+        let env = self.inner.active.get(&id).map(|a| a.env_id);
+        let env = match env {
+            Some(env) => Some(env),
+            None => self
+                .inner
+                .history
+                .get_run(id)
+                .await
+                .ok()
+                .flatten()
+                .map(|r| r.env_id),
+        };
+        if let Some(env) = env {
+            self.release(env, id);
         }
-        if let Some((_, active)) = self.inner.active.remove(&id) {
+        let active = self.inner.active.remove(&id);
+        if let Some((_, active)) = &active {
             active.log.finish();
-            self.emit_run(id);
+        }
+        self.emit_run(id).await;
+        if let Some((_, active)) = active {
             let _ = active.done.send(true);
-        } else {
-            self.emit_run(id);
         }
     }
 
-    pub(super) fn finish_cancelled(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
-        self.inner.db.finish_open_tests(id, TestStatus::Skipped)?;
+    pub(super) async fn finish_cancelled(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
+        let history = &self.inner.history;
+        history.finish_open_tests(id, TestStatus::Skipped).await?;
         if self.inner.stopping.is_cancelled() {
-            self.inner.db.set_run_status(id, RunStatus::Interrupted)?;
+            history.set_run_status(id, RunStatus::Interrupted).await?;
             log.line(
                 Tag::Harness,
                 "interrupted: the server stopped while this run was running",
             );
         } else {
-            self.inner.db.set_run_status(id, RunStatus::Cancelled)?;
+            history.set_run_status(id, RunStatus::Cancelled).await?;
             log.line(Tag::Harness, &format!("run {id} cancelled"));
         }
-        self.retire(id);
+        self.retire(id).await;
         Ok(())
     }
 
     /// Cancels a queued or running run and returns it once it is `cancelled`.
     pub async fn cancel(&self, id: i64) -> Result<Run, HarnessError> {
-        let run = self.get_run(id)?;
+        let run = self.get_run(id).await?;
         if run.status.is_finished() {
             return Err(HarnessError::Finished(id, run.status.as_str()));
         }
         if self.inner.envs.dequeue(run.env_id, id) {
             if let Some(active) = self.inner.active.get(&id).map(|a| a.log.clone()) {
                 active.line(Tag::Harness, "cancelled while queued");
-                self.finish_cancelled(id, &active)?;
+                self.finish_cancelled(id, &active).await?;
             }
             self.emit_env(run.env_id);
-            return self.get_run(id);
+            return self.get_run(id).await;
         }
         let done = self.inner.active.get(&id).map(|a| {
             a.cancel.cancel();
@@ -194,7 +213,7 @@ impl Harness {
             // reports; that bounds this wait.
             let _ = done.wait_for(|d| *d).await;
         }
-        self.get_run(id)
+        self.get_run(id).await
     }
 
     /// Holds an environment's queue.
@@ -229,24 +248,24 @@ impl Harness {
     /// Stops, waiting until every running run has its final status (bounded by the kill grace).
     pub async fn stop(&self) {
         self.begin_stop();
-        let running: Vec<watch::Receiver<bool>> = self
+        let live: Vec<(i64, watch::Receiver<bool>)> = self
             .inner
             .active
             .iter()
-            .filter(|a| {
-                matches!(
-                    self.inner.db.get_run(*a.key()),
-                    Ok(Some(Run {
-                        status: RunStatus::Running,
-                        ..
-                    }))
-                )
-            })
-            .map(|a| a.done.subscribe())
+            .map(|a| (*a.key(), a.done.subscribe()))
             .collect();
         let limit = self.inner.config.kill_grace + Duration::from_secs(10);
-        for mut done in running {
-            let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
+        for (id, mut done) in live {
+            let run = self.inner.history.get_run(id).await;
+            if matches!(
+                run,
+                Ok(Some(Run {
+                    status: RunStatus::Running,
+                    ..
+                }))
+            ) {
+                let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
+            }
         }
     }
 }

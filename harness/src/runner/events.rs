@@ -21,11 +21,11 @@ impl Harness {
         self.inner.events.subscribe()
     }
 
-    pub(super) fn emit_run(&self, id: i64) {
+    pub(super) async fn emit_run(&self, id: i64) {
         if self.inner.events.receiver_count() == 0 {
             return;
         }
-        if let Ok(Some(run)) = self.inner.db.get_run(id) {
+        if let Ok(Some(run)) = self.inner.history.get_run(id).await {
             let _ = self.inner.events.send(Event::Run(run));
         }
     }

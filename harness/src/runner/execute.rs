@@ -15,7 +15,7 @@ use crate::{
     exec,
     logs::{RunLog, Tag},
     model::{Awaiting, Phase, Run, RunStatus, ScriptView, TestStatus},
-    phases::{self, Announcements, AwaitEnd, AwaitPhase, parse_announce},
+    phases::{self, Announcements, AwaitEnd, AwaitPhase, PhaseHost, parse_announce},
     services::{self, RunHost},
 };
 
@@ -26,7 +26,8 @@ impl Harness {
     /// tests, records its final status, and retires it.
     pub(super) async fn execute(&self, id: i64) -> Result<(), HarnessError> {
         let inner = &*self.inner;
-        let Some(run) = inner.db.get_run(id)? else {
+        let history = &inner.history;
+        let Some(run) = history.get_run(id).await? else {
             return Err(HarnessError::UnknownRun(id));
         };
         let (cancel, log) = match inner.active.get(&id) {
@@ -38,10 +39,10 @@ impl Harness {
             () = cancel.cancelled() => None,
         };
         if cancel.is_cancelled() {
-            return self.finish_cancelled(id, &log);
+            return self.finish_cancelled(id, &log).await;
         }
-        inner.db.set_run_status(id, RunStatus::Running)?;
-        self.emit_run(id);
+        history.set_run_status(id, RunStatus::Running).await?;
+        self.emit_run(id).await;
         self.emit_env(run.env_id);
         let work = self.work_dir(id);
         std::fs::create_dir_all(&work)?;
@@ -84,29 +85,38 @@ impl Harness {
             }
         };
         if cancel.is_cancelled() && status.is_none_or(|s| s == RunStatus::Cancelled) {
-            return self.finish_cancelled(id, &log);
+            return self.finish_cancelled(id, &log).await;
         }
-        inner.db.finish_open_tests(id, TestStatus::Skipped)?;
-        let tests = inner.db.get_run(id)?.map(|r| r.tests).unwrap_or_default();
+        history.finish_open_tests(id, TestStatus::Skipped).await?;
+        let tests = history
+            .get_run(id)
+            .await?
+            .map(|r| r.tests)
+            .unwrap_or_default();
         let status = status.unwrap_or_else(|| Run::outcome(&tests));
-        inner.db.set_run_status(id, status)?;
+        history.set_run_status(id, status).await?;
         log.line(Tag::Harness, &format!("run {id} {}", status.as_str()));
-        self.retire(id);
+        self.retire(id).await;
         Ok(())
     }
 
     /// Records a run's script states and tells followers.
-    fn set_scripts(&self, id: i64, scripts: &[ScriptView]) {
-        if let Err(e) = self.inner.db.set_scripts(id, scripts) {
+    async fn set_scripts(&self, id: i64, scripts: &[ScriptView]) {
+        if let Err(e) = self.inner.history.set_scripts(id, scripts).await {
             tracing::warn!(run = id, error = %e, "failed to record script states");
         }
-        self.emit_run(id);
+        self.emit_run(id).await;
     }
 
     /// Records a phased run's phase and awaited keys, and tells followers.
-    fn set_phase(&self, id: i64, phase: Phase, awaiting: &[Awaiting]) -> Result<(), HarnessError> {
-        self.inner.db.set_phase(id, phase, awaiting)?;
-        self.emit_run(id);
+    async fn set_phase(
+        &self,
+        id: i64,
+        phase: Phase,
+        awaiting: &[Awaiting],
+    ) -> Result<(), HarnessError> {
+        self.inner.history.set_phase(id, phase, awaiting).await?;
+        self.emit_run(id).await;
         Ok(())
     }
 }
@@ -132,13 +142,16 @@ impl RunContext<'_> {
         let prep = self
             .harness
             .inner
-            .db
-            .prep_count(run.id)?
+            .history
+            .prep_count(run.id)
+            .await?
             .min(run.tests.len());
         let announcements = Announcements::default();
         let mut forced = None;
         if prep > 0 {
-            self.harness.set_phase(run.id, Phase::Preparation, &[])?;
+            self.harness
+                .set_phase(run.id, Phase::Preparation, &[])
+                .await?;
             log.line(
                 Tag::Harness,
                 &format!("phase preparation: {prep} test(s) that start the work"),
@@ -185,14 +198,13 @@ impl RunContext<'_> {
     /// The await phase of this run (see `phases.rs`).
     async fn await_phase(&self, announcements: &Announcements) -> Result<AwaitEnd, HarnessError> {
         let config = &self.harness.inner.config;
-        let id = self.run.id;
         let phase = AwaitPhase {
             sink: config.sink.as_ref(),
             default_timeout: config.await_timeout,
             log: self.log,
             cancel: self.cancel,
             work: self.work,
-            report: |phase, awaiting: &[Awaiting]| self.harness.set_phase(id, phase, awaiting),
+            host: self,
         };
         phases::await_phase(phase, announcements).await
     }
@@ -206,12 +218,14 @@ impl RunContext<'_> {
         announcements: Option<&Announcements>,
     ) -> Result<TestStatus, HarnessError> {
         let (harness, run, log) = (self.harness, self.run, self.log);
-        let db = &harness.inner.db;
+        let history = &harness.inner.history;
         let id = run.id;
         let test = &run.tests[i];
         let total = run.tests.len();
-        db.set_test(id, i, TestStatus::Running, None, None)?;
-        harness.emit_run(id);
+        history
+            .set_test(id, i, TestStatus::Running, None, None)
+            .await?;
+        harness.emit_run(id).await;
         log.line(
             Tag::Harness,
             &format!("start {} ({}/{total})", test.path, i + 1),
@@ -246,9 +260,14 @@ impl RunContext<'_> {
                     log,
                     self.cancel,
                     |pgid| {
-                        if let Err(e) = db.set_test_pgid(id, i, pgid) {
-                            tracing::warn!(run = id, error = %e, "failed to record a test's process group");
-                        }
+                        // Recorded beside the test's run (the callback cannot wait); only a
+                        // restart after a crash reads it.
+                        let history = history.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = history.set_test_pgid(id, i, pgid).await {
+                                tracing::warn!(run = id, error = %e, "failed to record a test's process group");
+                            }
+                        });
                     },
                     &on_stdout,
                 )
@@ -275,14 +294,16 @@ impl RunContext<'_> {
                 outcome.duration.as_secs_f64()
             ),
         );
-        db.set_test(
-            id,
-            i,
-            outcome.status,
-            outcome.exit_code,
-            Some(outcome.duration.as_millis() as u64),
-        )?;
-        harness.emit_run(id);
+        history
+            .set_test(
+                id,
+                i,
+                outcome.status,
+                outcome.exit_code,
+                Some(outcome.duration.as_millis() as u64),
+            )
+            .await?;
+        harness.emit_run(id).await;
         Ok(outcome.status)
     }
 }
@@ -303,8 +324,8 @@ impl RunHost for RunContext<'_> {
         self.harness.inner.config.kill_grace
     }
 
-    fn set_scripts(&self, scripts: &[ScriptView]) {
-        self.harness.set_scripts(self.run.id, scripts);
+    fn set_scripts(&self, scripts: &[ScriptView]) -> impl Future<Output = ()> + Send {
+        self.harness.set_scripts(self.run.id, scripts)
     }
 
     fn run_tests(
@@ -314,9 +335,20 @@ impl RunHost for RunContext<'_> {
         self.tests(extra_env)
     }
 
-    fn tests_outcome(&self) -> RunStatus {
+    async fn tests_outcome(&self) -> RunStatus {
         self.harness
             .get_run(self.run.id)
+            .await
             .map_or(RunStatus::Error, |r| Run::outcome(&r.tests))
+    }
+}
+
+impl PhaseHost for RunContext<'_> {
+    fn report(
+        &self,
+        phase: Phase,
+        awaiting: &[Awaiting],
+    ) -> impl Future<Output = Result<(), HarnessError>> + Send {
+        self.harness.set_phase(self.run.id, phase, awaiting)
     }
 }

@@ -10,8 +10,8 @@ use crate::{
     catalog::Catalog,
     claims::Envs,
     config::Config,
-    db::{Db, RunFilter},
     error::HarnessError,
+    history::{History, RunFilter},
     logs::RunLog,
     model::{EnvView, Run},
 };
@@ -31,8 +31,8 @@ pub struct Harness {
 pub(super) struct Inner {
     /// The settings it was opened with (data dir made absolute).
     pub(super) config: Config,
-    /// Run history: runs, their tests, phases and scripts (SQLite).
-    pub(super) db: Db,
+    /// Run history: runs, their tests, phases and scripts (SQLite by default).
+    pub(super) history: History,
     /// The tests that can be run: bundled samples and uploads.
     pub(super) catalog: Catalog,
     /// Exclusive environments: holder and FIFO queue of each (`claims.rs` says why it cannot race).
@@ -48,7 +48,7 @@ pub(super) struct Inner {
     /// Held from giving a run its id to queueing it, so that ids are queue order: two concurrent
     /// submissions cannot be numbered in one order and queued in the other. Deletes of uploads
     /// take it too, so a test cannot vanish between a run's admission and its check.
-    pub(super) admission: parking_lot::Mutex<()>,
+    pub(super) admission: tokio::sync::Mutex<()>,
     /// Cancelled when the server stops: running runs end `interrupted`, nothing new starts, and
     /// streams (events, log follows) end so the server can exit.
     pub(super) stopping: CancellationToken,
@@ -61,6 +61,8 @@ pub(super) struct Active {
     pub(super) cancel: CancellationToken,
     /// Its log, open while it lives.
     pub(super) log: Arc<RunLog>,
+    /// Its environment, to release at its end.
+    pub(super) env_id: u32,
     /// Its test paths, so an upload it will run cannot be deleted under it.
     pub(super) tests: Vec<String>,
     /// Becomes true once the run has its final status.
@@ -94,16 +96,17 @@ impl Harness {
     }
 
     /// One run.
-    pub fn get_run(&self, id: i64) -> Result<Run, HarnessError> {
+    pub async fn get_run(&self, id: i64) -> Result<Run, HarnessError> {
         self.inner
-            .db
-            .get_run(id)?
+            .history
+            .get_run(id)
+            .await?
             .ok_or(HarnessError::UnknownRun(id))
     }
 
     /// Runs matching `filter`, newest first.
-    pub fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, HarnessError> {
-        Ok(self.inner.db.list_runs(filter)?)
+    pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, HarnessError> {
+        self.inner.history.list_runs(filter).await
     }
 
     /// Where `run` stands in its environment's queue, if queued.

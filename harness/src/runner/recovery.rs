@@ -12,9 +12,9 @@ use crate::{
     catalog::Catalog,
     claims::Envs,
     config::Config,
-    db::Db,
     error::HarnessError,
     exec,
+    history::History,
     logs::{RunLog, Tag},
     services,
 };
@@ -24,28 +24,28 @@ use super::{Harness, execute::RunContext, harness::Inner};
 impl Harness {
     /// Opens the history, marks runs that were running `interrupted`, and starts queued ones
     /// again in order. Must be called inside a Tokio runtime.
-    pub fn open(mut config: Config) -> Result<Self, HarnessError> {
+    pub async fn open(mut config: Config) -> Result<Self, HarnessError> {
         std::fs::create_dir_all(&config.data_dir)?;
         // Tests run in `<data-dir>/runs/<id>/work`: every path handed to them (EVENTUAL_CALLBACKS,
         // EVENTUAL_DATA_DIR) must not depend on the server's working directory.
         config.data_dir = std::path::absolute(&config.data_dir)?;
-        let db = Db::open(&config.data_dir.join("history.db"))?;
+        let history = History::open_sqlite(&config.data_dir.join("history.db"))?;
         let catalog = Catalog::new(config.sample_tests.clone(), config.data_dir.join("tests"))?;
         let harness = Self {
             inner: Arc::new(Inner {
                 envs: Envs::new(config.envs),
                 workers: Semaphore::new(config.workers.max(1)),
-                db,
+                history,
                 catalog,
                 active: DashMap::new(),
                 events: broadcast::channel(1024).0,
                 pytest_ok: OnceLock::new(),
-                admission: parking_lot::Mutex::new(()),
+                admission: tokio::sync::Mutex::new(()),
                 stopping: CancellationToken::new(),
                 config,
             }),
         };
-        let (interrupted, queued) = harness.inner.db.recover()?;
+        let (interrupted, queued) = harness.inner.history.recover().await?;
         for (id, pgid) in interrupted {
             let Ok(log) = RunLog::create(&harness.log_path(id)) else {
                 continue;
@@ -79,18 +79,20 @@ impl Harness {
                 Tag::Harness,
                 "interrupted: the server stopped while this run was running",
             );
-            harness.cleanup_after_crash(id, Arc::new(log));
+            harness.cleanup_after_crash(id, Arc::new(log)).await;
         }
         for run in queued {
-            harness.admit(&run)?;
+            harness.admit(&run).await?;
         }
         Ok(harness)
     }
 
     /// After a crash: runs the interrupted run's `ignore_abort` scripts (cleanup) in the
     /// background, as a cancel would have.
-    fn cleanup_after_crash(&self, id: i64, log: Arc<RunLog>) {
-        let Ok(run) = self.get_run(id) else { return };
+    async fn cleanup_after_crash(&self, id: i64, log: Arc<RunLog>) {
+        let Ok(run) = self.get_run(id).await else {
+            return;
+        };
         let Some((_, Ok(config))) = self.inner.catalog.config_for(&run.test_paths()) else {
             return;
         };

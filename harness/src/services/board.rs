@@ -51,7 +51,7 @@ impl<'a, H: RunHost> Board<'a, H> {
         self.views.lock().clone()
     }
 
-    pub(super) fn set(&self, name: &str, state: ScriptState, exit_code: Option<i32>) {
+    pub(super) async fn set(&self, name: &str, state: ScriptState, exit_code: Option<i32>) {
         let snapshot = {
             let mut views = self.views.lock();
             if let Some(v) = views.iter_mut().find(|v| v.name == name) {
@@ -68,7 +68,7 @@ impl<'a, H: RunHost> Board<'a, H> {
             }
             views.clone()
         };
-        self.host.set_scripts(&snapshot);
+        self.host.set_scripts(&snapshot).await;
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 

@@ -45,7 +45,7 @@ pub(crate) trait RunHost: Sync {
     /// Between SIGTERM and SIGKILL when a script is stopped.
     fn kill_grace(&self) -> Duration;
     /// Records the scripts' states and tells followers.
-    fn set_scripts(&self, scripts: &[ScriptView]);
+    fn set_scripts(&self, scripts: &[ScriptView]) -> impl Future<Output = ()> + Send;
     /// Runs the run's tests (phases included) with `extra_env` added to their environment;
     /// returns a status overriding the tests' own outcome, if any.
     fn run_tests(
@@ -53,5 +53,5 @@ pub(crate) trait RunHost: Sync {
         extra_env: Vec<(String, String)>,
     ) -> impl Future<Output = Result<Option<RunStatus>, HarnessError>> + Send;
     /// The outcome of the run's tests once they have ended.
-    fn tests_outcome(&self) -> RunStatus;
+    fn tests_outcome(&self) -> impl Future<Output = RunStatus> + Send;
 }

@@ -158,7 +158,7 @@ impl<H: RunHost> Ctx<'_, H> {
 
     async fn script(&self, script: &Script) -> Result<(), HarnessError> {
         let name = script.name.as_str();
-        self.board.set(name, ScriptState::Waiting, None);
+        self.board.set(name, ScriptState::Waiting, None).await;
         if let Err(why) = self
             .wait_gate(name, &script.after, script.ignore_abort)
             .await
@@ -172,7 +172,7 @@ impl<H: RunHost> Ctx<'_, H> {
                 Tag::Harness,
                 &format!("script {name} {}: {why}", state.as_str()),
             );
-            self.board.set(name, state, None);
+            self.board.set(name, state, None).await;
             return Ok(());
         }
         let stop = CancellationToken::new();
@@ -188,7 +188,7 @@ impl<H: RunHost> Ctx<'_, H> {
             Tag::Harness,
             &format!("script {name} starts: {}", script.run),
         );
-        self.board.set(name, ScriptState::Running, None);
+        self.board.set(name, ScriptState::Running, None).await;
         let started = Instant::now();
         // A service is a script with a readiness probe: one that exits by itself while the tests
         // run has died under them. A script without a probe that exits 0 meanwhile simply passed.
@@ -264,7 +264,7 @@ impl<H: RunHost> Ctx<'_, H> {
                 started.elapsed().as_secs_f64()
             ),
         );
-        self.board.set(name, state, exit);
+        self.board.set(name, state, exit).await;
         Ok(())
     }
 
@@ -294,7 +294,7 @@ impl<H: RunHost> Ctx<'_, H> {
                             started.elapsed().as_secs_f64()
                         ),
                     );
-                    self.board.set(name, ScriptState::Ready, None);
+                    self.board.set(name, ScriptState::Ready, None).await;
                     return std::future::pending().await;
                 }
                 Err(e) => e,
@@ -316,7 +316,7 @@ impl<H: RunHost> Ctx<'_, H> {
     }
 
     async fn tests(&self) -> Result<(), HarnessError> {
-        self.board.set(TESTS, ScriptState::Waiting, None);
+        self.board.set(TESTS, ScriptState::Waiting, None).await;
         let after = self.config.after_of(TESTS);
         if let Err(why) = self.wait_gate(TESTS, &after, false).await {
             let state = if self.cancel.is_cancelled() {
@@ -326,23 +326,23 @@ impl<H: RunHost> Ctx<'_, H> {
             };
             self.log
                 .line(Tag::Harness, &format!("tests {}: {why}", state.as_str()));
-            self.board.set(TESTS, state, None);
+            self.board.set(TESTS, state, None).await;
             self.tests_done.cancel();
             return Ok(());
         }
-        self.board.set(TESTS, ScriptState::Running, None);
+        self.board.set(TESTS, ScriptState::Running, None).await;
         self.tests_started.cancel();
         let forced = self.host.run_tests(self.ports.to_vec()).await;
         let state = match &forced {
             _ if self.cancel.is_cancelled() => ScriptState::Cancelled,
             Ok(Some(status)) => ScriptState::from(*status),
-            Ok(None) => ScriptState::from(self.host.tests_outcome()),
+            Ok(None) => ScriptState::from(self.host.tests_outcome().await),
             Err(_) => ScriptState::Error,
         };
         if let Ok(f) = &forced {
             *self.shared.tests_forced.lock() = *f;
         }
-        self.board.set(TESTS, state, None);
+        self.board.set(TESTS, state, None).await;
         self.tests_done.cancel();
         forced.map(|_| ())
     }

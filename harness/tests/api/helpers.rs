@@ -55,7 +55,7 @@ pub(crate) async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config
     config.kill_grace = Duration::from_secs(1);
     config.sink_url = SINK_URL.to_owned();
     tweak(&mut config);
-    let harness = Harness::open(config).expect("the harness opens");
+    let harness = Harness::open(config).await.expect("the harness opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind a free port");

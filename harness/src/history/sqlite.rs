@@ -1,9 +1,7 @@
-//! History: runs and their tests in SQLite (WAL mode) under `--data-dir`.
+//! The embedded history: runs and their tests in SQLite (WAL mode) under `--data-dir`.
 //!
-//! Every change of a run or test status is written through at once, so the database is the
-//! truth for everything the API shows about a run; memory holds only what is live (queues,
-//! cancel switches, log followers). Statements are short, so one connection behind a std mutex,
-//! never held across an `.await`, is enough.
+//! Statements are short, so one connection behind a mutex is enough; [`super::History`] calls
+//! it on the blocking pool, never on an async worker.
 
 use std::path::Path;
 
@@ -11,6 +9,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{Awaiting, Phase, Run, RunStatus, RunTest, ScriptView, TestStatus, now_rfc3339};
+
+use super::{Recovered, RunFilter};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -49,35 +49,16 @@ CREATE TABLE run_tests (
     "ALTER TABLE runs ADD COLUMN scripts TEXT;",
 ];
 
-/// Filters of `GET /api/runs`.
-#[derive(Debug, Default, Clone)]
-pub struct RunFilter {
-    /// Only this environment.
-    pub env_id: Option<u32>,
-    /// Only this user.
-    pub username: Option<String>,
-    /// Only this status.
-    pub status: Option<RunStatus>,
-    /// Only runs older than this id (the next page).
-    pub before: Option<i64>,
-    /// At most this many.
-    pub limit: u32,
-}
-
-/// What a restart found: runs that were running (with the process group of their running test,
-/// if any), and queued runs, oldest first.
-pub(crate) type Recovered = (Vec<(i64, Option<i32>)>, Vec<Run>);
-
-/// The history database.
+/// The SQLite history database.
 #[derive(Debug)]
-pub(crate) struct Db {
+pub(crate) struct SqliteHistory {
     conn: Mutex<Connection>,
 }
 
 /// A database failure; its detail is logged, users get a 500.
 pub(crate) type DbResult<T> = Result<T, rusqlite::Error>;
 
-impl Db {
+impl SqliteHistory {
     /// Opens (creating and migrating) the database at `path`.
     pub(crate) fn open(path: &Path) -> DbResult<Self> {
         let conn = Connection::open(path)?;
@@ -358,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("history.db");
         {
-            let db = Db::open(&path).expect("open");
+            let db = SqliteHistory::open(&path).expect("open");
             let a = db
                 .insert_run("ann", 1, &["a.sh".into(), "b.sh".into()], 0)
                 .expect("insert");
@@ -371,7 +352,7 @@ mod tests {
             db.insert_run("cid", 2, &["a.sh".into()], 0)
                 .expect("insert");
         }
-        let db = Db::open(&path).expect("reopen");
+        let db = SqliteHistory::open(&path).expect("reopen");
         let (interrupted, queued) = db.recover().expect("recover");
         assert_eq!(interrupted, vec![(1, Some(4242))]);
         assert_eq!(queued.iter().map(|r| r.id).collect::<Vec<_>>(), vec![2, 3]);
@@ -385,7 +366,7 @@ mod tests {
     #[test]
     fn listing_filters_and_pages_newest_first() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = Db::open(&dir.path().join("h.db")).expect("open");
+        let db = SqliteHistory::open(&dir.path().join("h.db")).expect("open");
         for i in 0..5 {
             db.insert_run(
                 if i % 2 == 0 { "ann" } else { "bob" },

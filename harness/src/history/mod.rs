@@ -1,0 +1,196 @@
+//! Run history: runs, their tests, phases and scripts — the truth for everything the API shows
+//! about a run. Every change of a run or test status is written through at once; memory holds
+//! only what is live (queues, cancel switches, log followers).
+//!
+//! [`History`] is the one way in, with one variant per backend: the embedded SQLite database
+//! (`sqlite.rs`) today, PostgreSQL for cluster mode beside it. Its methods are async; the SQLite
+//! backend runs each statement on Tokio's blocking pool, so a slow disk never stalls the async
+//! workers that serve requests.
+
+mod sqlite;
+
+use std::{path::Path, sync::Arc};
+
+use crate::{
+    error::HarnessError,
+    model::{Awaiting, Phase, Run, RunStatus, ScriptView, TestStatus},
+};
+
+use sqlite::SqliteHistory;
+
+/// Filters of `GET /api/runs`.
+#[derive(Debug, Default, Clone)]
+pub struct RunFilter {
+    /// Only this environment.
+    pub env_id: Option<u32>,
+    /// Only this user.
+    pub username: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only runs older than this id (the next page).
+    pub before: Option<i64>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// What a restart found: runs that were running (with the process group of their running test,
+/// if any), and queued runs, oldest first.
+pub(crate) type Recovered = (Vec<(i64, Option<i32>)>, Vec<Run>);
+
+/// Where runs are remembered.
+#[derive(Debug, Clone)]
+pub(crate) enum History {
+    /// SQLite under `--data-dir` (the default: one process, no server to run).
+    Sqlite(Arc<SqliteHistory>),
+}
+
+/// Runs `f` on the SQLite backend, on the blocking pool.
+async fn on_sqlite<T, F>(db: &Arc<SqliteHistory>, f: F) -> Result<T, HarnessError>
+where
+    T: Send + 'static,
+    F: FnOnce(&SqliteHistory) -> rusqlite::Result<T> + Send + 'static,
+{
+    let db = db.clone();
+    tokio::task::spawn_blocking(move || f(&db))
+        .await
+        .map_err(|e| {
+            HarnessError::Io(std::io::Error::other(format!("a history task failed: {e}")))
+        })?
+        .map_err(HarnessError::Db)
+}
+
+impl History {
+    /// Opens (creating and migrating) the SQLite history at `path`.
+    pub(crate) fn open_sqlite(path: &Path) -> Result<Self, HarnessError> {
+        Ok(Self::Sqlite(Arc::new(SqliteHistory::open(path)?)))
+    }
+
+    /// Stores a new queued run and returns it.
+    pub(crate) async fn insert_run(
+        &self,
+        username: &str,
+        env_id: u32,
+        tests: &[String],
+        prep_count: usize,
+    ) -> Result<Run, HarnessError> {
+        let (username, tests) = (username.to_owned(), tests.to_vec());
+        match self {
+            Self::Sqlite(db) => {
+                on_sqlite(db, move |db| {
+                    db.insert_run(&username, env_id, &tests, prep_count)
+                })
+                .await
+            }
+        }
+    }
+
+    /// How many leading tests of a run are preparation tests (0: not phased).
+    pub(crate) async fn prep_count(&self, id: i64) -> Result<usize, HarnessError> {
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.prep_count(id)).await,
+        }
+    }
+
+    /// Records the states of a run's scripts.
+    pub(crate) async fn set_scripts(
+        &self,
+        id: i64,
+        scripts: &[ScriptView],
+    ) -> Result<(), HarnessError> {
+        let scripts = scripts.to_vec();
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.set_scripts(id, &scripts)).await,
+        }
+    }
+
+    /// Records a phased run's phase and awaited keys.
+    pub(crate) async fn set_phase(
+        &self,
+        id: i64,
+        phase: Phase,
+        awaiting: &[Awaiting],
+    ) -> Result<(), HarnessError> {
+        let awaiting = awaiting.to_vec();
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.set_phase(id, phase, &awaiting)).await,
+        }
+    }
+
+    /// One run, with its tests.
+    pub(crate) async fn get_run(&self, id: i64) -> Result<Option<Run>, HarnessError> {
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.get_run(id)).await,
+        }
+    }
+
+    /// Runs matching `filter`, newest first.
+    pub(crate) async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, HarnessError> {
+        let filter = filter.clone();
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.list_runs(&filter)).await,
+        }
+    }
+
+    /// Sets a run's status (and its start or end time).
+    pub(crate) async fn set_run_status(
+        &self,
+        id: i64,
+        status: RunStatus,
+    ) -> Result<(), HarnessError> {
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.set_run_status(id, status)).await,
+        }
+    }
+
+    /// Sets one test's status, exit code and duration.
+    pub(crate) async fn set_test(
+        &self,
+        run_id: i64,
+        position: usize,
+        status: TestStatus,
+        exit_code: Option<i32>,
+        duration_ms: Option<u64>,
+    ) -> Result<(), HarnessError> {
+        match self {
+            Self::Sqlite(db) => {
+                on_sqlite(db, move |db| {
+                    db.set_test(run_id, position, status, exit_code, duration_ms)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Records the process group of a running test.
+    pub(crate) async fn set_test_pgid(
+        &self,
+        run_id: i64,
+        position: usize,
+        pgid: i32,
+    ) -> Result<(), HarnessError> {
+        match self {
+            Self::Sqlite(db) => {
+                on_sqlite(db, move |db| db.set_test_pgid(run_id, position, pgid)).await
+            }
+        }
+    }
+
+    /// Gives every test of a run that has not ended `status`.
+    pub(crate) async fn finish_open_tests(
+        &self,
+        run_id: i64,
+        status: TestStatus,
+    ) -> Result<(), HarnessError> {
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.finish_open_tests(run_id, status)).await,
+        }
+    }
+
+    /// After a restart: runs that were running become `interrupted`; returns them and the
+    /// queued runs, oldest first, to go on.
+    pub(crate) async fn recover(&self) -> Result<Recovered, HarnessError> {
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, SqliteHistory::recover).await,
+        }
+    }
+}
