@@ -1,5 +1,8 @@
 //! Exclusive environments: who holds each one, and who waits for it, in order.
 //!
+//! [`Claims`] is the one way in, with one variant per backend: [`Envs`], the claims of one
+//! process (below), today; PostgreSQL rows with a fencing token for cluster mode beside it.
+//!
 //! # Why a claim cannot race
 //! Each environment is one entry of a [`DashMap`], and every decision about it — "is it free? then
 //! it is mine", "I am done: who is next?", "take me out of the queue", "pause" — reads and writes
@@ -176,6 +179,79 @@ fn promote(slot: &mut Slot) -> Option<i64> {
     let next = slot.queue.pop_front()?;
     slot.holder = Some((next, now_rfc3339()));
     Some(next)
+}
+
+/// The environment claims, reached the same way whatever keeps them.
+#[derive(Debug)]
+pub(crate) enum Claims {
+    /// In this process: one DashMap entry per environment (see the module's comment).
+    Local(Envs),
+}
+
+impl Claims {
+    /// How many environments there are (`1..=count`).
+    pub(crate) fn count(&self) -> u32 {
+        match self {
+            Self::Local(envs) => envs.count(),
+        }
+    }
+
+    /// Submits `run` by `username` to `env`: it holds it now, or queues behind the others.
+    pub(crate) async fn submit(&self, env: u32, run: i64, username: &str) -> Option<Claim> {
+        match self {
+            Self::Local(envs) => envs.submit_by(env, run, username),
+        }
+    }
+
+    /// `run` is done with `env`: hands it to the next queued run (returned), if any.
+    pub(crate) async fn release(&self, env: u32, run: i64) -> Option<i64> {
+        match self {
+            Self::Local(envs) => envs.release(env, run),
+        }
+    }
+
+    /// Takes a queued `run` out of `env`'s queue; false if it was not queued there.
+    pub(crate) async fn dequeue(&self, env: u32, run: i64) -> bool {
+        match self {
+            Self::Local(envs) => envs.dequeue(env, run),
+        }
+    }
+
+    /// Holds `env`'s queue; false if there is no such environment.
+    pub(crate) async fn pause(&self, env: u32) -> bool {
+        match self {
+            Self::Local(envs) => envs.pause(env),
+        }
+    }
+
+    /// Lets `env`'s queue go on: `None` if there is no such environment, else the run that now
+    /// holds it and must start, if any.
+    pub(crate) async fn resume(&self, env: u32) -> Option<Option<i64>> {
+        match self {
+            Self::Local(envs) => envs.resume(env),
+        }
+    }
+
+    /// Where `run` stands in `env`'s queue (1-based), if queued.
+    pub(crate) async fn position(&self, env: u32, run: i64) -> Option<usize> {
+        match self {
+            Self::Local(envs) => envs.position(env, run),
+        }
+    }
+
+    /// One environment as the board shows it.
+    pub(crate) async fn view(&self, env: u32) -> Option<EnvView> {
+        match self {
+            Self::Local(envs) => envs.view(env),
+        }
+    }
+
+    /// Every environment as the board shows it.
+    pub(crate) async fn views(&self) -> Vec<EnvView> {
+        match self {
+            Self::Local(envs) => envs.views(),
+        }
+    }
 }
 
 #[cfg(test)]

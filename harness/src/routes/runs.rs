@@ -43,7 +43,7 @@ pub(super) async fn get_run(
 ) -> Result<Response, ApiError> {
     let run = h.get_run(id).await?;
     let mut value = serde_json::to_value(&run).map_err(|e| ApiError::Internal(e.to_string()))?;
-    if let Some(position) = h.queue_position(&run) {
+    if let Some(position) = h.queue_position(&run).await {
         value["queue_position"] = position.into();
     }
     Ok(Json(value).into_response())

@@ -93,7 +93,12 @@ impl Harness {
                 done: watch::channel(false).0,
             },
         );
-        match self.inner.envs.submit_by(run.env_id, run.id, &run.username) {
+        match self
+            .inner
+            .claims
+            .submit(run.env_id, run.id, &run.username)
+            .await
+        {
             Some(Claim::Holder) => self.start(run.id),
             Some(Claim::Queued { position, behind }) => {
                 let behind = behind.map_or(String::new(), |b| format!(" behind run {b}"));
@@ -115,7 +120,7 @@ impl Harness {
                 self.retire(run.id).await;
             }
         }
-        self.emit_env(run.env_id);
+        self.emit_env(run.env_id).await;
         Ok(())
     }
 
@@ -137,11 +142,11 @@ impl Harness {
     }
 
     /// Frees `env` and starts whoever is next.
-    pub(super) fn release(&self, env: u32, id: i64) {
-        if let Some(next) = self.inner.envs.release(env, id) {
+    pub(super) async fn release(&self, env: u32, id: i64) {
+        if let Some(next) = self.inner.claims.release(env, id).await {
             self.start(next);
         }
-        self.emit_env(env);
+        self.emit_env(env).await;
     }
 
     /// The run has its final status: close its log, forget its switches, tell everyone.
@@ -161,7 +166,7 @@ impl Harness {
                 .map(|r| r.env_id),
         };
         if let Some(env) = env {
-            self.release(env, id);
+            self.release(env, id).await;
         }
         let active = self.inner.active.remove(&id);
         if let Some((_, active)) = &active {
@@ -196,12 +201,12 @@ impl Harness {
         if run.status.is_finished() {
             return Err(HarnessError::Finished(id, run.status.as_str()));
         }
-        if self.inner.envs.dequeue(run.env_id, id) {
+        if self.inner.claims.dequeue(run.env_id, id).await {
             if let Some(active) = self.inner.active.get(&id).map(|a| a.log.clone()) {
                 active.line(Tag::Harness, "cancelled while queued");
                 self.finish_cancelled(id, &active).await?;
             }
-            self.emit_env(run.env_id);
+            self.emit_env(run.env_id).await;
             return self.get_run(id).await;
         }
         let done = self.inner.active.get(&id).map(|a| {
@@ -217,23 +222,25 @@ impl Harness {
     }
 
     /// Holds an environment's queue.
-    pub fn pause(&self, env: u32) -> Result<EnvView, HarnessError> {
-        if !self.inner.envs.pause(env) {
-            return Err(HarnessError::UnknownEnv(env, self.inner.envs.count()));
+    pub async fn pause(&self, env: u32) -> Result<EnvView, HarnessError> {
+        let claims = &self.inner.claims;
+        if !claims.pause(env).await {
+            return Err(HarnessError::UnknownEnv(env, claims.count()));
         }
-        self.emit_env(env);
-        self.env(env)
+        self.emit_env(env).await;
+        self.env(env).await
     }
 
     /// Lets an environment's queue go on.
-    pub fn resume(&self, env: u32) -> Result<EnvView, HarnessError> {
-        match self.inner.envs.resume(env) {
-            None => return Err(HarnessError::UnknownEnv(env, self.inner.envs.count())),
+    pub async fn resume(&self, env: u32) -> Result<EnvView, HarnessError> {
+        let claims = &self.inner.claims;
+        match claims.resume(env).await {
+            None => return Err(HarnessError::UnknownEnv(env, claims.count())),
             Some(Some(next)) => self.start(next),
             Some(None) => {}
         }
-        self.emit_env(env);
-        self.env(env)
+        self.emit_env(env).await;
+        self.env(env).await
     }
 
     /// Begins stopping: running runs are ended (their process groups terminated) and will be

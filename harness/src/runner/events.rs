@@ -30,11 +30,11 @@ impl Harness {
         }
     }
 
-    pub(super) fn emit_env(&self, env: u32) {
+    pub(super) async fn emit_env(&self, env: u32) {
         if self.inner.events.receiver_count() == 0 {
             return;
         }
-        if let Some(view) = self.inner.envs.view(env) {
+        if let Some(view) = self.inner.claims.view(env).await {
             let _ = self.inner.events.send(Event::Env(view));
         }
     }

@@ -43,7 +43,7 @@ impl Harness {
         }
         history.set_run_status(id, RunStatus::Running).await?;
         self.emit_run(id).await;
-        self.emit_env(run.env_id);
+        self.emit_env(run.env_id).await;
         let work = self.work_dir(id);
         std::fs::create_dir_all(&work)?;
         let ctx = RunContext {

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     catalog::Catalog,
-    claims::Envs,
+    claims::Claims,
     config::Config,
     error::HarnessError,
     history::{History, RunFilter},
@@ -36,7 +36,7 @@ pub(super) struct Inner {
     /// The tests that can be run: bundled samples and uploads.
     pub(super) catalog: Catalog,
     /// Exclusive environments: holder and FIFO queue of each (`claims.rs` says why it cannot race).
-    pub(super) envs: Envs,
+    pub(super) claims: Claims,
     /// `--workers`: runs executing at once.
     pub(super) workers: Semaphore,
     /// Runs that are queued or running, by id: how to cancel them, their log, their end.
@@ -110,19 +110,20 @@ impl Harness {
     }
 
     /// Where `run` stands in its environment's queue, if queued.
-    pub fn queue_position(&self, run: &Run) -> Option<usize> {
-        self.inner.envs.position(run.env_id, run.id)
+    pub async fn queue_position(&self, run: &Run) -> Option<usize> {
+        self.inner.claims.position(run.env_id, run.id).await
     }
 
     /// Every environment.
-    pub fn envs(&self) -> Vec<EnvView> {
-        self.inner.envs.views()
+    pub async fn envs(&self) -> Vec<EnvView> {
+        self.inner.claims.views().await
     }
 
-    pub(super) fn env(&self, env: u32) -> Result<EnvView, HarnessError> {
-        self.inner
-            .envs
+    pub(super) async fn env(&self, env: u32) -> Result<EnvView, HarnessError> {
+        let claims = &self.inner.claims;
+        claims
             .view(env)
-            .ok_or(HarnessError::UnknownEnv(env, self.inner.envs.count()))
+            .await
+            .ok_or(HarnessError::UnknownEnv(env, claims.count()))
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     catalog::Catalog,
-    claims::Envs,
+    claims::{Claims, Envs},
     config::Config,
     error::HarnessError,
     exec,
@@ -33,7 +33,7 @@ impl Harness {
         let catalog = Catalog::new(config.sample_tests.clone(), config.data_dir.join("tests"))?;
         let harness = Self {
             inner: Arc::new(Inner {
-                envs: Envs::new(config.envs),
+                claims: Claims::Local(Envs::new(config.envs)),
                 workers: Semaphore::new(config.workers.max(1)),
                 history,
                 catalog,
