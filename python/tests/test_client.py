@@ -166,7 +166,10 @@ def test_callbacks_reads_the_file_the_harness_names(tmp_path: Path,
     assert eventual.callbacks() == {}
 
 
-def test_await_callback_builds_the_announce_line() -> None:
+def test_await_callback_prints_the_announce_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    printed: List[str] = []  # (on its way past pytest's capture: test_plugin.py shows it arrives)
+    monkeypatch.setattr(eventual.client, "_print_uncaptured", printed.append)
+
     assert eventual.await_callback("run-7.job") == "::await-callback run-7.job"
     assert eventual.await_callback("k", count=2, timeout="2h") == \
         "::await-callback k count=2 timeout=2h"
@@ -178,6 +181,8 @@ def test_await_callback_builds_the_announce_line() -> None:
     for bad in bads:
         with pytest.raises(ValueError):
             eventual.await_callback(**bad)
+    assert printed == ["::await-callback run-7.job", "::await-callback k count=2 timeout=2h",
+                       "::await-callback k timeout=90s", "::await-callback k timeout=1500ms"]
 
 
 def test_body_decodes_base64_records_and_passes_others() -> None:
