@@ -40,6 +40,27 @@ echo "==> cargo test (unit, API, end-to-end and doc tests)"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 
+# The Python package (python/): installed with pip into a fresh virtualenv, as a user would, its
+# suite run against a real sink (its own `eventual_sink` fixture starts the debug binary) and its
+# types checked. Debian's python3 needs python3-venv for `python3 -m venv`.
+echo "==> Python package (python/: pip install into a fresh venv, pytest, mypy --strict)"
+cargo build --locked --bin eventual
+pyenv_dir="$(mktemp -d)"
+trap 'rm -rf "$pyenv_dir"' EXIT
+if ! python3 -m venv "$pyenv_dir/venv" >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing python3-venv"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+  fi
+  rm -rf "$pyenv_dir/venv"
+  python3 -m venv "$pyenv_dir/venv"
+fi
+"$pyenv_dir/venv/bin/python" -m pip install --quiet ./python pytest mypy
+rm -rf python/build python/src/*.egg-info # what pip's in-tree build leaves behind
+env -u EVENTUAL_SINK_URL -u EVENTUAL_KEY_PREFIX EVENTUAL_BIN="$PWD/target/debug/eventual" \
+  "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider python/tests
+"$pyenv_dir/venv/bin/python" -m mypy --strict --cache-dir "$pyenv_dir/mypy" python/src python/tests
+
 # Browser tests of the web UI (tests/browser): Debian's headless Chromium driven by playwright-core
 # under node's own test runner, against the debug binary the cargo tests built. They are part of the
 # suite, so a machine that cannot get Chromium or Node fails here instead of skipping them.

@@ -260,7 +260,15 @@ fn harness_config(
             )
         })?,
     };
+    // Whatever the catalog, the tests it runs can `import eventual` with nothing installed.
+    let python_path = harness::samples::write_python_package(&data_dir).with_context(|| {
+        format!(
+            "failed to write the bundled Python package under {}",
+            data_dir.display()
+        )
+    })?;
     let mut config = harness::Config::new(data_dir);
+    config.python_path = Some(python_path);
     config.envs = flags.envs;
     config.workers = flags.workers.unwrap_or(flags.envs as usize).max(1);
     config.test_timeout = flags.test_timeout;

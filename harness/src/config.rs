@@ -10,6 +10,10 @@ pub struct Config {
     /// The bundled tests (`eventual serve` writes the samples built into the binary out under the
     /// data dir, see `samples.rs`, unless `--sample-tests` names another directory), if any.
     pub sample_tests: Option<PathBuf>,
+    /// The directory holding the `eventual` Python package (`eventual serve` writes the one built
+    /// into the binary, see `samples.rs`), put first on every test's `PYTHONPATH`; pytest tests
+    /// then also get its plugin (`-p eventual.pytest_plugin`).
+    pub python_path: Option<PathBuf>,
     /// Environment ids are `1..=envs`.
     pub envs: u32,
     /// Runs executing at once (on different environments).
@@ -36,6 +40,7 @@ impl Config {
         Self {
             data_dir,
             sample_tests: None,
+            python_path: None,
             envs: 100,
             workers: 100,
             test_timeout: Duration::from_secs(180),

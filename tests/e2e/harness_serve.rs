@@ -183,7 +183,7 @@ async fn serve_started_outside_the_repository_shows_and_runs_the_samples_built_i
     for test in ["smoke/hello.sh", "async_job/test_job_callback.py"] {
         ensure!(listed("tests", test), "{test} is not listed: {list}");
     }
-    for support in ["_lib/eventual.py", "_lib/demo_sut.py"] {
+    for support in ["_lib/demo.py", "_lib/demo_sut.py"] {
         ensure!(
             listed("support", support),
             "{support} is not support: {list}"
@@ -198,6 +198,10 @@ async fn serve_started_outside_the_repository_shows_and_runs_the_samples_built_i
     ensure!(
         elsewhere.join("data/sample-tests/smoke/hello.sh").is_file(),
         "the samples are written under the data dir"
+    );
+    ensure!(
+        elsewhere.join("data/python/eventual/__init__.py").is_file(),
+        "the Python package is written under the data dir"
     );
     server.create_run("ann", 1, &["smoke/hello.sh"]).await?;
     let (run, log) = server.wait_run_finished(1).await?;

@@ -17,7 +17,8 @@
 //! - `harness_serve.rs` — `--token` on harness routes, `EVENTUAL_SINK_URL`, a bundled sample test.
 //! - `phased.rs` — phased runs with the demo SUT (`fixtures/demo_sut.py`): the sample pair passes,
 //!   a callback that never comes times the run out, `count=2`, cancel while awaiting, isolation of
-//!   runs, the pytest sample `async_job`; a relative `--data-dir` (ignored: a known bug).
+//!   runs, the pytest samples of `async_job` (one through the `eventual_sink` fixture, with nothing
+//!   installed); a relative `--data-dir` (ignored: a known bug).
 //! - `readme.rs` — the README's tours, extracted from `README.md` and run as written with bash;
 //!   the README and `docs/` stand alone (nothing outside the repository, no dead relative links).
 

@@ -583,6 +583,43 @@ async fn the_async_job_pytest_sample_passes_through_the_harness() -> anyhow::Res
     Ok(())
 }
 
+#[tokio::test]
+async fn a_pytest_sample_gets_the_eventual_fixtures_from_the_binary_without_installing_anything()
+-> anyhow::Result<()> {
+    require_pytest()?;
+    let sut = DemoSut::spawn().await?;
+    let dir = tempfile::tempdir()?;
+    let server = serve(dir.path(), SAMPLE_TESTS, &sut).await?;
+    // What the binary wrote out for its tests to import (scripts/test.sh installs the package
+    // only into a virtualenv of its own, never for the python3 the harness runs).
+    ensure!(
+        dir.path()
+            .join("python/eventual/pytest_plugin.py")
+            .is_file(),
+        "serve writes the eventual package to <data-dir>/python"
+    );
+    let run = server
+        .create_run("ann", 4, &["async_job/test_job_callback_fixtures.py"])
+        .await?;
+    let id = id_of(&run)?;
+    let (run, log) = server.wait_run_finished(id).await?;
+    ensure!(
+        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
+        "{run}\nlog:\n{log}"
+    );
+    // `callback_key` is under the run's prefix, and `eventual_sink` is this server's sink.
+    let prefix = format!("run-{id}.test_job_calls_back_through_the_fixtures-");
+    let (status, keys) = server.get(&format!("/callbacks?prefix={prefix}")).await?;
+    ensure!(
+        status == 200
+            && keys["keys"]
+                .as_array()
+                .is_some_and(|k| k.len() == 1 && k[0]["count"] == 1),
+        "one callback under {prefix}: {keys}\nlog:\n{log}"
+    );
+    Ok(())
+}
+
 /// `path` relative to this process's working directory, however far apart they are (`../..` up
 /// to the root, then down).
 fn relative_to_cwd(path: &Path) -> anyhow::Result<std::path::PathBuf> {

@@ -71,6 +71,11 @@ const NOT_TOURS: &[(&str, &str)] = &[
         "Command line for CI",
         "a synopsis with placeholders (`KEY`, `[--overwrite]`)",
     ),
+    (
+        "Python package and pytest plugin",
+        "`pip install` into the reader's Python; `scripts/test.sh` installs it into a fresh \
+         virtualenv and runs its suite",
+    ),
     ("Benchmarks", "measurements that take minutes"),
 ];
 

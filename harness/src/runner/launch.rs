@@ -47,15 +47,21 @@ impl Harness {
                 self.check_pytest()?;
                 // tee-sys: prints (announce lines included) reach the log live and are still in
                 // pytest's failure report; no cache directory written into the catalog.
-                vec![
+                let mut argv: Vec<OsString> = vec![
                     "python3".into(),
                     "-m".into(),
                     "pytest".into(),
                     "--capture=tee-sys".into(),
                     "-p".into(),
                     "no:cacheprovider".into(),
-                    file.into(),
-                ]
+                ];
+                // The `eventual_sink`/`callback_key` fixtures, from the package on PYTHONPATH
+                // (an installed copy's entry point has the same name, so it is loaded once).
+                if self.inner.config.python_path.is_some() {
+                    argv.extend(["-p".into(), "eventual.pytest_plugin".into()]);
+                }
+                argv.push(file.into());
+                argv
             }
             Kind::Python => vec!["python3".into(), file.into()],
             Kind::Shell => vec!["bash".into(), file.into()],
@@ -89,20 +95,28 @@ impl Harness {
             // Keep `__pycache__` out of the catalog.
             ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ];
-        // The sample tests' helper (`import eventual`) for every Python test, uploads included.
-        if let Some(lib) = config
+        // For every Python test, uploads included: the `eventual` package (`import eventual`),
+        // then the sample tests' own helpers (`_lib`: `import demo`), then the server's own.
+        let lib = config
             .sample_tests
             .as_ref()
             .map(|d| d.join("_lib"))
             .filter(|d| d.is_dir())
-            .and_then(|d| d.canonicalize().ok())
-        {
-            let mut path = lib.into_os_string();
-            if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-                path.push(":");
-                path.push(old);
-            }
-            env.push(("PYTHONPATH".to_owned(), path.to_string_lossy().into_owned()));
+            .and_then(|d| d.canonicalize().ok());
+        let inherited = std::env::var_os("PYTHONPATH")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from);
+        let dirs: Vec<PathBuf> = [config.python_path.clone(), lib, inherited]
+            .into_iter()
+            .flatten()
+            .collect();
+        if !dirs.is_empty() {
+            let path = dirs
+                .iter()
+                .map(|d| d.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(":");
+            env.push(("PYTHONPATH".to_owned(), path));
         }
         env
     }

@@ -1,0 +1,132 @@
+"""Eventual for Python tests: wait for callbacks at the sink, never sleep.
+
+Standard library only. Under the harness (`eventual serve`) this package is on PYTHONPATH and its
+pytest plugin is loaded for every test it runs, so a test just does `import eventual`. Anywhere
+else: `pip install ./python` from the repository.
+
+A test that starts a job and waits for its callback:
+
+    import eventual
+
+    def test_job_calls_back():
+        k = eventual.key("job-42")                    # "run-7.job-42": private to this run
+        start_job(callback_url=eventual.callback_url(k))
+        record = eventual.wait_for(k, timeout=30)     # answered the moment the callback lands
+        assert record["body"]["status"] == "done"
+
+The same with the pytest plugin's fixtures (`eventual_sink`: a `Client` for the run's sink, or for a
+private `eventual sink` the plugin starts under a plain local `pytest`; `callback_key`: a fresh key
+per test):
+
+    def test_job_calls_back(eventual_sink, callback_key):
+        start_job(callback_url=eventual_sink.callback_url(callback_key))
+        assert eventual_sink.wait_for(callback_key)["body"]["status"] == "done"
+
+A phased run (the harness waits between the phases, however long the job takes):
+
+    # preparation/test_start.py
+    def test_start():
+        k = eventual.key("nightly-export")
+        start_export(callback_url=eventual.callback_url(k))
+        eventual.await_callback(k, timeout="2h")
+        # prints `::await-callback run-7.nightly-export timeout=2h`: the harness waits for it
+
+    # validation/test_check.py
+    def test_check():
+        [record] = eventual.callbacks()[eventual.key("nightly-export")]
+        assert record["body"]["status"] == "done"
+
+Environment (read at each call): `EVENTUAL_SINK_URL` (default http://127.0.0.1:7700),
+`EVENTUAL_KEY_PREFIX` (the run's private key prefix, e.g. `run-7.`; empty outside the harness),
+`EVENTUAL_CALLBACKS` (validation tests: the JSON file `{KEY: [records]}` of the awaited callbacks),
+`EVENTUAL_TOKEN` (only if the sink was started with `--token`: sent as `Authorization: Bearer …`).
+
+A record is the sink's JSON: `key, seq, received_at, method, path, query, headers, content_type,
+size` and `body` (the JSON value as sent, or a string for UTF-8 text) or `body_base64` (anything
+else; `eventual.body(record)` decodes either); `eventual.raw(key)` gives the exact bytes.
+
+Errors: `TimeoutError` when a wait is over (its message names the key, how long it waited and how
+many records arrived), `SinkError` when the sink cannot be reached or refuses a request.
+
+Not here yet: `stub` and `verify` (scripted responses from the sink to the system under test) come
+with scripted responses, which the sink does not have yet.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+from .client import (
+    DEFAULT_SINK_URL,
+    Client,
+    Record,
+    Seconds,
+    SinkError,
+    await_callback,
+    body,
+    callbacks,
+)
+
+__version__ = "0.1.0"
+
+# `all` is left out so that `from eventual import *` does not hide the builtin: use `eventual.all`.
+__all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Seconds", "SinkError", "await_callback", "body",
+           "callback_url", "callbacks", "key", "latest", "raw", "sink_url", "wait_for",
+           "wait_for_count"]
+
+
+def _client() -> Client:
+    """The sink the environment names, as it names it now."""
+    return Client()
+
+
+def sink_url() -> str:
+    """The sink's base URL: `EVENTUAL_SINK_URL`, default http://127.0.0.1:7700 (no trailing slash)."""
+    return _client().url
+
+
+def key(name: object) -> str:
+    """`EVENTUAL_KEY_PREFIX` + name: a key no other run can see (the prefix is empty outside the
+    harness)."""
+    return _client().key(name)
+
+
+def callback_url(key: str) -> str:
+    """The URL a system under test should POST the callback for `key` to."""
+    return _client().callback_url(key)
+
+
+def latest(key: str) -> Optional[Record]:
+    """The latest record for `key`, or None if there is none yet."""
+    return _client().latest(key)
+
+
+def all(key: str) -> List[Record]:  # noqa: A001 (the name matches the sink's route)
+    """Every record for `key`, oldest first (an empty list if none)."""
+    return _client().all(key)
+
+
+def raw(key: str, seq: Optional[int] = None) -> bytes:
+    """The exact body bytes of the latest record for `key` (or of record `seq`); SinkError with
+    `status` 404 when there is no such record."""
+    return _client().raw(key, seq)
+
+
+def wait_for(key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:
+    """Wait until a record exists for `key` (newer than seq `after`, if given) and return it.
+
+    Answered the moment the callback reaches the sink (a long-poll, in rounds of at most 60 s).
+    Raises TimeoutError after `timeout` seconds, SinkError if the sink fails.
+    """
+    __tracebackhide__ = True  # pytest: show the failure at the caller, not in here
+    return _client().wait_for(key, timeout=timeout, after=after)
+
+
+def wait_for_count(key: str, count: int, timeout: Seconds = 30) -> List[Record]:
+    """Wait until `key` has at least `count` records and return them all, oldest first.
+
+    Raises TimeoutError (saying how many of `count` arrived) after `timeout` seconds.
+    """
+    __tracebackhide__ = True  # pytest: show the failure at the caller, not in here
+    return _client().wait_for_count(key, count, timeout=timeout)
+
