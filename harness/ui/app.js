@@ -267,7 +267,7 @@ function runPage(main, id) {
     if (r.awaiting && r.awaiting.length) {
       aw.append(el("h2", {}, "Awaited callbacks"), el("table", {},
         el("thead", {}, el("tr", {}, el("th", {}, "Key"), el("th", {}, "Arrived"), el("th", {}, "Deadline"))),
-        el("tbody", {}, r.awaiting.map((a) => el("tr", {},
+        el("tbody", {}, r.awaiting.map((a) => el("tr", { "data-key": a.key },
           el("td", {}, el("a", { href: `#/sink/${encodeURIComponent(a.key)}` }, a.key)),
           el("td", {}, `${a.arrived} / ${a.count}`), el("td", {}, a.deadline))))));
     }
