@@ -4,7 +4,7 @@
 use std::{
     fs,
     io::{self, Write as _},
-    path::PathBuf,
+    path::{Path, PathBuf},
 };
 
 use super::{CONFIG_FILE, Kind, TestPath, path::confined};
@@ -214,9 +214,10 @@ impl Catalog {
             )));
         }
         let target = self.uploads.join(path.as_str());
-        let parent = target.parent().unwrap_or(&self.uploads);
-        fs::create_dir_all(parent)?;
-        // The directories now exist; make sure none of them was a symlink leading out.
+        // Created one component at a time, refusing links: nothing is made outside the root,
+        // whatever a test planted under it.
+        let parent = create_dirs_inside(&self.uploads, path.dir())?;
+        // Checked again once they exist (a link could have replaced one meanwhile).
         if confined(&self.uploads, &path).is_none() {
             return Err(UploadError::InvalidPath(format!(
                 "{} leads outside the uploads directory",
@@ -224,12 +225,55 @@ impl Catalog {
             )));
         }
         // Write to a temporary file and rename: a reader never sees half a test.
-        let mut tmp = tempfile::NamedTempFile::new_in(parent)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(&parent)?;
         tmp.write_all(contents)?;
         tmp.as_file().sync_all()?;
         tmp.persist(&target).map_err(|e| e.error)?;
         Ok(path)
     }
+}
+
+/// Creates `dir` (relative, already validated) under `root` one component at a time. A
+/// component that is a symbolic link, or a file, is refused before anything below it is
+/// created, so an upload can never create directories outside `root`.
+fn create_dirs_inside(root: &Path, dir: &str) -> Result<PathBuf, UploadError> {
+    let mut at = root.to_path_buf();
+    let mut walked = String::new();
+    for part in dir.split('/').filter(|p| !p.is_empty()) {
+        at.push(part);
+        if !walked.is_empty() {
+            walked.push('/');
+        }
+        walked.push_str(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(UploadError::InvalidPath(format!(
+                    "{walked} is a symbolic link in the uploads directory and uploads do not follow \
+                     links: upload into another directory (or delete the link)"
+                )));
+            }
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(UploadError::InvalidPath(format!(
+                    "{walked} is a file, not a directory: choose another `dir`"
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&at) {
+                Ok(()) => {}
+                // Created meanwhile by a concurrent upload: checked on the next round.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    if !fs::symlink_metadata(&at).is_ok_and(|m| m.is_dir()) {
+                        return Err(UploadError::InvalidPath(format!(
+                            "{walked} changed while uploading: try again"
+                        )));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(at)
 }
 
 #[cfg(test)]
@@ -297,5 +341,33 @@ mod tests {
         assert_eq!(catalog.resolve(&path), None);
         assert!(catalog.upload("link", "x.sh", b"exit 0", false).is_err());
         assert!(!outside.path().join("x.sh").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_upload_through_a_planted_symlink_creates_nothing_outside_the_root() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        let uploads = tempfile::tempdir().expect("tempdir");
+        std::os::unix::fs::symlink(outside.path(), uploads.path().join("esc")).expect("symlink");
+        let catalog = Catalog::new(None, uploads.path().into()).expect("catalog");
+        let refused = catalog.upload("esc/newdir/deeper", "x.sh", b"exit 0", false);
+        assert_eq!(
+            fs::read_dir(outside.path()).expect("list").count(),
+            0,
+            "nothing was created outside the uploads root"
+        );
+        assert!(
+            matches!(&refused, Err(UploadError::InvalidPath(m)) if m.contains("esc is a symbolic link")),
+            "{refused:?}"
+        );
+        // A file where a directory should be is refused too, and ordinary nesting still works.
+        fs::write(uploads.path().join("plain"), "x").expect("write");
+        assert!(matches!(
+            catalog.upload("plain/sub", "x.sh", b"exit 0", false),
+            Err(UploadError::InvalidPath(_))
+        ));
+        catalog
+            .upload("ok/nested/dir", "x.sh", b"exit 0", false)
+            .expect("nested upload");
     }
 }
