@@ -6,7 +6,7 @@ use axum::{
     extract::{
         FromRequest, FromRequestParts, OriginalUri, Path, Query, Request, rejection::JsonRejection,
     },
-    http::{Method, request::Parts},
+    http::{Method, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -78,16 +78,37 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 #[derive(Debug)]
 pub(super) struct RunBody(pub(super) NewRunBody);
 
+/// Largest run request (the route's body limit): a run names its tests, it does not carry them.
+pub(super) const MAX_RUN_REQUEST: usize = 1 << 20;
+
+fn run_request_too_large() -> ApiError {
+    ApiError::TooLarge(format!(
+        "the run request is larger than {MAX_RUN_REQUEST} bytes: name the tests by path (GET \
+         /api/tests lists them), and split a very long list into several runs"
+    ))
+}
+
 impl<S: Send + Sync> FromRequest<S> for RunBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        // A declared length over the limit is refused before reading (so a client that sent
+        // `Expect: 100-continue` is told at once, without sending the body).
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_RUN_REQUEST as u64) {
+            return Err(run_request_too_large());
+        }
         let Json(value) = Json::<Value>::from_request(request, state)
             .await
             .map_err(|e| match e {
                 JsonRejection::MissingJsonContentType(_) => ApiError::Unsupported(
                     "send the run as JSON with `Content-Type: application/json`".into(),
                 ),
+                e if e.status() == StatusCode::PAYLOAD_TOO_LARGE => run_request_too_large(),
                 other => ApiError::BadRequest {
                     code: "invalid_json",
                     message: format!(

@@ -43,7 +43,12 @@ pub fn router(harness: Harness) -> Router {
             "/api/tests/{*path}",
             get(catalog::test_source).delete(catalog::delete_test),
         )
-        .route("/api/runs", get(runs::list_runs).post(runs::create_run))
+        .route(
+            "/api/runs",
+            get(runs::list_runs)
+                .post(runs::create_run)
+                .layer(DefaultBodyLimit::max(extract::MAX_RUN_REQUEST)),
+        )
         .route("/api/runs/{id}", get(runs::get_run))
         .route("/api/runs/{id}/log", get(runs::run_log))
         .route("/api/runs/{id}/events", get(events::run_events))

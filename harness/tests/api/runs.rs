@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    SINK_URL, error_of, header, id_of, json_of, parse_log_line, spawn_app, test_statuses,
+    PATIENCE, SINK_URL, error_of, header, id_of, json_of, parse_log_line, spawn_app, test_statuses,
 };
 
 #[tokio::test]
@@ -409,4 +409,54 @@ async fn a_test_gets_its_run_env_user_sink_and_a_private_key_prefix() {
         prefixes.push(prefix.to_owned());
     }
     assert_ne!(prefixes[0], prefixes[1], "each run has its own key prefix");
+}
+
+#[tokio::test]
+async fn an_oversized_run_request_is_413_and_creates_nothing() {
+    let app = spawn_app(|_| {}).await;
+    let huge = "x".repeat(3 << 20);
+    let body = error_of(
+        app.post_json(
+            "/api/runs",
+            &serde_json::json!({"username": huge, "env_id": 1, "tests": ["pass.sh"]}),
+        )
+        .await,
+        413,
+        "too_large",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("name the tests by path")),
+        "{body}"
+    );
+    let runs = app.get_json("/api/runs").await;
+    assert_eq!(runs["runs"], serde_json::json!([]), "nothing was created");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_with_expect_continue_is_413_before_the_body() {
+    use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _};
+    let app = spawn_app(|_| {}).await;
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/runs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
+         Content-Length: 5000000\r\nExpect: 100-continue\r\n\r\n",
+        app.addr
+    );
+    stream
+        .write_all(head.as_bytes())
+        .await
+        .expect("send headers");
+    // No body is sent: the answer must not be `100 Continue` but the refusal.
+    let mut reader = tokio::io::BufReader::new(stream);
+    let mut status = String::new();
+    tokio::time::timeout(PATIENCE, reader.read_line(&mut status))
+        .await
+        .expect("an answer without the body")
+        .expect("read");
+    assert!(status.starts_with("HTTP/1.1 413"), "{status:?}");
 }
