@@ -227,3 +227,51 @@ async fn serve_started_outside_the_repository_shows_and_runs_the_samples_built_i
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn tests_of_a_server_with_a_token_can_read_their_own_callbacks() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = Launch::serve(dir.path(), SAMPLE_TESTS, &["--token", "s3cret-42"])
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .spawn()
+        .await?;
+    let http = server.http();
+    let (status, run) = read(
+        http.post(server.at("/api/runs"))
+            .bearer_auth("s3cret-42")
+            .json(&json!({ "username": "ann", "env_id": 1, "tests": ["smoke/sink_roundtrip.sh"] }))
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(status == 201, "POST /api/runs answered {status}: {run}");
+    let id = run["id"].as_i64().context("run id")?;
+    // The followed log ends when the run does.
+    let log = tokio::time::timeout(
+        crate::helpers::RUN_TIMEOUT,
+        http.get(server.at(&format!("/api/runs/{id}/log?follow=true")))
+            .bearer_auth("s3cret-42")
+            .send()
+            .await?
+            .text(),
+    )
+    .await
+    .context("the run ends in time")??;
+    let (_, finished) = read(
+        http.get(server.at(&format!("/api/runs/{id}")))
+            .bearer_auth("s3cret-42")
+            .send()
+            .await?,
+    )
+    .await?;
+    ensure!(
+        finished["status"] == "passed",
+        "the sample reads its callback with the token it was handed: {finished}\nlog:\n{log}"
+    );
+    ensure!(
+        !log.contains("s3cret-42"),
+        "the token is never logged:\n{log}"
+    );
+    Ok(())
+}

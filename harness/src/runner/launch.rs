@@ -95,6 +95,12 @@ impl Harness {
             // Keep `__pycache__` out of the catalog.
             ("PYTHONDONTWRITEBYTECODE".into(), "1".into()),
         ];
+        // With --token the sink's reads need it, and a test must read its own callbacks. (Not a
+        // narrower credential: tests run as the server's user, who can read its environment
+        // anyway; the token is never written to a log.)
+        if let Some(token) = &config.token {
+            env.push(("EVENTUAL_TOKEN".into(), token.clone()));
+        }
         // For every Python test, uploads included: the `eventual` package (`import eventual`),
         // then the sample tests' own helpers (`_lib`: `import demo`), then the server's own.
         let lib = config
