@@ -3,24 +3,10 @@
 //! its JSON in the API's shape (`runs --json` is `GET /api/runs`, `show --json` is
 //! `GET /api/runs/{id}`, `wait --count N` is `GET /callbacks/{key}/all`).
 
-use std::time::Duration;
-
 use anyhow::{Context as _, ensure};
 use serde_json::{Value, json};
 
-use crate::helpers::{FIXTURE_TESTS, Launch, Running, spawn_eventual};
-
-const CLI_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn cli(server: &Running, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(&["--url", &server.url]);
-    Launch::client(&all).output(CLI_TIMEOUT).await
-}
+use crate::helpers::{CLI_TIMEOUT, FIXTURE_TESTS, Launch, Running, cli, spawn_eventual, text};
 
 /// stdout parsed as one JSON document.
 fn json_of(out: &std::process::Output) -> anyhow::Result<Value> {

@@ -1,25 +1,11 @@
 //! The client commands CI scripts rely on: `eventual run` (streamed log, summary, exit codes),
 //! `upload`, `runs`, `show` — against a real `eventual serve`.
 
-use std::time::Duration;
-
 use anyhow::ensure;
 use serde_json::Value;
 use tokio::io::AsyncBufReadExt as _;
 
-use crate::helpers::{FIXTURE_TESTS, Launch, Running};
-
-const CLI_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-async fn cli(server: &Running, args: &[&str]) -> anyhow::Result<std::process::Output> {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend_from_slice(&["--url", &server.url]);
-    Launch::client(&all).output(CLI_TIMEOUT).await
-}
+use crate::helpers::{CLI_TIMEOUT, FIXTURE_TESTS, Launch, cli, text};
 
 #[tokio::test]
 async fn run_streams_the_log_prints_a_summary_and_exits_0_only_when_the_run_passed()

@@ -750,3 +750,20 @@ pub(crate) async fn kill_processes_in(dir: &Path, timeout: Duration) -> anyhow::
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+// ---- Client commands ----
+
+/// How long a client command (`eventual run …`) may take.
+pub(crate) const CLI_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A child's output as text.
+pub(crate) fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs the client command `eventual ARGS… --url SERVER` to its end.
+pub(crate) async fn cli(server: &Running, args: &[&str]) -> anyhow::Result<Output> {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--url", &server.url]);
+    Launch::client(&all).output(CLI_TIMEOUT).await
+}
