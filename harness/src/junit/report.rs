@@ -295,9 +295,10 @@ fn between(from: &str, to: &str) -> Option<f64> {
     Some(to.duration_since(from).ok()?.as_secs_f64())
 }
 
-/// `1.5` → `1.500` (JUnit's `SUREFIRE_TIME`: at most three decimals).
+/// `1.5` → `1.500` (JUnit's `SUREFIRE_TIME`: digits, at most three decimals, no sign — and an
+/// empty sum of `f64`s is `-0.0`).
 fn time_text(seconds: f64) -> String {
-    format!("{:.3}", seconds.max(0.0))
+    format!("{:.3}", if seconds > 0.0 { seconds } else { 0.0 })
 }
 
 /// Whether XML 1.0 can carry `c` at all (even escaped).
@@ -649,6 +650,14 @@ mod tests {
             xml.contains(r#"tests="3" failures="0" errors="1" skipped="1""#),
             "{xml}"
         );
+    }
+
+    #[test]
+    fn times_have_three_decimals_and_never_a_sign() {
+        let none: [f64; 0] = [];
+        assert_eq!(time_text(none.iter().sum()), "0.000");
+        assert_eq!(time_text(-1.0), "0.000");
+        assert_eq!(time_text(1234.5678), "1234.568");
     }
 
     #[test]
