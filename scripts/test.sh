@@ -61,6 +61,15 @@ env -u EVENTUAL_SINK_URL -u EVENTUAL_KEY_PREFIX EVENTUAL_BIN="$PWD/target/debug/
   "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider python/tests
 "$pyenv_dir/venv/bin/python" -m mypy --strict --cache-dir "$pyenv_dir/mypy" python/src python/tests
 
+# JUnit XML (tests/junit): the reports of real runs — `eventual run --junit FILE` and
+# GET /api/runs/{id}/junit.xml from a real `eventual serve` of the debug binary — validated against
+# the Jenkins xunit plugin's JUnit schema (fixtures/junit/junit-10.xsd) with xmlschema and parsed
+# back with junitparser, as CI test reporters read them. Both from PyPI, into the same virtualenv.
+echo "==> JUnit XML (tests/junit: xmlschema against junit-10.xsd, junitparser)"
+"$pyenv_dir/venv/bin/python" -m pip install --quiet junitparser xmlschema
+env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
+  "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/junit
+
 # Browser tests of the web UI (tests/browser): Debian's headless Chromium driven by playwright-core
 # under node's own test runner, against the debug binary the cargo tests built. They are part of the
 # suite, so a machine that cannot get Chromium or Node fails here instead of skipping them.

@@ -212,6 +212,16 @@ impl Client {
         }))
     }
 
+    /// The run as JUnit XML (`GET /api/runs/{id}/junit.xml`).
+    pub async fn junit(&self, id: i64) -> Result<String, ClientError> {
+        let path = format!("/api/runs/{id}/junit.xml");
+        self.send(self.req(reqwest::Method::GET, &path))
+            .await?
+            .text()
+            .await
+            .map_err(|source| self.connect(source))
+    }
+
     /// Cancels a run.
     pub async fn cancel(&self, id: i64) -> Result<Run, ClientError> {
         self.json(self.req(reqwest::Method::POST, &format!("/api/runs/{id}/cancel")))

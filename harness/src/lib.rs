@@ -15,6 +15,7 @@
 //! - `scripts.rs` — `eventual.toml`: scripts beside the tests, parsed and validated whole.
 //! - `services/` — running those scripts around the tests: board of states, probes, cleanup.
 //! - `logs.rs` — per-run log files and followers woken as they grow.
+//! - `junit/` — a run as JUnit XML: each test's log section, pytest's own cases, CI's mapping.
 //! - `history/` — run history behind one async interface; SQLite (WAL, migrations) today.
 //! - `routes/` — the HTTP API (`router()`) by concern, typed extractors; `error.rs` — the
 //!   harness's error and the API error body.
@@ -27,6 +28,7 @@ mod config;
 mod error;
 mod exec;
 mod history;
+mod junit;
 mod logs;
 mod model;
 mod phases;

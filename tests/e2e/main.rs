@@ -19,6 +19,8 @@
 //!   a callback that never comes times the run out, `count=2`, cancel while awaiting, isolation of
 //!   runs, the pytest samples of `async_job` (one through the `eventual_sink` fixture, with nothing
 //!   installed); a relative `--data-dir` (ignored: a known bug).
+//! - `junit.rs` — `eventual run --junit FILE`: a testcase per pytest case, the exit code kept, an
+//!   unwritable path refused before a run is submitted.
 //! - `readme.rs` — the README's tours, extracted from `README.md` and run as written with bash;
 //!   the README and `docs/` stand alone (nothing outside the repository, no dead relative links).
 
@@ -29,6 +31,7 @@ mod harness_restart;
 mod harness_serve;
 mod harness_stop;
 mod helpers;
+mod junit;
 mod limits;
 mod phased;
 mod readme;

@@ -72,6 +72,10 @@ const NOT_TOURS: &[(&str, &str)] = &[
         "a synopsis with placeholders (`KEY`, `[--overwrite]`)",
     ),
     (
+        "JUnit XML in CI",
+        "the CI step a pipeline runs against its own server; tests/e2e/junit.rs runs `run --junit`",
+    ),
+    (
         "Python package and pytest plugin",
         "`pip install` into the reader's Python; `scripts/test.sh` installs it into a fresh \
          virtualenv and runs its suite",

@@ -252,7 +252,7 @@ impl RunContext<'_> {
                 ),
             }
         };
-        let outcome = match harness.spec_for(run, &test.path, self.work) {
+        let outcome = match harness.spec_for(run, i, &test.path, self.work) {
             Ok(mut spec) => {
                 spec.env.extend(extra_env.iter().cloned());
                 exec::run(

@@ -27,10 +27,19 @@ impl Harness {
         self.run_dir(id).join("log.txt")
     }
 
-    /// How to run one test, or why it cannot be run.
+    /// Where pytest writes the JUnit XML of test `i` (0-based) of run `id`:
+    /// `<run dir>/junit/<i+1>.xml` (numbered as the log's `start … (n/N)` lines).
+    pub fn junit_path(&self, id: i64, i: usize) -> PathBuf {
+        self.run_dir(id)
+            .join("junit")
+            .join(format!("{}.xml", i + 1))
+    }
+
+    /// How to run test `i` of `run`, or why it cannot be run.
     pub(super) fn spec_for(
         &self,
         run: &Run,
+        i: usize,
         path: &str,
         work: &std::path::Path,
     ) -> Result<Spec, String> {
@@ -55,6 +64,11 @@ impl Harness {
                     "-p".into(),
                     "no:cacheprovider".into(),
                 ];
+                // Its cases one by one for `GET /api/runs/{id}/junit.xml`, each with its own
+                // captured output (pytest creates the directory).
+                let mut junitxml = OsString::from("--junitxml=");
+                junitxml.push(self.junit_path(run.id, i));
+                argv.extend([junitxml, "-o".into(), "junit_logging=all".into()]);
                 // The `eventual_sink`/`callback_key` fixtures, from the package on PYTHONPATH
                 // (an installed copy's entry point has the same name, so it is loaded once).
                 if self.inner.config.python_path.is_some() {
