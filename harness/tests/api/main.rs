@@ -9,6 +9,7 @@ mod envs;
 mod events;
 mod handover;
 mod helpers;
+mod logs;
 mod phased;
 mod restart;
 mod runs;
