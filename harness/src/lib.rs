@@ -14,7 +14,8 @@
 //! - `phases.rs` — phased runs: announce lines, the await phase on the sink, the callbacks file.
 //! - `scripts.rs` — `eventual.toml`: scripts beside the tests, parsed and validated whole.
 //! - `services/` — running those scripts around the tests: board of states, probes, cleanup.
-//! - `logs.rs` — per-run log files and followers woken as they grow.
+//! - `logs.rs` — per-run log files and followers woken as they grow; `log_index.rs` — where
+//!   their lines and test sections are, for ranges and search.
 //! - `junit/` — a run as JUnit XML: each test's log section, pytest's own cases, CI's mapping.
 //! - `history/` — run history behind one async interface; SQLite (WAL, migrations) today.
 //! - `routes/` — the HTTP API (`router()`) by concern, typed extractors; `error.rs` — the
@@ -29,6 +30,7 @@ mod error;
 mod exec;
 mod history;
 mod junit;
+mod log_index;
 mod logs;
 mod model;
 mod phases;

@@ -122,9 +122,18 @@ pub(crate) fn follow_file(
     path: PathBuf,
     progress: Option<watch::Receiver<Progress>>,
 ) -> impl futures_util::Stream<Item = io::Result<bytes::Bytes>> {
+    follow_file_from(path, progress, 0)
+}
+
+/// [`follow_file`] from byte `start` (the start of a line) on.
+pub(crate) fn follow_file_from(
+    path: PathBuf,
+    progress: Option<watch::Receiver<Progress>>,
+    start: u64,
+) -> impl futures_util::Stream<Item = io::Result<bytes::Bytes>> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     futures_util::stream::unfold(
-        (path, progress, 0u64, Vec::new(), false),
+        (path, progress, start, Vec::new(), false),
         |(path, mut progress, mut offset, mut partial, mut finished)| async move {
             loop {
                 if finished {

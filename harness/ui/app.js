@@ -1,6 +1,8 @@
 // Eventual's web UI: plain JavaScript, no build step, served from the binary.
-// Views (hash routes): #/ runs + forms, #/runs/ID run page, #/envs board, #/sink keys and records.
-// Live updates come from Server-Sent Events: /api/events (runs, envs) and /api/runs/ID/events.
+// Views (hash routes): #/ runs + forms, #/runs/ID run page (#/runs/ID?line=N: at log line N), #/envs
+// board, #/sink keys and records.
+// Live updates come from Server-Sent Events on /api/events (runs, envs); a running log is followed
+// with one streamed GET /api/runs/ID/log?follow=true&offset=N.
 "use strict";
 
 const $ = (sel, root = document) => root.querySelector(sel);
@@ -70,16 +72,22 @@ function connectEvents() {
 
 // ---- router -----------------------------------------------------------------------------
 let cleanup = () => {};
+let shownRun = null; // the run page on screen: a link to one of its lines scrolls, it does not reload
 function route() {
+  const hash = location.hash || "#/";
+  let m = hash.match(/^#\/runs\/(\d+)(?:\?line=(\d+))?/);
+  if (m && shownRun && shownRun.id === Number(m[1])) {
+    if (m[2]) shownRun.goToLine(Number(m[2]));
+    return;
+  }
+  shownRun = null;
   cleanup();
   cleanup = () => {};
   listeners.clear();
-  const hash = location.hash || "#/";
   const main = $("#main");
   main.replaceChildren();
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.remove("active");
-  let m;
-  if ((m = hash.match(/^#\/runs\/(\d+)/))) { mark("runs"); runPage(main, Number(m[1])); }
+  if (m) { mark("runs"); shownRun = runPage(main, Number(m[1]), m[2] ? Number(m[2]) : 0); }
   else if (hash.startsWith("#/envs")) { mark("envs"); envsPage(main); }
   else if (hash.startsWith("#/sink")) { mark("sink"); sinkPage(main, decodeURIComponent(hash.slice(7))); }
   else { mark("runs"); runsPage(main); }
@@ -232,16 +240,15 @@ function uploadForm() {
 }
 
 // ---- run page ---------------------------------------------------------------------------
-function runPage(main, id) {
+function runPage(main, id, line) {
   main.append(view("run-view"));
-  const logPre = $("#log");
-  const follow = $("#follow");
   let run = null;
-  logPre.addEventListener("scroll", () => {
-    // Scrolling up stops following; scrolling back to the bottom resumes it.
-    const atBottom = logPre.scrollHeight - logPre.scrollTop - logPre.clientHeight < 24;
-    follow.checked = atBottom;
+  let eventSeen = false;
+  const log = logViewer($("#log"), id, {
+    follow: $("#follow"), search: $("#log-search"), count: $("#search-count"),
+    prev: $("#search-prev"), next: $("#search-next"),
   });
+  $("#download").href = `/api/runs/${id}/log?download=true`;
   function render(r) {
     run = r;
     for (const [k, v] of Object.entries({ id: `#${r.id}`, username: r.username, env_id: r.env_id, created_at: r.created_at, duration: duration(r), phase: r.phase || "—" }))
@@ -274,14 +281,6 @@ function runPage(main, id) {
     const finished = !["queued", "running"].includes(r.status);
     $("#cancel").disabled = finished;
   }
-  function appendLine(line) {
-    const m = line.match(/^(\S+) (out|err|---|\S+\/(?:out|err)) (.*)$/);
-    const div = m
-      ? el("div", { class: m[2] === "---" ? "h" : m[2].endsWith("err") ? "err" : "" }, el("span", { class: "ts" }, `${m[1]} `), `${m[2]} ${m[3]}`)
-      : el("div", {}, line);
-    logPre.append(div);
-    if (follow.checked) logPre.scrollTop = logPre.scrollHeight;
-  }
   $("#cancel").addEventListener("click", async () => {
     $("#cancel").disabled = true;
     try { render(await api(`/api/runs/${id}/cancel`, { method: "POST" })); } catch (err) { alert(err.message); }
@@ -289,54 +288,458 @@ function runPage(main, id) {
   $("#rerun").addEventListener("click", async () => {
     try { const r = await api(`/api/runs/${id}/rerun`, { method: "POST" }); location.hash = `#/runs/${r.id}`; } catch (err) { alert(err.message); }
   });
-  const source = new EventSource(`/api/runs/${id}/events`);
-  source.addEventListener("run", (e) => render(JSON.parse(e.data)));
-  source.addEventListener("log", (e) => appendLine(e.data));
-  source.onerror = () => { source.close(); if (!run) api(`/api/runs/${id}`).then(render).catch((err) => { logPre.textContent = err.message; }); };
+  // Changes come over the page's one /api/events connection (the per-run stream would send the
+  // whole log again, line by line). As on the runs page, an event's state wins over the fetched one.
+  listeners.add((kind, data) => { if (kind === "run" && data.id === id) { eventSeen = true; render(data); } });
+  api(`/api/runs/${id}`).then((r) => {
+    if (!eventSeen) render(r);
+    log.open(!["queued", "running"].includes(r.status), line);
+  }).catch((err) => log.fail(err.message));
   const tick = setInterval(() => { if (run && run.status === "running") $("[data-f=duration]").textContent = duration(run); }, 1000);
-  cleanup = () => { source.close(); clearInterval(tick); };
+  cleanup = () => { log.close(); clearInterval(tick); };
+  return { id, goToLine: (n) => log.goToLine(n) };
+}
+
+// ---- the log viewer ---------------------------------------------------------------------
+// Renders only the rows in view (fixed-height lines in a tall spacer), so its cost does not grow
+// with the log. Lines are fetched by range (`?offset=&limit=`): the tail first, the rest in chunks
+// as they scroll into view; a running log is followed with one streamed `?follow=true&offset=`.
+// Test sections come from /log/sections (and from followed lines), search from /log/search.
+
+const LINE_PX = 18;          // the row height: .log .row in style.css
+const CHUNK = 1000;          // lines per range request
+const MAX_PX = 15_000_000;   // past this the spacer is scaled (browsers cap element heights)
+const KEEP_CHUNKS = 400;     // loaded chunks kept in memory (the farthest are dropped)
+const FAILED = new Set(["failed", "error", "timed_out"]);
+
+// SGR colour codes → classes (`ansi-fg-31`, `ansi-bg-42`, `ansi-bold`…); other escapes dropped.
+function ansiSegments(text) {
+  if (!text.includes("\x1b")) return [[text, ""]];
+  const out = [];
+  let fg = "", bg = "", bold = false, faint = false, italic = false, under = false, last = 0;
+  const cls = () => [fg, bg, bold && "ansi-bold", faint && "ansi-faint", italic && "ansi-italic", under && "ansi-under"].filter(Boolean).join(" ");
+  const re = /\x1b\[([0-9;?]*)([A-Za-z])/g;
+  let m;
+  while ((m = re.exec(text))) {
+    if (m.index > last) out.push([text.slice(last, m.index), cls()]);
+    last = re.lastIndex;
+    if (m[2] !== "m") continue;
+    const codes = m[1] === "" ? [0] : m[1].split(";").map(Number);
+    for (let i = 0; i < codes.length; i++) {
+      const c = codes[i];
+      if (c === 0) { fg = bg = ""; bold = faint = italic = under = false; }
+      else if (c === 1) bold = true;
+      else if (c === 2) faint = true;
+      else if (c === 3) italic = true;
+      else if (c === 4) under = true;
+      else if (c === 22) bold = faint = false;
+      else if (c === 23) italic = false;
+      else if (c === 24) under = false;
+      else if ((c >= 30 && c <= 37) || (c >= 90 && c <= 97)) fg = `ansi-fg-${c}`;
+      else if (c === 39) fg = "";
+      else if ((c >= 40 && c <= 47) || (c >= 100 && c <= 107)) bg = `ansi-bg-${c}`;
+      else if (c === 49) bg = "";
+      else if (c === 38 || c === 48) {
+        // 256-colour and RGB: the 16 basic ones map to classes, the rest to an inline colour.
+        const key = c === 38 ? "fg" : "bg";
+        if (codes[i + 1] === 5) {
+          const n = codes[i + 2];
+          const v = n < 8 ? `ansi-${key}-${(key === "fg" ? 30 : 40) + n}` : n < 16 ? `ansi-${key}-${(key === "fg" ? 90 : 100) + n - 8}` : "";
+          if (key === "fg") fg = v; else bg = v;
+          i += 2;
+        } else if (codes[i + 1] === 2) i += 4;
+      }
+    }
+  }
+  if (last < text.length) out.push([text.slice(last), cls()]);
+  return out;
+}
+
+// Appends `text` to `parent`, with the search term in <mark>.
+function appendMarked(parent, text, cls, needle) {
+  const target = cls ? parent.appendChild(el("span", { class: cls })) : parent;
+  if (!needle) { target.append(text); return; }
+  let at = 0, i;
+  while ((i = text.indexOf(needle, at)) !== -1) {
+    if (i > at) target.append(text.slice(at, i));
+    target.append(el("mark", {}, needle));
+    at = i + needle.length;
+  }
+  if (at < text.length) target.append(text.slice(at));
+}
+
+function logViewer(box, runId, ui) {
+  box.replaceChildren();
+  const space = box.appendChild(el("span", { class: "log-space" }));
+  const rowsEl = space.appendChild(el("span", { class: "log-rows" }));
+  let total = 0;              // lines known to exist
+  const chunks = new Map();   // chunk number → array of lines (holes: not loaded yet)
+  const pending = new Set();  // chunk numbers being fetched
+  const sections = new Map(); // start line → {path, start, end, status, duration_s, collapsed}
+  let hidden = [];            // collapsed line ranges [from, to], sorted
+  let matches = [], current = -1, needle = "", target = -1;
+  let stream = null, closed = false, following = false, frame = 0;
+  const status = (text) => { ui.count.textContent = text; };
+
+  const getLine = (n) => chunks.get(Math.floor(n / CHUNK))?.[n % CHUNK];
+  function setLine(n, text) {
+    const c = Math.floor(n / CHUNK);
+    let arr = chunks.get(c);
+    if (!arr) { arr = []; chunks.set(c, arr); }
+    arr[n % CHUNK] = text;
+  }
+  // The harness's own lines mark the sections: `TS --- start PATH (i/n)`, `TS --- end PATH STATUS exit=N in Xs`.
+  function noteSection(n, text) {
+    if (text.startsWith("--- start ", 24)) {
+      if (!sections.has(n)) sections.set(n, { path: text.slice(34).replace(/ \(\d+\/\d+\)$/, ""), start: n, end: null, status: null, duration_s: null, collapsed: false });
+    } else if (text.startsWith("--- end ", 24)) {
+      const m = text.slice(32).match(/^(.*) (\S+) exit=(\S+) in ([\d.]+)s$/);
+      if (!m) return;
+      const open = [...sections.values()].reverse().find((s) => s.path === m[1] && (s.end === null || s.end === n));
+      if (open) Object.assign(open, { end: n, status: m[2], duration_s: Number(m[4]) });
+    }
+  }
+  const sectionOf = (n) => {
+    let found = null;
+    for (const s of sections.values()) if (s.start <= n && (s.end === null ? n < total : n <= s.end)) found = s;
+    return found;
+  };
+  function rebuildHidden() {
+    hidden = [...sections.values()].filter((s) => s.collapsed)
+      .map((s) => [s.start + 1, s.end === null ? Math.max(s.start, total - 1) : s.end])
+      .filter(([a, b]) => b >= a).sort((a, b) => a[0] - b[0]);
+  }
+  const hiddenCount = () => hidden.reduce((n, [a, b]) => n + b - a + 1, 0);
+  const rowCount = () => total - hiddenCount();
+  function rowToLine(r) {
+    let n = r;
+    for (const [a, b] of hidden) { if (a <= n) n += b - a + 1; else break; }
+    return n;
+  }
+  function lineToRow(n) {
+    let r = n;
+    for (const [a, b] of hidden) {
+      if (n > b) r -= b - a + 1;
+      else if (n >= a) return lineToRow(a - 1);
+    }
+    return r;
+  }
+  // Scroll geometry: one row is LINE_PX until the spacer would pass MAX_PX, then rows are scaled.
+  const spaceHeight = () => Math.min(rowCount() * LINE_PX, MAX_PX);
+  function firstRow() {
+    const rows = rowCount(), inView = Math.ceil(box.clientHeight / LINE_PX);
+    const maxScroll = Math.max(1, spaceHeight() - box.clientHeight);
+    if (rows * LINE_PX <= MAX_PX) return Math.floor(box.scrollTop / LINE_PX);
+    return Math.round(Math.min(1, box.scrollTop / maxScroll) * Math.max(0, rows - inView));
+  }
+  function scrollToRow(r, where = "center") {
+    const rows = rowCount(), inView = Math.ceil(box.clientHeight / LINE_PX);
+    const lead = where === "center" ? Math.floor(inView / 2) : 0;
+    const top = Math.max(0, r - lead);
+    if (rows * LINE_PX <= MAX_PX) box.scrollTop = top * LINE_PX;
+    else box.scrollTop = (top / Math.max(1, rows - inView)) * Math.max(1, spaceHeight() - box.clientHeight);
+    draw();
+  }
+  const atBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight < LINE_PX;
+  const toBottom = () => { box.scrollTop = box.scrollHeight; };
+
+  function row(n) {
+    const text = getLine(n);
+    const section = sections.get(n);
+    const inside = sectionOf(n);
+    const classes = ["row"];
+    if (n === target) classes.push("target");
+    if (matches.length && matches[current] === n) classes.push("current");
+    const div = el("div", { "data-line": n + 1 });
+    div.append(el("a", { class: "no", href: `#/runs/${runId}?line=${n + 1}`, tabindex: "-1" }, n + 1));
+    if (text === undefined) {
+      classes.push("loading");
+      div.append("…");
+    } else {
+      const m = text.match(/^(\S+) (out|err|---|\S+\/(?:out|err)) (.*)$/);
+      if (m) {
+        if (m[2] === "---") classes.push("h");
+        else if (m[2].endsWith("err")) classes.push("err");
+        if (section) {
+          div.append(el("button", { type: "button", class: "toggle", "aria-expanded": String(!section.collapsed), "aria-label": `${section.collapsed ? "Expand" : "Collapse"} ${section.path}`, onclick: () => toggle(section) }, section.collapsed ? "▸" : "▾"));
+        }
+        div.append(el("span", { class: "ts" }, `${m[1]} `));
+        appendMarked(div, `${m[2]} `, "", needle);
+        for (const [seg, cls] of ansiSegments(m[3])) appendMarked(div, seg, cls, needle);
+        if (section) {
+          classes.push("section");
+          div.append(" ", el("span", { class: "summary" }, section.status ? badge(section.status) : badge("running"),
+            section.duration_s != null ? ` ${section.duration_s.toFixed(3)}s` : "",
+            section.collapsed && section.end !== null ? ` · ${section.end - section.start} lines hidden` : ""));
+        }
+      } else {
+        for (const [seg, cls] of ansiSegments(text)) appendMarked(div, seg, cls, needle);
+      }
+      if (inside && FAILED.has(inside.status)) classes.push("fail");
+    }
+    div.className = classes.join(" ");
+    return div;
+  }
+
+  function draw() {
+    frame = 0;
+    space.style.height = `${spaceHeight()}px`;
+    const first = firstRow(), inView = Math.ceil(box.clientHeight / LINE_PX) + 2;
+    const rows = rowCount(), last = Math.min(rows, first + inView);
+    const top = rows * LINE_PX <= MAX_PX ? first * LINE_PX : box.scrollTop;
+    rowsEl.style.transform = `translateY(${top}px)`;
+    const nodes = [], wanted = new Set();
+    for (let r = first; r < last; r++) {
+      const n = rowToLine(r);
+      if (getLine(n) === undefined) wanted.add(Math.floor(n / CHUNK));
+      nodes.push(row(n));
+    }
+    rowsEl.replaceChildren(...nodes);
+    for (const c of wanted) fetchChunk(c);
+    evict(Math.floor(rowToLine(first) / CHUNK));
+  }
+  const redraw = () => { if (!frame) frame = requestAnimationFrame(draw); };
+
+  function evict(near) {
+    if (chunks.size <= KEEP_CHUNKS) return;
+    const far = [...chunks.keys()].sort((a, b) => Math.abs(b - near) - Math.abs(a - near));
+    for (const c of far.slice(0, chunks.size - KEEP_CHUNKS)) chunks.delete(c);
+  }
+
+  async function fetchRange(offset, limit) {
+    const res = await fetch(`/api/runs/${runId}/log?offset=${offset}&limit=${limit}`);
+    if (res.status === 401) askForToken();
+    if (!res.ok) throw new Error(`the log answered ${res.status}`);
+    const first = Number(res.headers.get("x-log-offset"));
+    const lines = Number(res.headers.get("x-log-lines"));
+    const text = await res.text();
+    const list = text ? text.slice(0, -1).split("\n") : [];
+    list.forEach((t, i) => setLine(first + i, t));
+    if (!following) total = Math.max(total, lines);
+    return { first, lines, list };
+  }
+  function fetchChunk(c) {
+    if (pending.has(c) || pending.size >= 2 || closed) return;
+    pending.add(c);
+    fetchRange(c * CHUNK, CHUNK).then(() => { pending.delete(c); redraw(); }, () => pending.delete(c));
+  }
+
+  async function followFrom(offset) {
+    following = true;
+    try {
+      const res = await fetch(`/api/runs/${runId}/log?follow=true&offset=${offset}`);
+      if (res.status === 401) askForToken();
+      if (!res.ok || !res.body) return;
+      let n = Number(res.headers.get("x-log-offset"));
+      total = Math.max(total, n);
+      stream = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let partial = "";
+      for (;;) {
+        const { value, done } = await stream.read();
+        if (done || closed) break;
+        const parts = (partial + value).split("\n");
+        partial = parts.pop();
+        for (const t of parts) { setLine(n, t); noteSection(n, t); n++; }
+        total = Math.max(total, n);
+        if (hidden.length) rebuildHidden();
+        if (ui.follow.checked) { space.style.height = `${spaceHeight()}px`; toBottom(); }
+        redraw();
+      }
+    } catch (err) {
+      if (!closed) status(`log stream: ${err.message}`);
+    } finally {
+      following = false;
+    }
+  }
+
+  function toggle(section) {
+    const before = lineToRow(section.start) - firstRow();
+    section.collapsed = !section.collapsed;
+    rebuildHidden();
+    space.style.height = `${spaceHeight()}px`;
+    // Keep the section's header where it was on the screen.
+    scrollToRow(Math.max(0, lineToRow(section.start) - before), "top");
+  }
+
+  function goToLine(n1) {
+    const n = Math.max(0, Math.min(total - 1, n1 - 1));
+    target = n;
+    const s = sectionOf(n);
+    if (s && s.collapsed && n !== s.start) { s.collapsed = false; rebuildHidden(); }
+    ui.follow.checked = false;
+    space.style.height = `${spaceHeight()}px`;
+    scrollToRow(lineToRow(n));
+  }
+
+  async function search() {
+    const q = ui.search.value;
+    if (!q) { needle = ""; matches = []; current = -1; status(""); redraw(); return; }
+    if (q === needle && matches.length) return step(1);
+    status("searching…");
+    const t0 = performance.now();
+    const res = await api(`/api/runs/${runId}/log/search?q=${encodeURIComponent(q)}&limit=10000`);
+    performance.measure("log-search", { start: t0, end: performance.now() });
+    needle = q;
+    matches = res.matches;
+    current = -1;
+    if (!matches.length) { status("no matches"); redraw(); return; }
+    step(1, res);
+  }
+  let lastCount = null;
+  function step(dir, res) {
+    if (res) lastCount = res;
+    if (!matches.length) return;
+    // The first step goes to the first match at or after the view (forward) or before it.
+    if (current === -1) {
+      const here = rowToLine(firstRow());
+      current = dir > 0 ? Math.max(0, matches.findIndex((m) => m >= here)) : matches.length - 1;
+    } else current = (current + dir + matches.length) % matches.length;
+    const more = lastCount && lastCount.truncated ? ` (first ${matches.length} listed)` : "";
+    status(`${current + 1} / ${lastCount ? lastCount.count : matches.length}${more}`);
+    goToLine(matches[current] + 1);
+  }
+  ui.search.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); if (e.shiftKey) step(-1); else search(); } });
+  ui.search.addEventListener("search", () => { if (!ui.search.value) search(); });
+  ui.next.addEventListener("click", () => (ui.search.value === needle ? step(1) : search()));
+  ui.prev.addEventListener("click", () => step(-1));
+
+  box.addEventListener("scroll", () => {
+    // Scrolling up stops following; scrolling back to the bottom resumes it.
+    ui.follow.checked = atBottom();
+    redraw();
+  });
+  ui.follow.addEventListener("change", () => { if (ui.follow.checked) { toBottom(); redraw(); } });
+  new ResizeObserver(redraw).observe(box);
+
+  return {
+    /** Loads the tail (or the linked line's part), the sections, and follows a running log. */
+    async open(finished, line) {
+      const t0 = performance.now();
+      try {
+        const [{ lines }, outline] = await Promise.all([
+          fetchRange(line ? Math.max(0, line - 1 - CHUNK / 2) : -2 * CHUNK, 2 * CHUNK),
+          api(`/api/runs/${runId}/log/sections`).catch(() => ({ sections: [] })),
+        ]);
+        total = Math.max(total, lines);
+        for (const s of outline.sections) if (!sections.has(s.start)) sections.set(s.start, { ...s, collapsed: false });
+        draw();
+        if (line) goToLine(line); else toBottom();
+        draw();
+        // How long the tail took to be on screen, for the browser tests: since this view
+        // opened (`log-open`) and since the page's navigation began (the mark's startTime).
+        performance.measure("log-open", { start: t0, end: performance.now() });
+        performance.mark("log-tail-visible");
+        box.dataset.ready = "true";
+      } catch (err) {
+        status(err.message);
+      }
+      if (!finished && !closed) followFrom(total);
+    },
+    goToLine,
+    fail(message) { rowsEl.replaceChildren(el("div", { class: "row" }, message)); },
+    close() { closed = true; if (stream) stream.cancel().catch(() => {}); },
+  };
 }
 
 // ---- environments board -----------------------------------------------------------------
+// One compact row per environment, busy and paused first; a filter; each busy one with its run,
+// user, since, services, and its queue with the users waiting. Rows are re-sorted once a frame,
+// however many changes arrive; usernames of queued runs come from one /api/runs?status=queued
+// fetch and then from the run events.
+const STATE_ORDER = { busy: 0, paused: 1, free: 2 };
 function envsPage(main) {
   main.append(view("envs-view"));
   const board = $("#board");
-  const cards = new Map();
-  function card(env) {
+  const filterInput = $("#env-filter");
+  const rows = new Map();   // env id → {env, node}
+  const runs = new Map();   // run id → run (queued and running ones, for users and services)
+  const live = new Map();   // as in the runs table: state from /api/events wins over the fetched list
+  let frame = 0;
+
+  const who = (runId) => runs.get(runId)?.username;
+  function services(env) {
+    const run = env.run_id && runs.get(env.run_id);
+    const up = run ? (run.scripts || []).filter((x) => x.name !== "tests" && (x.state === "running" || x.state === "ready")) : [];
+    return up.length ? `services: ${up.map((x) => `${x.name} (${x.state})`).join(", ")}` : "";
+  }
+  function rowFor(env) {
     const state = env.state;
-    const c = el("article", { class: `env ${state}`, "data-env": env.id, "aria-label": `Environment ${env.id}: ${state}` },
-      el("h3", {}, `Env ${env.id}`, badge(state)),
-      env.run_id ? el("p", {}, "run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : "") : el("p", {}, "\u00a0"),
-      env.since ? el("p", {}, `since ${new Date(env.since).toLocaleTimeString()}`) : el("p", {}, "\u00a0"),
-      el("p", { class: "queue" }, `queue: ${env.queued.length}`),
-      env.run_id ? el("p", { class: "services", "data-run": env.run_id }) : "",
+    const queue = env.queued.map((q, i) => [i ? ", " : " — ", el("a", { href: `#/runs/${q}` }, `#${q}`), who(q) ? ` ${who(q)}` : ""]);
+    return el("article", { class: `env ${state}`, "data-env": env.id, "aria-label": `Environment ${env.id}: ${state}` },
+      el("h3", {}, `Env ${env.id}`), badge(state),
+      el("p", { class: "holder" }, env.run_id ? ["run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : ""] : ""),
+      el("p", { class: "since", title: env.since || "" }, env.since ? `since ${new Date(env.since).toLocaleTimeString()}` : ""),
+      el("p", { class: "queue" }, `queue: ${env.queued.length}`, queue.flat()),
+      el("p", { class: "services", "data-run": env.run_id ?? "" }, services(env)),
       el("button", { type: "button", onclick: async () => {
         const updated = await api(`/api/envs/${env.id}/${state === "paused" ? "resume" : "pause"}`, { method: "POST" });
         put(updated);
       } }, state === "paused" ? "Resume" : "Pause"));
-    return c;
   }
-  // A busy environment shows the services its run has up (scripts running or ready).
-  function showServices(run) {
-    const p = board.querySelector(`.services[data-run="${run.id}"]`);
-    if (!p) return;
-    const up = (run.scripts || []).filter((x) => x.name !== "tests" && (x.state === "running" || x.state === "ready"));
-    p.textContent = up.length ? `services: ${up.map((x) => `${x.name} (${x.state})`).join(", ")}` : "";
+  // What the filter box matches: `7` an environment (or run) number, other text the state, the
+  // holder and the users in the queue.
+  function matches(env, q) {
+    if (!q) return true;
+    if (/^#?\d+$/.test(q)) {
+      const n = Number(q.replace("#", ""));
+      return q.startsWith("#") ? env.run_id === n || env.queued.includes(n) : env.id === n;
+    }
+    const text = [env.state, env.username || "", ...env.queued.map((r) => who(r) || "")].join(" ").toLowerCase();
+    return q.toLowerCase().split(/\s+/).every((word) => text.includes(word));
   }
+  function layout() {
+    frame = 0;
+    const q = filterInput.value.trim();
+    const sorted = [...rows.values()].sort((a, b) => (STATE_ORDER[a.env.state] - STATE_ORDER[b.env.state]) || a.env.id - b.env.id);
+    let shown = 0;
+    const counts = { busy: 0, paused: 0, free: 0 };
+    let waiting = 0;
+    for (const { env, node } of sorted) {
+      counts[env.state] = (counts[env.state] || 0) + 1;
+      waiting += env.queued.length;
+      node.hidden = !matches(env, q);
+      if (!node.hidden) shown++;
+    }
+    // Moves only what is out of place, so a change that keeps the order moves nothing.
+    let prev = null;
+    for (const { node } of sorted) {
+      const want = prev ? prev.nextSibling : board.firstChild;
+      if (want !== node) board.insertBefore(node, want);
+      prev = node;
+    }
+    $("#env-summary").textContent = `${counts.busy} busy · ${counts.paused} paused · ${counts.free} free · ${waiting} queued` + (q ? ` · ${shown} shown` : "");
+  }
+  const relayout = () => { if (!frame) frame = requestAnimationFrame(layout); };
   function put(env) {
-    const c = card(env);
-    const old = cards.get(env.id);
-    if (old) old.replaceWith(c); else board.append(c);
-    cards.set(env.id, c);
-    if (env.run_id) api(`/api/runs/${env.run_id}`).then(showServices).catch(() => {});
+    const node = rowFor(env);
+    const old = rows.get(env.id);
+    if (old) old.node.replaceWith(node); else board.append(node);
+    rows.set(env.id, { env, node });
+    relayout();
   }
-  // As in the runs table: an environment's state from /api/events wins over the fetched list.
-  const live = new Map();
-  api("/api/envs").then((envs) => envs.forEach((env) => put(live.get(env.id) || env)));
+  filterInput.addEventListener("input", relayout);
   listeners.add((kind, data) => {
     if (kind === "env") { live.set(data.id, data); put(data); }
-    if (kind === "run") showServices(data);
+    if (kind === "run") {
+      const known = runs.has(data.id);
+      if (data.status === "queued" || data.status === "running") runs.set(data.id, data); else runs.delete(data.id);
+      // A new user name, or services that changed: redraw the environment that shows this run.
+      for (const { env } of rows.values()) if (env.run_id === data.id || (!known && env.queued.includes(data.id))) put(env);
+    }
   });
+  Promise.all([
+    api("/api/runs?status=queued&limit=1000").catch(() => ({ runs: [] })),
+    api("/api/runs?status=running&limit=1000").catch(() => ({ runs: [] })),
+  ]).then(([q, r]) => {
+    for (const run of [...q.runs, ...r.runs]) if (!runs.has(run.id)) runs.set(run.id, run);
+    return api("/api/envs");
+  }).then((envs) => {
+    envs.forEach((env) => put(live.get(env.id) || env));
+    layout();
+    performance.mark("envs-ready");
+    board.dataset.ready = "true";
+  });
+  cleanup = () => { if (frame) cancelAnimationFrame(frame); };
 }
 
 // ---- sink view --------------------------------------------------------------------------

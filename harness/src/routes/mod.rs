@@ -6,6 +6,8 @@
 //! - `runs.rs` — runs: create, list, read, log, cancel, rerun; `new_run.rs` — the typed, validated
 //!   run request; `query.rs` — their query parameters.
 //! - `junit.rs` — a run as JUnit XML.
+//! - `logs.rs` — a run's log by parts: line ranges, follow from a line, download, sections,
+//!   search (the whole log and `?follow=true` stay in `runs.rs`).
 //! - `events.rs` — Server-Sent Events of one run and of everything.
 //! - `envs.rs` — the environments board, pause and resume.
 //! - `extract.rs` — extractors whose rejections are the API error body; the `405` answer.
@@ -17,6 +19,7 @@ mod envs;
 mod events;
 mod extract;
 mod junit;
+mod logs;
 mod new_run;
 mod query;
 mod runs;
@@ -54,6 +57,8 @@ pub fn router(harness: Harness) -> Router {
         .route("/api/runs/{id}", get(runs::get_run))
         .route("/api/runs/{id}/log", get(runs::run_log))
         .route("/api/runs/{id}/junit.xml", get(junit::run_junit))
+        .route("/api/runs/{id}/log/sections", get(logs::sections))
+        .route("/api/runs/{id}/log/search", get(logs::search))
         .route("/api/runs/{id}/events", get(events::run_events))
         .route("/api/runs/{id}/cancel", post(runs::cancel_run))
         .route("/api/runs/{id}/rerun", post(runs::rerun))

@@ -15,7 +15,7 @@ use crate::{error::ApiError, runner::Harness};
 use super::{
     extract::{ApiQuery, RunBody, RunId},
     new_run::NewRun,
-    query::{ListQuery, LogQuery},
+    query::{ListQuery, LogQuery, LogRequest},
 };
 
 pub(super) async fn create_run(
@@ -54,8 +54,16 @@ pub(super) async fn run_log(
     RunId(id): RunId,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> Result<Response, ApiError> {
+    let request = q.request()?;
     h.get_run(id).await?;
-    let follow = q.follow();
+    let follow = match request {
+        LogRequest::Whole { follow } => follow,
+        LogRequest::Lines { offset, limit } => {
+            return super::logs::lines(&h, id, offset, limit).await;
+        }
+        LogRequest::FollowFrom { offset } => return super::logs::follow_from(&h, id, offset).await,
+        LogRequest::Download => return super::logs::download(&h, id).await,
+    };
     let progress = if follow { h.log_progress(id) } else { None };
     let stream = crate::logs::follow_file(h.log_path(id), progress)
         .take_until(h.stopping().cancelled_owned());

@@ -52,6 +52,9 @@ pub(super) struct Inner {
     /// Cancelled when the server stops: running runs end `interrupted`, nothing new starts, and
     /// streams (events, log follows) end so the server can exit.
     pub(super) stopping: CancellationToken,
+    /// Where the lines of recently read logs start, so a range or the tail of a long log is read
+    /// without scanning it again (`log_index.rs`).
+    pub(super) log_indexes: crate::log_index::LogIndexes,
 }
 
 /// A live run's switches.
@@ -83,6 +86,14 @@ impl Harness {
     /// A receiver that changes as the run's log grows, while the run is live.
     pub(crate) fn log_progress(&self, id: i64) -> Option<watch::Receiver<crate::logs::Progress>> {
         self.inner.active.get(&id).map(|a| a.log.follow())
+    }
+
+    /// The line index of run `id`'s log (refresh it before use).
+    pub(crate) fn log_index(
+        &self,
+        id: i64,
+    ) -> Arc<parking_lot::Mutex<crate::log_index::LineIndex>> {
+        self.inner.log_indexes.of(id)
     }
 
     /// A receiver that turns true when the run has its final status, while the run is live.

@@ -42,6 +42,7 @@ impl Harness {
                 pytest_ok: OnceLock::new(),
                 admission: tokio::sync::Mutex::new(()),
                 stopping: CancellationToken::new(),
+                log_indexes: Default::default(),
                 config,
             }),
         };

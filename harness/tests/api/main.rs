@@ -10,6 +10,7 @@ mod events;
 mod handover;
 mod helpers;
 mod junit;
+mod logs;
 mod phased;
 mod restart;
 mod runs;
