@@ -170,6 +170,19 @@ impl Envs {
     pub fn views(&self) -> Vec<EnvView> {
         (1..=self.count).filter_map(|id| self.view(id)).collect()
     }
+
+    /// The environment a run with no preference should go to: a free one, else the one with the
+    /// shortest queue (lowest id on a tie); never a paused one. A hint, not a claim: the caller
+    /// submits to it, serialised with every other submission (the harness's admission lock).
+    pub fn least_busy(&self) -> Option<u32> {
+        (1..=self.count)
+            .filter_map(|id| {
+                let slot = self.slots.get(&id)?;
+                (!slot.paused).then(|| (slot.holder.is_some(), slot.queue.len(), id))
+            })
+            .min()
+            .map(|(_, _, id)| id)
+    }
 }
 
 fn promote(slot: &mut Slot) -> Option<i64> {
@@ -243,6 +256,13 @@ impl Claims {
     pub(crate) async fn view(&self, env: u32) -> Option<EnvView> {
         match self {
             Self::Local(envs) => envs.view(env),
+        }
+    }
+
+    /// A free environment, else the one with the shortest queue; none if all are paused.
+    pub(crate) async fn least_busy(&self) -> Option<u32> {
+        match self {
+            Self::Local(envs) => envs.least_busy(),
         }
     }
 
@@ -324,5 +344,24 @@ mod tests {
         });
         assert_eq!(holders, 1);
         assert_eq!(envs.view(1).map(|v| v.queued.len()), Some(7999));
+    }
+
+    #[test]
+    fn least_busy_prefers_a_free_environment_then_the_shortest_queue_and_never_a_paused_one() {
+        let envs = Envs::new(3);
+        assert_eq!(envs.least_busy(), Some(1));
+        envs.submit(1, 10);
+        assert_eq!(envs.least_busy(), Some(2), "1 is busy");
+        envs.submit(2, 11);
+        envs.pause(3);
+        envs.submit(1, 12);
+        assert_eq!(
+            envs.least_busy(),
+            Some(2),
+            "2's queue is shorter than 1's; 3 is paused"
+        );
+        envs.pause(1);
+        envs.pause(2);
+        assert_eq!(envs.least_busy(), None);
     }
 }

@@ -43,6 +43,11 @@ pub enum HarnessError {
     /// A catalog file could not be deleted.
     #[error(transparent)]
     Delete(#[from] crate::catalog::DeleteError),
+    /// A run for any environment, but every one is paused.
+    #[error(
+        "every environment is paused: resume one (POST /api/envs/{{id}}/resume) or name an env_id"
+    )]
+    AllPaused,
     /// A test of a new run was deleted between validation and admission.
     #[error("unknown test {0}")]
     TestGone(String),
@@ -115,9 +120,9 @@ impl From<HarnessError> for ApiError {
             HarnessError::UnknownRun(_) | HarnessError::UnknownEnv(..) => {
                 Self::NotFound(e.to_string())
             }
-            HarnessError::Finished(..) | HarnessError::TestInUse { .. } => {
-                Self::Conflict(e.to_string())
-            }
+            HarnessError::Finished(..)
+            | HarnessError::TestInUse { .. }
+            | HarnessError::AllPaused => Self::Conflict(e.to_string()),
             HarnessError::Delete(DeleteError::NotFound(_)) => Self::NotFound(e.to_string()),
             HarnessError::Delete(DeleteError::Bundled(_)) => Self::Conflict(e.to_string()),
             HarnessError::Delete(DeleteError::Io(_)) => Self::Internal(e.to_string()),

@@ -4,7 +4,13 @@
 use serde::{Deserialize, Deserializer, de::DeserializeOwned};
 use serde_json::Value;
 
-use crate::{catalog::Catalog, catalog::TestPath, error::ApiError, model::Run};
+use std::collections::BTreeMap;
+
+use crate::{
+    catalog::{Catalog, TestInfo, TestPath},
+    error::ApiError,
+    model::{Run, TestStatus},
+};
 
 /// Longest username.
 const MAX_USERNAME: usize = 64;
@@ -42,6 +48,9 @@ pub(super) struct NewRunBody {
     env_id: Field<u64>,
     #[serde(default)]
     tests: Field<Vec<Field<String>>>,
+    /// Anything else: refused by name, so a misspelt field is not silently ignored.
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
 }
 
 /// A run to create, every field checked.
@@ -49,9 +58,11 @@ pub(super) struct NewRunBody {
 pub(super) struct NewRun {
     /// Who starts it (trimmed, 1–64 characters, no control characters).
     pub(super) username: String,
-    /// Where it runs (`1..=--envs`).
-    pub(super) env_id: u32,
-    /// What it runs: catalog tests (not support files), each once, in the order given.
+    /// Where it runs (`1..=--envs`); `None` for `"any"`: the free environment with the shortest
+    /// queue, chosen when it is claimed.
+    pub(super) env_id: Option<u32>,
+    /// What it runs: catalog tests (not support files), each once, in the order given, with
+    /// directories (`smoke/`) and tags (`tag:NAME`) expanded to their tests.
     pub(super) tests: Vec<String>,
 }
 
@@ -80,8 +91,17 @@ impl NewRun {
                 None
             }
         };
+        for name in body.unknown.keys() {
+            problems.push((
+                name.clone(),
+                "is not a field of a run: give username, env_id and tests".into(),
+            ));
+        }
         let env_id = match body.env_id {
-            Field::Typed(id) if (1..=u64::from(envs)).contains(&id) => u32::try_from(id).ok(),
+            Field::Typed(id) if (1..=u64::from(envs)).contains(&id) => {
+                u32::try_from(id).ok().map(Some)
+            }
+            Field::Other(Value::String(any)) if any == "any" => Some(None),
             Field::Typed(_) | Field::Other(Value::Number(_)) => {
                 problems.push((
                     "env_id".into(),
@@ -92,7 +112,7 @@ impl NewRun {
             Field::Other(Value::String(_)) => {
                 problems.push((
                     "env_id".into(),
-                    format!("must be a number from 1 to {envs}, not a string"),
+                    format!("must be a number from 1 to {envs} (or \"any\"), not another string"),
                 ));
                 None
             }
@@ -117,18 +137,30 @@ impl NewRun {
                 Vec::new()
             }
             Field::Typed(list) => {
-                let mut tests = Vec::new();
+                let mut tests: Vec<String> = Vec::new();
+                let mut given: Vec<&str> = Vec::new();
                 let mut bad = Vec::new();
-                for item in list {
+                let listing = catalog.list();
+                for item in &list {
                     match item {
-                        Field::Typed(p) => match check_test(&p, catalog) {
-                            Ok(tp) if tests.contains(&tp) => {
-                                bad.push(format!("{p} is listed twice"))
+                        Field::Typed(p) if given.contains(&p.as_str()) => {
+                            bad.push(format!("{p} is listed twice"));
+                        }
+                        Field::Typed(p) => {
+                            given.push(p);
+                            match expand(p, catalog, &listing) {
+                                // A test that a directory or tag named already is run once.
+                                Ok(found) => {
+                                    for t in found {
+                                        if !tests.contains(&t) {
+                                            tests.push(t);
+                                        }
+                                    }
+                                }
+                                Err(why) => bad.push(why),
                             }
-                            Ok(tp) => tests.push(tp),
-                            Err(why) => bad.push(why),
-                        },
-                        Field::Other(v) => bad.push(format!("{v} is not a path")),
+                        }
+                        Field::Other(v) => bad.push(format!("{v} is not a path, directory or tag")),
                         Field::Missing => {}
                     }
                 }
@@ -156,20 +188,35 @@ impl NewRun {
         }
     }
 
-    /// The same run again (`POST /api/runs/{id}/rerun`): its tests must still be in the catalog.
-    pub(super) fn again(run: &Run, catalog: &Catalog) -> Result<Self, ApiError> {
-        let bad: Vec<String> = run
+    /// The same run again (`POST /api/runs/{id}/rerun`), or with `failed_only` just its tests
+    /// that did not pass; its tests must still be in the catalog.
+    pub(super) fn again(run: &Run, failed_only: bool, catalog: &Catalog) -> Result<Self, ApiError> {
+        let tests: Vec<String> = run
             .tests
             .iter()
-            .filter_map(|t| check_test(&t.path, catalog).err())
+            .filter(|t| !failed_only || t.status != TestStatus::Passed)
+            .map(|t| t.path.clone())
+            .collect();
+        if tests.is_empty() {
+            return Err(ApiError::Invalid(vec![(
+                "only".into(),
+                format!(
+                    "every test of run {} passed: there is nothing to rerun",
+                    run.id
+                ),
+            )]));
+        }
+        let bad: Vec<String> = tests
+            .iter()
+            .filter_map(|t| check_test(t, catalog).err())
             .collect();
         if !bad.is_empty() {
             return Err(ApiError::Invalid(vec![("tests".into(), bad.join("; "))]));
         }
         Ok(Self {
             username: run.username.clone(),
-            env_id: run.env_id,
-            tests: run.test_paths(),
+            env_id: Some(run.env_id),
+            tests,
         })
     }
 }
@@ -184,6 +231,43 @@ fn check_username(u: &str) -> Result<String, String> {
     } else {
         Ok(u.trim().to_owned())
     }
+}
+
+/// One entry of `tests`: a directory (`smoke/`: every test under it), a tag (`tag:NAME`: every
+/// test carrying it), or a test path; the tests it names, in catalog order, or why none.
+fn expand(entry: &str, catalog: &Catalog, listing: &[TestInfo]) -> Result<Vec<String>, String> {
+    if let Some(tag) = entry.strip_prefix("tag:") {
+        let found: Vec<String> = listing
+            .iter()
+            .filter(|t| t.tags.iter().any(|have| have == tag))
+            .map(|t| t.path.clone())
+            .collect();
+        return if found.is_empty() {
+            Err(format!(
+                "no test is tagged {tag:?} (tags come from `# eventual: tags=…` headers and \
+                 preparation/ or validation/ directories; GET /api/tests lists them)"
+            ))
+        } else {
+            Ok(found)
+        };
+    }
+    if let Some(dir) = entry.strip_suffix('/') {
+        let dir = TestPath::parse(dir).map_err(|e| format!("directory {e}"))?;
+        let under = format!("{}/", dir.as_str());
+        let found: Vec<String> = listing
+            .iter()
+            .filter(|t| t.path.starts_with(&under))
+            .map(|t| t.path.clone())
+            .collect();
+        return if found.is_empty() {
+            Err(format!(
+                "there is no test under {entry} (GET /api/tests lists them)"
+            ))
+        } else {
+            Ok(found)
+        };
+    }
+    check_test(entry, catalog).map(|t| vec![t])
 }
 
 /// A path that names a runnable test of the catalog, normalised; or why not.
@@ -233,7 +317,7 @@ mod tests {
             run,
             Ok(NewRun {
                 username: "ann".into(),
-                env_id: 2,
+                env_id: Some(2),
                 tests: vec!["a.sh".into()]
             })
         );
@@ -260,7 +344,7 @@ mod tests {
                 ("username".to_owned(), "must be a string".to_owned()),
                 (
                     "env_id".to_owned(),
-                    "must be a number from 1 to 4, not a string".to_owned()
+                    "must be a number from 1 to 4 (or \"any\"), not another string".to_owned()
                 ),
                 (
                     "tests".to_owned(),
@@ -271,7 +355,7 @@ mod tests {
         let problems = validate(serde_json::json!({"username": "a", "env_id": 1.5, "tests": [7]}))
             .expect_err("types");
         assert_eq!(problems[0].1, "must be a whole number from 1 to 4");
-        assert_eq!(problems[1].1, "7 is not a path");
+        assert_eq!(problems[1].1, "7 is not a path, directory or tag");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use axum::{
     Json,
-    body::Body,
+    body::{Body, Bytes},
     extract::State,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -87,13 +87,56 @@ pub(super) async fn cancel_run(
     ))
 }
 
+/// `POST /api/runs/{id}/rerun`, optionally with `{"only": "failed"}`: the run again, or just
+/// its tests that did not pass.
 pub(super) async fn rerun(
     State(h): State<Harness>,
     RunId(id): RunId,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let again = NewRun::again(&h.get_run(id).await?, h.catalog())?;
+    let failed_only = rerun_only_failed(&body)?;
+    let again = NewRun::again(&h.get_run(id).await?, failed_only, h.catalog())?;
     let run = h
         .create_run(&again.username, again.env_id, &again.tests)
         .await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
+}
+
+/// Reads a rerun's optional body: nothing (every test), or `{"only": "failed"}`.
+fn rerun_only_failed(body: &[u8]) -> Result<bool, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(false);
+    }
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        code: "invalid_json",
+        message: format!(
+            "the rerun body is not JSON ({e}): send nothing, or {{\"only\": \"failed\"}}"
+        ),
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(ApiError::Invalid(vec![(
+            "body".into(),
+            "must be an object: send nothing, or {\"only\": \"failed\"}".into(),
+        )]));
+    };
+    let mut problems = Vec::new();
+    let mut failed_only = false;
+    for (name, v) in fields {
+        match (name.as_str(), v.as_str()) {
+            ("only", Some("failed")) => failed_only = true,
+            ("only", _) => problems.push((
+                name,
+                format!("{v} is not a choice: the one choice is \"failed\""),
+            )),
+            _ => problems.push((
+                name,
+                "is not a field of a rerun: the one field is only".into(),
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(failed_only)
+    } else {
+        Err(ApiError::Invalid(problems))
+    }
 }

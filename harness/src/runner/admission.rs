@@ -18,11 +18,13 @@ use crate::{
 use super::{Harness, harness::Active};
 
 impl Harness {
-    /// Creates a run of already validated tests and queues or starts it.
+    /// Creates a run of already validated tests on `env_id` (`None`: a free environment, else
+    /// the one with the shortest queue, chosen under the admission lock so that no other
+    /// submission can take it in between) and queues or starts it.
     pub async fn create_run(
         &self,
         username: &str,
-        env_id: u32,
+        env_id: Option<u32>,
         tests: &[String],
     ) -> Result<Run, HarnessError> {
         // A run with preparation tests is phased: they go first, in the order given.
@@ -46,6 +48,15 @@ impl Harness {
             }) {
                 return Err(HarnessError::TestGone(gone.clone()));
             }
+            let env_id = match env_id {
+                Some(env) => env,
+                None => self
+                    .inner
+                    .claims
+                    .least_busy()
+                    .await
+                    .ok_or(HarnessError::AllPaused)?,
+            };
             let run = self
                 .inner
                 .history

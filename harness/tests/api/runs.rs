@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PATIENCE, SINK_URL, error_of, header, id_of, json_of, parse_log_line, spawn_app, test_statuses,
+    PATIENCE, Part, SINK_URL, error_of, header, id_of, json_of, parse_log_line, spawn_app,
+    test_statuses,
 };
 
 #[tokio::test]
@@ -459,4 +460,179 @@ async fn a_declared_length_over_the_limit_with_expect_continue_is_413_before_the
         .expect("an answer without the body")
         .expect("read");
     assert!(status.starts_with("HTTP/1.1 413"), "{status:?}");
+}
+
+fn paths(run: &Value) -> Vec<String> {
+    run["tests"]
+        .as_array()
+        .expect("tests")
+        .iter()
+        .filter_map(|t| t["path"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_may_name_a_directory_or_a_tag_and_stores_the_tests_they_resolve_to() {
+    let app = spawn_app(|_| {}).await;
+    for (dir, name, body) in [
+        ("team/smoke", "b.sh", "# eventual: tags=quick\nexit 0\n"),
+        ("team/smoke", "a.sh", "exit 0\n"),
+        (
+            "team/slow",
+            "c.sh",
+            "# eventual: tags=quick, slow\nexit 0\n",
+        ),
+    ] {
+        json_of(
+            app.upload(&[Part::Text("dir", dir), Part::File(name, body.as_bytes())])
+                .await,
+            201,
+        )
+        .await;
+    }
+    let run = app
+        .create_run("ann", 1, &["team/smoke/", "tag:quick", "pass.sh"])
+        .await;
+    assert_eq!(
+        paths(&run),
+        [
+            "team/smoke/a.sh",
+            "team/smoke/b.sh",
+            "team/slow/c.sh",
+            "pass.sh"
+        ],
+        "directory first in catalog order, then the tag's tests not already named, then the file"
+    );
+    assert_eq!(app.wait_finished(id_of(&run)).await["status"], "passed");
+    let body = error_of(
+        app.post_json(
+            "/api/runs",
+            &json!({"username": "ann", "env_id": 1, "tests": ["nowhere/", "tag:none"]}),
+        )
+        .await,
+        422,
+        "invalid_fields",
+    )
+    .await;
+    let why = body["error"]["fields"]["tests"].as_str().expect("tests");
+    assert!(
+        why.contains("there is no test under nowhere/")
+            && why.contains("no test is tagged \"none\""),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_field_in_a_run_request_is_422_naming_it() {
+    let app = spawn_app(|_| {}).await;
+    let body = error_of(
+        app.post_json(
+            "/api/runs",
+            &json!({"username": "ann", "env_id": 1, "tests": ["pass.sh"], "env": 2}),
+        )
+        .await,
+        422,
+        "invalid_fields",
+    )
+    .await;
+    assert!(body["error"]["fields"]["env"].is_string(), "{body}");
+    assert_eq!(app.get_json("/api/runs").await["runs"], json!([]));
+}
+
+#[tokio::test]
+async fn env_id_any_takes_a_free_environment_and_never_a_paused_one() {
+    let app = spawn_app(|_| {}).await;
+    for env in [1, 2] {
+        json_of(app.post(&format!("/api/envs/{env}/pause")).await, 200).await;
+    }
+    let run = json_of(
+        app.post_json(
+            "/api/runs",
+            &json!({"username": "ann", "env_id": "any", "tests": ["pass.sh"]}),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        run["env_id"], 3,
+        "the first free one that is not paused: {run}"
+    );
+    app.wait_finished(id_of(&run)).await;
+    for env in [3, 4] {
+        json_of(app.post(&format!("/api/envs/{env}/pause")).await, 200).await;
+    }
+    let body = error_of(
+        app.post_json(
+            "/api/runs",
+            &json!({"username": "ann", "env_id": "any", "tests": ["pass.sh"]}),
+        )
+        .await,
+        409,
+        "conflict",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("every environment is paused")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn rerun_with_only_failed_reruns_just_the_tests_that_did_not_pass() {
+    let app = spawn_app(|_| {}).await;
+    let run = app
+        .create_run("ann", 1, &["pass.sh", "fail.sh", "env.sh"])
+        .await;
+    let id = id_of(&run);
+    app.wait_finished(id).await;
+    let rerun = |body: Value| {
+        let app = &app;
+        async move {
+            app.http
+                .post(app.url(&format!("/api/runs/{id}/rerun")))
+                .json(&body)
+                .send()
+                .await
+                .expect("rerun")
+        }
+    };
+    let again = json_of(rerun(json!({"only": "failed"})).await, 201).await;
+    assert_eq!(paths(&again), ["fail.sh"]);
+    assert_eq!(again["username"], "ann");
+    assert_eq!(again["env_id"], 1);
+    let all = json_of(app.post(&format!("/api/runs/{id}/rerun")).await, 201).await;
+    assert_eq!(
+        paths(&all),
+        ["pass.sh", "fail.sh", "env.sh"],
+        "no body: every test"
+    );
+    error_of(rerun(json!({"only": "slow"})).await, 422, "invalid_fields").await;
+    error_of(
+        rerun(json!({"onyl": "failed"})).await,
+        422,
+        "invalid_fields",
+    )
+    .await;
+    let passed = app.create_run("ann", 2, &["pass.sh"]).await;
+    app.wait_finished(id_of(&passed)).await;
+    let body = error_of(
+        app.http
+            .post(app.url(&format!("/api/runs/{}/rerun", id_of(&passed))))
+            .json(&json!({"only": "failed"}))
+            .send()
+            .await
+            .expect("rerun"),
+        422,
+        "invalid_fields",
+    )
+    .await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("nothing to rerun")),
+        "{body}"
+    );
 }
