@@ -39,10 +39,11 @@ pub(crate) struct RunArgs {
     /// Who runs it.
     #[arg(long)]
     user: String,
-    /// Environment to run on.
-    #[arg(long)]
-    env: u32,
-    /// Tests to run, in order (catalog paths; `eventual` lists them at GET /api/tests).
+    /// Environment to run on: a number, or `any` (a free one, else the shortest queue).
+    #[arg(long, value_parser = parse_env)]
+    env: EnvChoice,
+    /// Tests to run, in order: catalog paths, directories (`smoke/`: every test under it) or
+    /// tags (`tag:preparation`); GET /api/tests lists them.
     #[arg(required = true)]
     tests: Vec<String>,
     /// On Ctrl-C, cancel the run without asking.
@@ -105,6 +106,52 @@ pub(crate) struct ShowArgs {
     target: Target,
 }
 
+/// `--env`: an environment id, or `any` (`None`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EnvChoice(Option<u32>);
+
+fn parse_env(s: &str) -> Result<EnvChoice, String> {
+    if s == "any" {
+        return Ok(EnvChoice(None));
+    }
+    s.parse()
+        .map(|id| EnvChoice(Some(id)))
+        .map_err(|_| format!("{s:?} is not an environment: give its number, or `any`"))
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunIdArgs {
+    /// The run id.
+    id: i64,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct RerunArgs {
+    /// The run to run again.
+    id: i64,
+    /// Only the tests that did not pass.
+    #[arg(long)]
+    failed: bool,
+    /// Print the new run as JSON (the object `POST /api/runs/ID/rerun` answers).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct LogsArgs {
+    /// The run id.
+    id: i64,
+    /// Keep printing as the run goes on, until it ends.
+    #[arg(long, short)]
+    follow: bool,
+    #[command(flatten)]
+    target: Target,
+}
+
 fn fail(e: &ClientError) -> ExitCode {
     eprintln!("error: {e}");
     ExitCode::from(2)
@@ -118,7 +165,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
         Ok(report) => report,
         Err(code) => return code,
     };
-    let run = match client.create_run(&args.user, args.env, &args.tests).await {
+    let run = match client.create_run(&args.user, args.env.0, &args.tests).await {
         Ok(run) => run,
         Err(e) => {
             if let Some(report) = &report {
@@ -471,4 +518,58 @@ async fn read_log(client: &Client, id: i64) -> Result<Vec<u8>, ClientError> {
         all.extend_from_slice(&chunk?);
     }
     Ok(all)
+}
+
+/// `eventual cancel ID`: stops a queued or running run; prints it, now `cancelled`.
+pub(crate) async fn cancel(args: RunIdArgs) -> ExitCode {
+    match args.target.client().cancel(args.id).await {
+        Ok(run) => {
+            print_summary(&run);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `eventual rerun ID [--failed]`: submits the run again (or its tests that did not pass) and
+/// prints the new run; follow it with `eventual logs NEW --follow`.
+pub(crate) async fn rerun(args: RerunArgs) -> ExitCode {
+    match args.target.client().rerun(args.id, args.failed).await {
+        Ok(run) if args.json => {
+            println!("{}", serde_json::to_string_pretty(&run).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(run) => {
+            eprintln!(
+                "run {} submitted on env {} (a rerun of {})",
+                run.id, run.env_id, args.id
+            );
+            print_summary(&run);
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `eventual logs ID [--follow]`: the run's log on stdout (with --follow until the run ends).
+pub(crate) async fn logs(args: LogsArgs) -> ExitCode {
+    let client = args.target.client();
+    let mut out = std::io::stdout();
+    match client.log(args.id, args.follow).await {
+        Ok(mut log) => {
+            while let Some(chunk) = log.next().await {
+                match chunk {
+                    Ok(c) => {
+                        if out.write_all(&c).and_then(|()| out.flush()).is_err() {
+                            // The reader went away (`| head`): that is the end, not an error.
+                            return ExitCode::SUCCESS;
+                        }
+                    }
+                    Err(e) => return fail(&e),
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
 }

@@ -50,6 +50,20 @@ enum Command {
     /// The summary (or with --json the run object, with --log its `log` field) goes to stdout;
     /// errors go to stderr. Exit 1 if the run ended without passing.
     Show(cli::ShowArgs),
+    /// Cancel a queued or running run.
+    ///
+    /// Prints the run, now cancelled, on stdout; errors (e.g. it has already finished) go to
+    /// stderr with exit 2.
+    Cancel(cli::RunIdArgs),
+    /// Run a run again: its tests, or with --failed only those that did not pass.
+    ///
+    /// Prints the new run on stdout (with --json the object the API answers); `run N submitted`
+    /// goes to stderr.
+    Rerun(cli::RerunArgs),
+    /// Print a run's log (with --follow, until the run ends).
+    ///
+    /// The log goes to stdout; errors go to stderr.
+    Logs(cli::LogsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +249,9 @@ fn main() -> ExitCode {
             Command::Upload(args) => Ok(cli::upload(args).await),
             Command::Runs(args) => Ok(cli::runs(args).await),
             Command::Show(args) => Ok(cli::show(args).await),
+            Command::Cancel(args) => Ok(cli::cancel(args).await),
+            Command::Rerun(args) => Ok(cli::rerun(args).await),
+            Command::Logs(args) => Ok(cli::logs(args).await),
         }
     });
     match result {

@@ -124,14 +124,15 @@ impl Client {
             .map_err(|source| self.connect(source))
     }
 
-    /// Submits a run.
+    /// Submits a run on `env_id` (`None`: any environment, the server picks).
     pub async fn create_run(
         &self,
         username: &str,
-        env_id: u32,
+        env_id: Option<u32>,
         tests: &[String],
     ) -> Result<Run, ClientError> {
-        let body = serde_json::json!({ "username": username, "env_id": env_id, "tests": tests });
+        let env: Value = env_id.map_or_else(|| "any".into(), Into::into);
+        let body = serde_json::json!({ "username": username, "env_id": env, "tests": tests });
         self.json(self.req(reqwest::Method::POST, "/api/runs").json(&body))
             .await
     }
@@ -220,6 +221,15 @@ impl Client {
             .text()
             .await
             .map_err(|source| self.connect(source))
+    }
+
+    /// Runs a run again (`failed_only`: just its tests that did not pass).
+    pub async fn rerun(&self, id: i64, failed_only: bool) -> Result<Run, ClientError> {
+        let mut req = self.req(reqwest::Method::POST, &format!("/api/runs/{id}/rerun"));
+        if failed_only {
+            req = req.json(&serde_json::json!({ "only": "failed" }));
+        }
+        self.json(req).await
     }
 
     /// Cancels a run.

@@ -187,3 +187,93 @@ async fn upload_runs_and_show_work_for_scripts() -> anyhow::Result<()> {
     ensure!(text(&missing.stderr).starts_with("error: not_found: "));
     Ok(())
 }
+
+#[tokio::test]
+async fn run_env_any_rerun_failed_cancel_and_logs_work_as_ci_scripts_use_them() -> anyhow::Result<()>
+{
+    let data = tempfile::tempdir()?;
+    let server = Launch::serve(data.path(), FIXTURE_TESTS, &[])
+        .spawn()
+        .await?;
+
+    // --env any: the first free environment.
+    let first = cli(
+        &server,
+        &["run", "--user", "ci", "--env", "any", "pass.sh", "fail.sh"],
+    )
+    .await?;
+    let out = text(&first.stdout);
+    ensure!(
+        first.status.code() == Some(1),
+        "{out}{}",
+        text(&first.stderr)
+    );
+    ensure!(out.contains("run 1 on env 1 by ci: failed"), "{out}");
+    let bad_env = cli(
+        &server,
+        &["run", "--user", "ci", "--env", "some", "pass.sh"],
+    )
+    .await?;
+    ensure!(
+        bad_env.status.code() == Some(2),
+        "{}",
+        text(&bad_env.stderr)
+    );
+    ensure!(text(&bad_env.stderr).contains("give its number, or `any`"));
+
+    // rerun --failed: only fail.sh again, printed on stdout.
+    let again = cli(&server, &["rerun", "1", "--failed"]).await?;
+    let (out, err) = (text(&again.stdout), text(&again.stderr));
+    ensure!(again.status.code() == Some(0), "{out}{err}");
+    ensure!(
+        err.contains("run 2 submitted on env 1 (a rerun of 1)"),
+        "{err}"
+    );
+    ensure!(
+        out.contains("run 2 on env 1 by ci") && out.contains("fail.sh"),
+        "{out}"
+    );
+    ensure!(!out.contains("pass.sh"), "only what failed: {out}");
+    let json = cli(&server, &["rerun", "1", "--json"]).await?;
+    let run: Value = serde_json::from_slice(&json.stdout)?;
+    ensure!(run["tests"].as_array().map(Vec::len) == Some(2), "{run}");
+
+    // cancel: a run queued behind a paused environment; logs prints its log.
+    let paused = server
+        .http()
+        .post(server.at("/api/envs/4/pause"))
+        .send()
+        .await?;
+    ensure!(paused.status() == 200, "pause: {}", paused.status());
+    let queued = server.create_run("ci", 4, &["pass.sh"]).await?;
+    let id = queued["id"].as_i64().unwrap_or_default().to_string();
+    let cancelled = cli(&server, &["cancel", &id]).await?;
+    let out = text(&cancelled.stdout);
+    ensure!(
+        cancelled.status.code() == Some(0),
+        "{out}{}",
+        text(&cancelled.stderr)
+    );
+    ensure!(
+        out.contains(&format!("run {id} on env 4 by ci: cancelled")),
+        "{out}"
+    );
+    let again = cli(&server, &["cancel", &id]).await?;
+    ensure!(
+        again.status.code() == Some(2),
+        "a finished run cannot be cancelled"
+    );
+    ensure!(
+        text(&again.stderr).starts_with("error: conflict: "),
+        "{}",
+        text(&again.stderr)
+    );
+    let logs = cli(&server, &["logs", &id, "--follow"]).await?;
+    ensure!(logs.status.code() == Some(0));
+    ensure!(
+        text(&logs.stdout).contains("--- cancelled while queued"),
+        "{}",
+        text(&logs.stdout)
+    );
+    Ok(())
+}
