@@ -356,9 +356,11 @@ async fn store_callback(
         InsertError::Full(max) => ApiError::Full(format!(
             "the sink is full: it holds {max} callbacks; delete keys you no longer need (DELETE /callbacks?prefix=…) or restart it with a larger --max-callbacks"
         )),
-        InsertError::Persist(m) => ApiError::Internal(m),
+        InsertError::Persist(e) => ApiError::Internal(e.to_string()),
     })?;
-    ack.wait().await.map_err(ApiError::Internal)?;
+    ack.wait()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut out = Vec::with_capacity(key.len() + 32);
     out.extend_from_slice(b"{\"key\":");
     write_json_str(&mut out, &key);
@@ -384,9 +386,7 @@ async fn latest(
     };
     let deadline = tokio::time::Instant::now() + wait;
     match store
-        .wait_until(&key, deadline, &state.inner.shutdown, |slot| {
-            slot.latest_after(after)
-        })
+        .wait_latest_after(&key, after, deadline, &state.inner.shutdown)
         .await
     {
         WaitEnd::Ready(json) => Ok(json_response(StatusCode::OK, json)),
@@ -437,9 +437,7 @@ async fn all(
             let need = count.unwrap_or(1) as usize;
             let deadline = tokio::time::Instant::now() + wait;
             match store
-                .wait_until(&key, deadline, &state.inner.shutdown, |slot| {
-                    (slot.len() >= need).then(|| slot.all())
-                })
+                .wait_all(&key, need, deadline, &state.inner.shutdown)
                 .await
             {
                 WaitEnd::Ready(records) => records,
@@ -525,10 +523,7 @@ async fn events(
                 let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
                 match state
                     .store()
-                    .wait_until(&key, far, &state.inner.shutdown, |slot| {
-                        let newer = slot.after(last);
-                        (!newer.is_empty()).then_some(newer)
-                    })
+                    .wait_newer(&key, last, far, &state.inner.shutdown)
                     .await
                 {
                     WaitEnd::Ready(newer) => pending.extend(newer),

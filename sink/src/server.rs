@@ -1,6 +1,6 @@
 //! Opening a sink (store + log + expiry task) and serving it with graceful shutdown.
 
-use std::{future::Future, io};
+use std::{future::Future, io, path::Path};
 
 use axum::Router;
 use tokio::net::TcpListener;
@@ -11,7 +11,7 @@ use crate::{
     error::Error,
     routes::{AppState, router},
     store::Store,
-    wal::ReplayStats,
+    wal::{ReplayStats, Wal},
 };
 
 /// An opened sink: its store, its routes and its shutdown switch.
@@ -32,14 +32,7 @@ impl Sink {
                 Store::new(config.max_callbacks, config.retention, None),
                 ReplayStats::default(),
             ),
-            Some(dir) => crate::wal::open(
-                dir,
-                config.fsync,
-                config.max_callbacks,
-                config.retention,
-                config.compact_min_bytes,
-            )
-            .map_err(|source| Error::OpenLog {
+            Some(dir) => open_logged(&config, dir).map_err(|source| Error::OpenLog {
                 dir: dir.clone(),
                 source,
             })?,
@@ -85,6 +78,16 @@ impl Sink {
             None => Ok(()),
         }
     }
+}
+
+/// Opens the log in `dir`, replaying its frames into a new store, then attaches it to the store.
+fn open_logged(config: &Config, dir: &Path) -> io::Result<(Store, ReplayStats)> {
+    // Replay into a store without a log (nothing replayed is written again), then attach it.
+    let store = Store::new(config.max_callbacks, config.retention, None);
+    let (wal, replay) = Wal::open(dir, config.fsync, config.compact_min_bytes, |op| {
+        store.replay(op);
+    })?;
+    Ok((store.with_wal(wal), replay))
 }
 
 /// Serves `router` on `listener` until `stop` resolves; in-flight requests then finish, and

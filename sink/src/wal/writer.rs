@@ -1,0 +1,137 @@
+//! [`Wal`]: the owner's handle to the log — open (with replay), append, flush.
+
+use std::{
+    fs::OpenOptions,
+    io::{self, Write},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
+};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use super::{
+    compaction::Compaction,
+    frame::{self, Op},
+    replay::{ReplayStats, replay},
+    shared::{Shared, State, SyncRequest},
+    syncer::{WalAck, run_syncer},
+};
+use crate::{config::FsyncPolicy, error::LogError};
+
+/// The handle to an open log. Knows frames and files, nothing of what the frames mean.
+#[derive(Debug)]
+pub(crate) struct Wal {
+    shared: Arc<Shared>,
+}
+
+impl Wal {
+    /// Opens (or creates) `callbacks.log` in `dir`, hands every frame it holds to `apply` in
+    /// order, and starts the syncer. Nothing is appended until this returns, so replaying
+    /// never writes the log again.
+    pub(crate) fn open(
+        dir: &Path,
+        fsync: FsyncPolicy,
+        compact_min: u64,
+        apply: impl FnMut(Op),
+    ) -> io::Result<(Self, ReplayStats)> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("callbacks.log");
+        let stats = replay(&path, apply)?;
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let len = file.metadata()?.len();
+        let (sync_tx, sync_rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            path,
+            state: Mutex::new(State {
+                file,
+                len,
+                written: 0,
+                dirty: false,
+                tail: None,
+            }),
+            policy: fsync,
+            synced: watch::channel(0).0,
+            sync_requests: sync_tx,
+            compacting: AtomicBool::new(false),
+            compact_min,
+        });
+        let syncer = shared.clone();
+        std::thread::Builder::new()
+            .name("eventual-fsync".into())
+            .spawn(move || run_syncer(&syncer, sync_rx))?;
+        Ok((Self { shared }, stats))
+    }
+
+    /// Writes one operation; call it under the key's lock. Returns the ack to wait on and the
+    /// log's size after the write (for [`compaction_due`](Self::compaction_due)).
+    pub(crate) fn append(&self, op: &Op) -> (WalAck, u64) {
+        let shared = &*self.shared;
+        let frame = frame::frame(op);
+        let mut state = shared.state.lock();
+        if let Err(e) = state.file.write_all(&frame) {
+            let len = state.len;
+            drop(state);
+            tracing::error!(path = %shared.path.display(), error = %e, "failed to write the callback log");
+            return (WalAck::Done(Err(LogError::Write(e))), len);
+        }
+        state.len += frame.len() as u64;
+        state.written += frame.len() as u64;
+        state.dirty = true;
+        if let Some(tail) = &mut state.tail {
+            tail.extend_from_slice(&frame);
+        }
+        let written = state.written;
+        let len = state.len;
+        drop(state);
+        let ack = match shared.policy {
+            FsyncPolicy::Always => {
+                let rx = shared.synced.subscribe();
+                let _ = shared.sync_requests.send(SyncRequest::Sync);
+                WalAck::Synced(written, rx)
+            }
+            _ => WalAck::done(),
+        };
+        (ack, len)
+    }
+
+    /// Whether a log of `log_len` bytes holding `live_bytes` of live records is worth rewriting
+    /// (more than twice the live data, and past the minimum size); if so, claims the one
+    /// compaction that may run at a time.
+    pub(crate) fn compaction_due(&self, log_len: u64, live_bytes: u64) -> Option<Compaction> {
+        let shared = &self.shared;
+        if log_len < shared.compact_min || log_len <= live_bytes.saturating_mul(2) {
+            return None;
+        }
+        if shared.compacting.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(Compaction::claimed(shared.clone()))
+    }
+
+    /// Waits until everything appended so far is on disk (fsync'd).
+    pub(crate) async fn flush(&self) -> Result<(), LogError> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut state = shared.state.lock();
+            state.file.sync_data().map_err(LogError::Sync)?;
+            state.dirty = false;
+            let written = state.written;
+            drop(state);
+            shared.synced.send_modify(|s| *s = (*s).max(written));
+            Ok(())
+        })
+        .await
+        .map_err(LogError::FlushTask)?
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        let _ = self.shared.sync_requests.send(SyncRequest::Stop);
+    }
+}
