@@ -14,13 +14,18 @@
 //!   snapshot), `waiters.rs`, `slot.rs`, `index.rs` (ordered keys), `expiry.rs` (retention).
 //! - `wal/` — append-only checksummed log of frames, knowing nothing of the store: `frame.rs`,
 //!   `replay.rs` (torn-tail repair), `writer.rs`, `syncer.rs` (group commit), `compaction.rs`.
-//! - `routes.rs` — the HTTP API (`router()`); `server.rs` — opening (replaying the log into the
-//!   store) and serving a [`Sink`].
+//! - `backend.rs` — the one interface the routes reach the callbacks through: an enum of
+//!   backends (today only the embedded store + log), statically dispatched.
+//! - `routes/` — the HTTP API: `mod.rs` (`router()`), `ingest.rs`, `reads.rs` (latest, all, raw,
+//!   long-poll, SSE), `keys.rs` (listing, deletion), `auth.rs`, `query.rs`, `key.rs` (the `{key}`
+//!   extractor), `state.rs`, `meta.rs` (`/healthz`, 404/405).
+//! - `server.rs` — opening (replaying the log into the store) and serving a [`Sink`].
 //! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
 //!   bare seconds, for `?wait=` and every flag.
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
 //! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
 
+mod backend;
 mod client;
 mod config;
 mod duration;

@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backend::Backend,
     config::Config,
     error::Error,
     routes::{AppState, router},
@@ -41,7 +42,7 @@ impl Sink {
         if config.retention.is_some() {
             tokio::spawn(store.clone().run_expiry(shutdown.clone()));
         }
-        let state = AppState::new(store.clone(), config, shutdown.clone());
+        let state = AppState::new(Backend::Embedded(store.clone()), config, shutdown.clone());
         Ok(Self {
             state,
             store,
