@@ -2,7 +2,52 @@
 
 use std::{path::PathBuf, time::Duration};
 
-pub use crate::wal::FsyncPolicy;
+/// Compaction is not worth it below this many bytes of log.
+pub(crate) const DEFAULT_COMPACT_MIN: u64 = 64 << 20;
+
+/// When the log is fsync'd (`--fsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before every acknowledgement (group commit): survives power loss.
+    Always,
+    /// At most this long after a write: survives a crash of the server, not of the machine.
+    Every(Duration),
+    /// Never explicitly; the OS writes back when it likes.
+    Never,
+}
+
+impl Default for FsyncPolicy {
+    fn default() -> Self {
+        Self::Every(Duration::from_secs(1))
+    }
+}
+
+/// An `--fsync` value that is none of `always`, `never` or a duration.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "invalid fsync policy {given:?}: use `always`, `never` or a duration ({})",
+    crate::duration::DURATION_FORMS
+)]
+pub struct InvalidFsyncPolicy {
+    /// What was given.
+    pub given: String,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = InvalidFsyncPolicy;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "always" => Ok(Self::Always),
+            "never" => Ok(Self::Never),
+            other => crate::duration::parse_duration(other)
+                .map(Self::Every)
+                .map_err(|_| InvalidFsyncPolicy {
+                    given: other.to_owned(),
+                }),
+        }
+    }
+}
 
 /// How a sink is configured. [`Config::default`] is an in-memory sink with SPEC's defaults.
 #[derive(Debug, Clone)]
@@ -44,7 +89,24 @@ impl Default for Config {
             token: None,
             fsync: FsyncPolicy::default(),
             max_wait: Duration::from_secs(300),
-            compact_min_bytes: crate::wal::DEFAULT_COMPACT_MIN,
+            compact_min_bytes: DEFAULT_COMPACT_MIN,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fsync_policy_parses_words_and_durations() {
+        assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
+        assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
+        assert_eq!(
+            "250ms".parse(),
+            Ok(FsyncPolicy::Every(Duration::from_millis(250)))
+        );
+        let err = "sometimes".parse::<FsyncPolicy>().unwrap_err().to_string();
+        assert!(err.contains("always"), "{err}");
     }
 }

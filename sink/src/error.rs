@@ -1,5 +1,5 @@
 //! Errors: [`ApiError`] is what HTTP clients see (`{"error":{"code","message"}}`); [`Error`] is
-//! what can go wrong starting the sink.
+//! what can go wrong starting the sink; [`LogError`] is what can go wrong with its log.
 
 use axum::{
     Json,
@@ -21,7 +21,25 @@ pub enum Error {
     },
     /// The log could not be flushed at shutdown.
     #[error("failed to flush the callback log: {0}")]
-    Flush(String),
+    Flush(#[source] LogError),
+}
+
+/// What can go wrong writing or syncing the callback log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A frame could not be written to the log file (disk full, an I/O error).
+    #[error("the callback log could not be written: {0}")]
+    Write(#[source] std::io::Error),
+    /// The log file could not be fsync'd.
+    #[error("fsync of the callback log failed: {0}")]
+    Sync(#[source] std::io::Error),
+    /// The syncer thread stopped before the write reached the disk.
+    #[error("the log's syncer stopped")]
+    SyncerStopped,
+    /// The blocking task that flushes the log did not finish (it panicked, or the runtime is
+    /// shutting down).
+    #[error("{0}")]
+    FlushTask(#[source] tokio::task::JoinError),
 }
 
 /// An error answered to an HTTP client. Every variant's message says what was wrong and what to

@@ -10,13 +10,22 @@
 //!
 //! # Layout
 //! - `record.rs` — the record envelope: encoded once on arrival, JSON bodies kept verbatim.
-//! - `store.rs` — keyed store, ordered key index, waiters, capacity, retention.
-//! - `wal.rs` — append-only checksummed log: group commit, replay, torn-tail repair, compaction.
-//! - `routes.rs` — the HTTP API (`router()`); `server.rs` — opening and serving a [`Sink`].
-//! - `duration.rs` — [`parse_duration`]: humantime or bare seconds, for `?wait=` and every flag.
-//! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`) and startup [`Error`].
+//! - `store/` — keyed store: `records.rs` ([`Store`]: insert, read, delete, replay, compaction
+//!   snapshot), `waiters.rs`, `slot.rs`, `index.rs` (ordered keys), `expiry.rs` (retention).
+//! - `wal/` — append-only checksummed log of frames, knowing nothing of the store: `frame.rs`,
+//!   `replay.rs` (torn-tail repair), `writer.rs`, `syncer.rs` (group commit), `compaction.rs`.
+//! - `backend.rs` — the one interface the routes reach the callbacks through: an enum of
+//!   backends (today only the embedded store + log), statically dispatched.
+//! - `routes/` — the HTTP API: `mod.rs` (`router()`), `ingest.rs`, `reads.rs` (latest, all, raw,
+//!   long-poll, SSE), `keys.rs` (listing, deletion), `auth.rs`, `query.rs`, `key.rs` (the `{key}`
+//!   extractor), `state.rs`, `meta.rs` (`/healthz`, 404/405).
+//! - `server.rs` — opening (replaying the log into the store) and serving a [`Sink`].
+//! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
+//!   bare seconds, for `?wait=` and every flag.
+//! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
 //! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
 
+mod backend;
 mod client;
 mod config;
 mod duration;
@@ -29,9 +38,9 @@ mod testing;
 mod wal;
 
 pub use client::{Ack, Client, ClientError, encode_key};
-pub use config::{Config, FsyncPolicy};
+pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
-pub use error::{ApiError, Error};
+pub use error::{ApiError, Error, LogError};
 pub use record::Record;
 pub use routes::{AppState, presented_token_matches, router};
 pub use server::{Sink, serve};

@@ -266,6 +266,20 @@ pub(crate) fn raw_body(record_json: &[u8]) -> Option<(Vec<u8>, Option<String>)> 
     Some((bytes, view.content_type))
 }
 
+/// Now, in ms since the epoch (how records and expiry deadlines keep time).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `ms` since the epoch as RFC 3339 with milliseconds, as `received_at` is written.
+pub(crate) fn format_ms(ms: i64) -> String {
+    let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,17 +1,18 @@
 //! Opening a sink (store + log + expiry task) and serving it with graceful shutdown.
 
-use std::{future::Future, io};
+use std::{future::Future, io, path::Path};
 
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backend::Backend,
     config::Config,
     error::Error,
     routes::{AppState, router},
     store::Store,
-    wal::ReplayStats,
+    wal::{ReplayStats, Wal},
 };
 
 /// An opened sink: its store, its routes and its shutdown switch.
@@ -32,14 +33,7 @@ impl Sink {
                 Store::new(config.max_callbacks, config.retention, None),
                 ReplayStats::default(),
             ),
-            Some(dir) => crate::wal::open(
-                dir,
-                config.fsync,
-                config.max_callbacks,
-                config.retention,
-                config.compact_min_bytes,
-            )
-            .map_err(|source| Error::OpenLog {
+            Some(dir) => open_logged(&config, dir).map_err(|source| Error::OpenLog {
                 dir: dir.clone(),
                 source,
             })?,
@@ -48,7 +42,7 @@ impl Sink {
         if config.retention.is_some() {
             tokio::spawn(store.clone().run_expiry(shutdown.clone()));
         }
-        let state = AppState::new(store.clone(), config, shutdown.clone());
+        let state = AppState::new(Backend::Embedded(store.clone()), config, shutdown.clone());
         Ok(Self {
             state,
             store,
@@ -85,6 +79,16 @@ impl Sink {
             None => Ok(()),
         }
     }
+}
+
+/// Opens the log in `dir`, replaying its frames into a new store, then attaches it to the store.
+fn open_logged(config: &Config, dir: &Path) -> io::Result<(Store, ReplayStats)> {
+    // Replay into a store without a log (nothing replayed is written again), then attach it.
+    let store = Store::new(config.max_callbacks, config.retention, None);
+    let (wal, replay) = Wal::open(dir, config.fsync, config.compact_min_bytes, |op| {
+        store.replay(op);
+    })?;
+    Ok((store.with_wal(wal), replay))
 }
 
 /// Serves `router` on `listener` until `stop` resolves; in-flight requests then finish, and

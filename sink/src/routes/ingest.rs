@@ -1,0 +1,124 @@
+//! Recording callbacks: `POST|PUT|PATCH /callbacks/{key}`, and `POST /callbacks` with the key
+//! found in a header or the JSON body. The hot path: route → backend → store → waiter.
+
+use axum::{
+    body::Bytes,
+    extract::{OriginalUri, State, rejection::BytesRejection},
+    http::{HeaderMap, Method, StatusCode, Uri},
+    response::Response,
+};
+
+use super::{
+    key::{Key, check_key},
+    meta::json_response,
+    state::AppState,
+};
+use crate::{
+    backend::InsertError,
+    config::Config,
+    error::ApiError,
+    record::{Encoded, Incoming, write_json_str},
+};
+
+pub(super) async fn record_keyed(
+    State(state): State<AppState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Key(key): Key,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body(raw, state.config().max_body)?;
+    store_callback(&state, key, &method, &uri, &headers, &body).await
+}
+
+pub(super) async fn record_by_lookup(
+    State(state): State<AppState>,
+    method: Method,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    raw: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let body = body(raw, config.max_body)?;
+    let key = find_key(config, &headers, &body)?;
+    store_callback(&state, key, &method, &uri, &headers, &body).await
+}
+
+fn body(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::BodyTooLarge(format!(
+                "the body is larger than the sink's limit of {max} bytes: start the sink with a larger --max-body"
+            ))
+        } else {
+            ApiError::Internal(format!("failed to read the request body: {e}"))
+        }
+    })
+}
+
+/// Headers first, then JSON pointers into the body (strings and numbers count).
+fn find_key(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<String, ApiError> {
+    for name in &config.key_headers {
+        if let Some(value) = headers.get(name.as_str()) {
+            let value = value.to_str().map_err(|_| {
+                ApiError::InvalidKey(format!("the {name} header is not valid UTF-8 text"))
+            })?;
+            if !value.trim().is_empty() {
+                check_key(value.trim())?;
+                return Ok(value.trim().to_owned());
+            }
+        }
+    }
+    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
+        for pointer in &config.key_pointers {
+            let found = match json.pointer(pointer) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            if let Some(key) = found {
+                check_key(&key)?;
+                return Ok(key);
+            }
+        }
+    }
+    Err(ApiError::MissingKey(format!(
+        "no key found: looked in the header(s) {} and the JSON body at {}; send one of them, or POST to /callbacks/{{key}}",
+        config.key_headers.join(", "),
+        config.key_pointers.join(", "),
+    )))
+}
+
+async fn store_callback(
+    state: &AppState,
+    key: String,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let incoming = Incoming {
+        method,
+        path: uri.path(),
+        query: uri.query(),
+        headers,
+        body,
+    };
+    let encoded = Encoded::new(&key, &incoming, std::time::SystemTime::now());
+    let seq = state
+        .backend()
+        .insert(&key, &encoded)
+        .await
+        .map_err(|e| match e {
+            InsertError::Full(max) => ApiError::Full(format!(
+                "the sink is full: it holds {max} callbacks; delete keys you no longer need (DELETE /callbacks?prefix=…) or restart it with a larger --max-callbacks"
+            )),
+            InsertError::Persist(e) => ApiError::Internal(e.to_string()),
+        })?;
+    let mut out = Vec::with_capacity(key.len() + 32);
+    out.extend_from_slice(b"{\"key\":");
+    write_json_str(&mut out, &key);
+    out.extend_from_slice(format!(",\"seq\":{seq}}}").as_bytes());
+    Ok(json_response(StatusCode::OK, out.into()))
+}

@@ -1,0 +1,69 @@
+//! HTTP routes of the sink (SPEC "The sink"). `router()` builds them; serving is in `server.rs`.
+//! Handlers reach the callbacks only through [`Backend`](crate::backend::Backend).
+//!
+//! # Layout
+//! - `ingest.rs` — recording callbacks (`POST|PUT|PATCH /callbacks/{key}`, `POST /callbacks`).
+//! - `reads.rs` — latest, all, raw, long-poll (`?wait=`) and SSE (`/events`).
+//! - `keys.rs` — listing keys by prefix, deleting a key or a prefix.
+//! - `auth.rs` — `--token`; `query.rs` — query parameters and their specific `400` codes.
+//! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
+//! - `meta.rs` — `/healthz`, the JSON 404/405 fallbacks, the JSON response helper.
+
+mod auth;
+mod ingest;
+mod key;
+mod keys;
+mod meta;
+mod query;
+mod reads;
+mod state;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    middleware,
+    routing::{any, get},
+};
+
+pub use auth::presented_token_matches;
+pub use state::AppState;
+
+/// The sink's routes with their body limit, auth and JSON 404/405 fallbacks.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config().max_body;
+    let has_token = state.config().token.is_some();
+    let router = Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route(
+            "/callbacks",
+            get(keys::list)
+                .delete(keys::delete_prefix)
+                .post(ingest::record_by_lookup),
+        )
+        .route("/callbacks/", any(meta::empty_key))
+        .route(
+            "/callbacks/{key}",
+            get(reads::latest)
+                .delete(keys::delete_key)
+                .post(ingest::record_keyed)
+                .put(ingest::record_keyed)
+                .patch(ingest::record_keyed),
+        )
+        .route("/callbacks/{key}/all", get(reads::all))
+        .route("/callbacks/{key}/raw", get(reads::raw))
+        .route("/callbacks/{key}/events", get(reads::events))
+        .fallback(meta::route_not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed);
+    // Only pay for the auth layer (a boxed future per request) when there is a token to check.
+    let router = if has_token {
+        router.layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+    } else {
+        router
+    };
+    router
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
