@@ -91,6 +91,9 @@ pub enum ApiError {
     /// Missing or wrong bearer token.
     #[error("{0}")]
     Unauthorized(String),
+    /// The UI's cookie on a state-changing request from another origin.
+    #[error("{0}")]
+    Forbidden(String),
     /// Something failed inside; logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -109,6 +112,7 @@ impl ApiError {
             Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_kind"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "cross_site"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -75,6 +75,9 @@ pub enum ApiError {
     /// `--token` is set and the request did not carry it.
     #[error("{0}")]
     Unauthorized(String),
+    /// The request carried the token only as the UI's cookie, from another origin.
+    #[error("{0}")]
+    Forbidden(String),
     /// The sink holds `--max-callbacks` records.
     #[error("{0}")]
     Full(String),
@@ -98,6 +101,7 @@ impl ApiError {
             Self::Timeout(_) => (StatusCode::NOT_FOUND, "timeout"),
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "cross_site"),
             Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -42,7 +42,7 @@ pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error, LogError};
 pub use record::Record;
-pub use routes::{AppState, presented_token_matches, router};
+pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::{Sink, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
 pub use testing::TestSink;

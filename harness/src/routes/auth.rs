@@ -16,14 +16,16 @@ pub(super) async fn require_token(
     let Some(token) = h.config().token.as_deref() else {
         return next.run(request).await;
     };
-    if sink::presented_token_matches(request.headers(), token) {
-        next.run(request).await
-    } else {
-        ApiError::Unauthorized(
+    match sink::authorize(request.method(), request.headers(), token) {
+        Ok(()) => next.run(request).await,
+        Err(sink::AuthRefusal::Missing) => ApiError::Unauthorized(
             "this server needs `Authorization: Bearer <token>` (the --token it was started with); \
              the web UI asks for it once and keeps it in a cookie"
                 .into(),
         )
-        .into_response()
+        .into_response(),
+        Err(sink::AuthRefusal::CrossSite) => {
+            ApiError::Forbidden(sink::CROSS_SITE.into()).into_response()
+        }
     }
 }

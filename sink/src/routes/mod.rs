@@ -25,7 +25,7 @@ use axum::{
     routing::{any, get},
 };
 
-pub use auth::presented_token_matches;
+pub use auth::{AuthRefusal, CROSS_SITE, authorize};
 pub use state::AppState;
 
 /// The sink's routes with their body limit, auth and JSON 404/405 fallbacks.

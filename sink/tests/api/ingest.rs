@@ -370,6 +370,24 @@ async fn with_a_token_reads_need_it_but_callbacks_do_not() {
         .await
         .unwrap();
     assert_eq!(by_cookie.status(), 200, "the web UI's cookie works too");
+    // …but a page on another origin cannot make the browser delete with it.
+    let forged = app
+        .http
+        .delete(app.url("/callbacks/k"))
+        .header("cookie", "eventual_token=s3cret")
+        .header("origin", "http://127.0.0.1:9999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(forged, 403).await.0, "cross_site");
+    let lower = app
+        .http
+        .get(app.url("/callbacks/k"))
+        .header("authorization", "bearer s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), 200, "auth schemes are case-insensitive");
     let client = sink::Client::new(app.sink.url()).with_token("s3cret");
     assert_eq!(client.all("k").await.unwrap().len(), 1);
     assert_eq!(app.get("/healthz").await.status(), 200);
