@@ -1,12 +1,16 @@
 //! Recording callbacks: `POST|PUT|PATCH /callbacks/{key}`, and `POST /callbacks` with the key
 //! found in a header or the JSON body. The hot path: route → backend → store → waiter.
 
+use std::collections::HashMap;
+
 use axum::{
     body::Bytes,
     extract::{OriginalUri, State, rejection::BytesRejection},
     http::{HeaderMap, Method, StatusCode, Uri},
     response::Response,
 };
+
+use serde_json::value::RawValue;
 
 use super::{
     key::{Key, check_key},
@@ -70,17 +74,24 @@ fn find_key(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<String,
             }
         }
     }
-    if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
-        for pointer in &config.key_pointers {
-            let found = match json.pointer(pointer) {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-                Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            };
-            if let Some(key) = found {
-                check_key(&key)?;
-                return Ok(key);
-            }
+    for pointer in &config.key_pointers {
+        let Some(raw) = raw_at(body, pointer) else {
+            continue;
+        };
+        let text = raw.get().trim();
+        let found = if text.starts_with('"') {
+            serde_json::from_str::<String>(text)
+                .ok()
+                .filter(|s| !s.is_empty())
+        } else if text.starts_with(|c: char| c == '-' || c.is_ascii_digit()) {
+            // A number is the key as it was written (`1e3` stays `1e3`, `1.50` stays `1.50`).
+            Some(text.to_owned())
+        } else {
+            None
+        };
+        if let Some(key) = found {
+            check_key(&key)?;
+            return Ok(key);
         }
     }
     Err(ApiError::MissingKey(format!(
@@ -88,6 +99,29 @@ fn find_key(config: &Config, headers: &HeaderMap, body: &[u8]) -> Result<String,
         config.key_headers.join(", "),
         config.key_pointers.join(", "),
     )))
+}
+
+/// The exact text of the JSON value at `pointer` (RFC 6901) in `body`, if there is one: walked
+/// through borrowed raw values, so nothing on the way is re-serialised.
+fn raw_at<'a>(body: &'a [u8], pointer: &str) -> Option<&'a RawValue> {
+    let mut at: &RawValue = serde_json::from_slice(body).ok()?;
+    if pointer.is_empty() {
+        return Some(at);
+    }
+    for token in pointer.strip_prefix('/')?.split('/') {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        let text = at.get().trim_start();
+        at = if text.starts_with('{') {
+            let fields: HashMap<String, &RawValue> = serde_json::from_str(at.get()).ok()?;
+            fields.get(&token).copied()?
+        } else if text.starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(at.get()).ok()?;
+            items.get(token.parse::<usize>().ok()?).copied()?
+        } else {
+            return None;
+        };
+    }
+    Some(at)
 }
 
 async fn store_callback(

@@ -148,6 +148,29 @@ async fn post_to_callbacks_takes_the_key_from_the_header_then_the_json_pointers(
 }
 
 #[tokio::test]
+async fn a_numeric_key_in_the_body_is_the_number_as_it_was_written() {
+    let app = spawn_app().await;
+    for (body, key) in [
+        (r#"{"id": 1e3}"#, "1e3"),
+        (r#"{"id": 1.50}"#, "1.50"),
+        (r#"{"id": -7}"#, "-7"),
+        (r#"{"request_id": "x", "id": 1e3}"#, "x"),
+        (r#"{"id": "a\/b"}"#, "a/b"),
+    ] {
+        let r = app
+            .http
+            .post(app.url("/callbacks"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{body}");
+        assert_eq!(r.json::<Value>().await.unwrap()["key"], key, "{body}");
+    }
+}
+
+#[tokio::test]
 async fn configured_key_headers_and_pointers_replace_the_defaults() {
     let app = spawn_app_with(Config {
         key_headers: vec!["X-Job".into()],
