@@ -427,6 +427,10 @@ async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
             eprintln!("error: {code}: {message}");
             Ok(ExitCode::from(2))
         }
+        Err(e @ sink::ClientError::Decode { .. }) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        }
         Err(e) => Err(anyhow::anyhow!(
             "{e} (is the server running at {}?)",
             args.url

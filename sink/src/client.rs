@@ -38,6 +38,14 @@ pub enum ClientError {
         /// The error's `message`.
         message: String,
     },
+    /// The sink answered, but not with JSON this client can read.
+    #[error("the sink's answer could not be read as {what}: {detail}")]
+    Decode {
+        /// What was expected.
+        what: &'static str,
+        /// What the JSON parser said.
+        detail: String,
+    },
     /// The awaited callbacks did not all arrive in time.
     #[error("waited {waited:?} for {wanted} callback(s) under key {key:?}; {arrived} arrived")]
     Timeout {
@@ -251,11 +259,27 @@ impl Client {
 async fn read_json<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
 ) -> Result<T, ClientError> {
-    if response.status().is_success() {
-        Ok(response.json().await?)
-    } else {
-        Err(api_error(response).await)
+    if !response.status().is_success() {
+        return Err(api_error(response).await);
     }
+    let bytes = response.bytes().await?;
+    decode(&bytes)
+}
+
+/// Parses what the sink served, however deeply its bodies nest: the sink stores any JSON body
+/// verbatim (up to `--max-body`), so the client lifts serde_json's nesting limit and grows its
+/// stack as it goes rather than failing at 128 levels.
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ClientError> {
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    json.disable_recursion_limit();
+    let value = T::deserialize(serde_stacker::Deserializer::new(&mut json));
+    value.map_err(|e| ClientError::Decode {
+        what: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("JSON"),
+        detail: e.to_string(),
+    })
 }
 
 async fn api_error(response: reqwest::Response) -> ClientError {

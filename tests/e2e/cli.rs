@@ -219,6 +219,40 @@ async fn wait_prints_the_body_with_its_key_order_and_numbers_as_sent() -> anyhow
 }
 
 #[tokio::test]
+async fn wait_prints_a_record_whose_body_nests_deeper_than_128_levels() -> anyhow::Result<()> {
+    let server = spawn_eventual(&["sink"]).await?;
+    let depth = 2000;
+    let sent = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+    let response = server
+        .http()
+        .post(server.at("/callbacks/deep"))
+        .header("content-type", "application/json")
+        .body(sent.clone())
+        .send()
+        .await?;
+    ensure!(
+        response.status() == 200,
+        "post answered {}",
+        response.status()
+    );
+    let out = wait_command(&server.url, &["deep", "--timeout", "5s"])
+        .output(CLIENT_SLACK)
+        .await?;
+    ensure!(
+        out.status.success(),
+        "wait exited with {}; stderr: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    let printed: String = text(&out.stdout).split_whitespace().collect();
+    ensure!(
+        printed.contains(&sent),
+        "the body as sent, {depth} levels deep"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn wait_exits_2_when_the_server_is_unreachable() -> anyhow::Result<()> {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
