@@ -44,7 +44,7 @@ pub use catalog::{Catalog, ConfigInfo, DeleteError, Kind, SupportInfo, TestInfo,
 pub use claims::{Claim, Envs};
 pub use config::Config;
 pub use error::{ApiError, HarnessError};
-pub use history::RunFilter;
+pub use history::{RunFilter, TestRun};
 pub use model::{
     Awaiting, EnvState, EnvView, Phase, Run, RunStatus, RunTest, ScriptState, ScriptView,
     TestStatus,

@@ -31,6 +31,29 @@ pub struct RunFilter {
     pub before: Option<i64>,
     /// At most this many.
     pub limit: u32,
+    /// Only runs of this test (a catalog path).
+    pub test: Option<String>,
+}
+
+/// How one test went in one run (`GET /api/tests/{path}/history`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TestRun {
+    /// The run.
+    pub run_id: i64,
+    /// The test's status in it.
+    pub status: TestStatus,
+    /// Its exit code, once it exited.
+    pub exit_code: Option<i32>,
+    /// How long it ran.
+    pub duration_ms: Option<u64>,
+    /// Where.
+    pub env_id: u32,
+    /// Who started the run.
+    pub username: String,
+    /// When the run was submitted.
+    pub created_at: String,
+    /// When the run ended.
+    pub finished_at: Option<String>,
 }
 
 /// What a restart found: runs that were running (with the process group of their running test,
@@ -128,6 +151,18 @@ impl History {
         let filter = filter.clone();
         match self {
             Self::Sqlite(db) => on_sqlite(db, move |db| db.list_runs(&filter)).await,
+        }
+    }
+
+    /// The most recent runs of test `path`, newest first.
+    pub(crate) async fn test_history(
+        &self,
+        path: &str,
+        limit: u32,
+    ) -> Result<Vec<TestRun>, HarnessError> {
+        let path = path.to_owned();
+        match self {
+            Self::Sqlite(db) => on_sqlite(db, move |db| db.test_history(&path, limit)).await,
         }
     }
 

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::model::{Awaiting, Phase, Run, RunStatus, RunTest, ScriptView, TestStatus, now_rfc3339};
 
-use super::{Recovered, RunFilter};
+use super::{Recovered, RunFilter, TestRun};
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[
@@ -47,6 +47,8 @@ CREATE TABLE run_tests (
      ALTER TABLE runs ADD COLUMN awaiting TEXT;",
     // Services in a run: the states of its eventual.toml scripts, as JSON.
     "ALTER TABLE runs ADD COLUMN scripts TEXT;",
+    // A test's history (`GET /api/tests/{path}/history`, `GET /api/runs?test=`).
+    "CREATE INDEX run_tests_by_path ON run_tests (path, run_id);",
 ];
 
 /// The SQLite history database.
@@ -182,6 +184,7 @@ impl SqliteHistory {
             "SELECT id, username, env_id, status, created_at, started_at, finished_at, phase, awaiting, scripts FROM runs
              WHERE (?1 IS NULL OR env_id = ?1) AND (?2 IS NULL OR username = ?2)
                AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR id < ?4)
+               AND (?6 IS NULL OR id IN (SELECT run_id FROM run_tests WHERE path = ?6))
              ORDER BY id DESC LIMIT ?5",
         )?;
         let mut runs = stmt
@@ -191,7 +194,8 @@ impl SqliteHistory {
                     filter.username,
                     filter.status.map(RunStatus::as_str),
                     filter.before,
-                    filter.limit
+                    filter.limit,
+                    filter.test,
                 ],
                 row_to_run,
             )?
@@ -200,6 +204,31 @@ impl SqliteHistory {
             run.tests = tests_of(&conn, run.id)?;
         }
         Ok(runs)
+    }
+
+    /// The most recent runs of test `path`, newest first: how that test went in each.
+    pub(crate) fn test_history(&self, path: &str, limit: u32) -> DbResult<Vec<TestRun>> {
+        let conn = self.conn.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.id, t.status, t.exit_code, t.duration_ms, r.env_id, r.username, r.created_at,
+                    r.finished_at
+             FROM run_tests t JOIN runs r ON r.id = t.run_id
+             WHERE t.path = ?1 ORDER BY r.id DESC LIMIT ?2",
+        )?;
+        stmt.query_map(params![path, limit], |row| {
+            let status: String = row.get(1)?;
+            Ok(TestRun {
+                run_id: row.get(0)?,
+                status: TestStatus::parse(&status).unwrap_or(TestStatus::Error),
+                exit_code: row.get(2)?,
+                duration_ms: row.get(3)?,
+                env_id: row.get(4)?,
+                username: row.get(5)?,
+                created_at: row.get(6)?,
+                finished_at: row.get(7)?,
+            })
+        })?
+        .collect()
     }
 
     /// Sets a run's status, and its start or finish time when it starts or ends.

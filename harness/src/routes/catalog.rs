@@ -11,8 +11,11 @@ use serde_json::Value;
 use crate::{
     catalog::{TestPath, UploadError},
     error::ApiError,
+    model::TestStatus,
     runner::Harness,
 };
+
+use super::{extract::ApiQuery, query::HistoryQuery};
 
 pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
     let (tests, support) = h.catalog().listing();
@@ -26,7 +29,16 @@ pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
 pub(super) async fn test_source(
     State(h): State<Harness>,
     Path(path): Path<String>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
+    // `{path}/history` (the wildcard takes the whole rest of the URL), unless a file has
+    // that very path.
+    if let Some(test) = path.strip_suffix("/history") {
+        let whole = TestPath::parse(&path).ok();
+        if whole.is_none_or(|p| h.catalog().resolve_file(&p).is_none()) {
+            return test_history(&h, test, q.limit()?).await;
+        }
+    }
     let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
     let file = h.catalog().resolve_file(&test).ok_or_else(|| {
         ApiError::NotFound(format!(
@@ -154,4 +166,33 @@ fn too_large(max: usize) -> ApiError {
     ApiError::TooLarge(format!(
         "the upload is larger than {max} bytes: split it, or start the server with a larger --max-upload"
     ))
+}
+
+/// `GET /api/tests/{path}/history`: the test's recent runs (newest first), its pass rate among
+/// the ended ones. A test no longer in the catalog still has its history.
+async fn test_history(h: &Harness, path: &str, limit: u32) -> Result<Response, ApiError> {
+    let test = TestPath::parse(path).map_err(ApiError::InvalidPath)?;
+    let runs = h.test_history(test.as_str(), limit).await?;
+    if runs.is_empty() && h.catalog().resolve(&test).is_none() {
+        return Err(ApiError::NotFound(format!(
+            "there is no test {path} and no run of it: GET /api/tests lists them"
+        )));
+    }
+    let ended: Vec<_> = runs
+        .iter()
+        .filter(|r| !matches!(r.status, TestStatus::Pending | TestStatus::Running))
+        .collect();
+    let passed = ended
+        .iter()
+        .filter(|r| r.status == TestStatus::Passed)
+        .count();
+    let pass_rate = (!ended.is_empty()).then(|| passed as f64 / ended.len() as f64);
+    Ok(Json(serde_json::json!({
+        "path": test.as_str(),
+        "runs": runs,
+        "ended": ended.len(),
+        "passed": passed,
+        "pass_rate": pass_rate,
+    }))
+    .into_response())
 }

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::{error::ApiError, history::RunFilter, model::RunStatus};
 
-/// `GET /api/runs?env_id=&username=&status=&limit=&before=`.
+/// `GET /api/runs?env_id=&username=&status=&limit=&before=&test=`.
 #[derive(Debug, Deserialize)]
 pub(super) struct ListQuery {
     env_id: Option<String>,
@@ -13,6 +13,7 @@ pub(super) struct ListQuery {
     status: Option<String>,
     limit: Option<String>,
     before: Option<String>,
+    test: Option<String>,
 }
 
 impl ListQuery {
@@ -28,6 +29,7 @@ impl ListQuery {
                 .map(|v| v.parse().map_err(|_| bad("env_id", "a whole number")))
                 .transpose()?,
             username: self.username,
+            test: self.test,
             status: self
                 .status
                 .map(|s| {
@@ -245,5 +247,26 @@ mod tests {
         ] {
             assert!(query(f, o, l, d).is_err(), "{f:?} {o:?} {l:?} {d:?}");
         }
+    }
+}
+
+/// `GET /api/tests/{path}/history?limit=`.
+#[derive(Debug, Deserialize)]
+pub(super) struct HistoryQuery {
+    limit: Option<String>,
+}
+
+impl HistoryQuery {
+    /// How many runs to list (1–1000, default 50).
+    pub(super) fn limit(&self) -> Result<u32, ApiError> {
+        self.limit.as_deref().map_or(Ok(50), |v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|l| (1..=1000).contains(l))
+                .ok_or_else(|| ApiError::BadRequest {
+                    code: "invalid_query",
+                    message: "invalid `limit`: 1 to 1000".into(),
+                })
+        })
     }
 }

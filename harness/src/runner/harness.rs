@@ -11,7 +11,7 @@ use crate::{
     claims::Claims,
     config::Config,
     error::HarnessError,
-    history::{History, RunFilter},
+    history::{History, RunFilter, TestRun},
     logs::RunLog,
     model::{EnvView, Run},
 };
@@ -118,6 +118,11 @@ impl Harness {
     /// Runs matching `filter`, newest first.
     pub async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, HarnessError> {
         self.inner.history.list_runs(filter).await
+    }
+
+    /// The most recent runs of test `path`, newest first.
+    pub async fn test_history(&self, path: &str, limit: u32) -> Result<Vec<TestRun>, HarnessError> {
+        self.inner.history.test_history(path, limit).await
     }
 
     /// Where `run` stands in its environment's queue, if queued.

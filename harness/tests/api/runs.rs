@@ -636,3 +636,57 @@ async fn rerun_with_only_failed_reruns_just_the_tests_that_did_not_pass() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_tests_history_lists_its_runs_newest_first_with_its_pass_rate() {
+    let app = spawn_app(|_| {}).await;
+    let first = app.create_run("ann", 1, &["pass.sh", "fail.sh"]).await;
+    app.wait_finished(id_of(&first)).await;
+    let second = app.create_run("bob", 2, &["pass.sh"]).await;
+    app.wait_finished(id_of(&second)).await;
+
+    let history = app.get_json("/api/tests/pass.sh/history").await;
+    assert_eq!(history["path"], "pass.sh");
+    let runs: Vec<i64> = history["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["run_id"].as_i64().expect("run_id"))
+        .collect();
+    assert_eq!(runs, [id_of(&second), id_of(&first)], "newest first");
+    assert_eq!(history["runs"][0]["username"], "bob");
+    assert_eq!(history["runs"][0]["env_id"], 2);
+    assert_eq!(history["runs"][0]["status"], "passed");
+    assert!(history["runs"][0]["duration_ms"].is_u64(), "{history}");
+    assert_eq!(history["pass_rate"], 1.0);
+    let failing = app.get_json("/api/tests/fail.sh/history").await;
+    assert_eq!(failing["passed"], 0);
+    assert_eq!(failing["pass_rate"], 0.0);
+    let one = app.get_json("/api/tests/pass.sh/history?limit=1").await;
+    assert_eq!(one["runs"].as_array().map(Vec::len), Some(1));
+
+    // The runs of one test.
+    let of_fail = app.get_json("/api/runs?test=fail.sh").await;
+    let ids: Vec<i64> = of_fail["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(id_of)
+        .collect();
+    assert_eq!(ids, [id_of(&first)]);
+
+    error_of(
+        app.get("/api/tests/nope.sh/history").await,
+        404,
+        "not_found",
+    )
+    .await;
+    error_of(
+        app.get("/api/tests/pass.sh/history?limit=0").await,
+        400,
+        "invalid_query",
+    )
+    .await;
+    // The source is still served at the test's own path.
+    assert_eq!(app.get("/api/tests/pass.sh").await.status(), 200);
+}
