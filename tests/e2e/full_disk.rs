@@ -88,13 +88,24 @@ fn fill(path: &Path) -> anyhow::Result<u64> {
 
 #[tokio::test]
 async fn a_full_disk_refuses_with_507_and_loses_no_acknowledged_callback() -> anyhow::Result<()> {
+    full_disk_episode("1s").await
+}
+
+#[tokio::test]
+async fn with_fsync_always_a_full_disk_refuses_with_507_and_loses_no_acknowledged_callback()
+-> anyhow::Result<()> {
+    full_disk_episode("always").await
+}
+
+/// The whole episode with `--fsync FSYNC`.
+async fn full_disk_episode(fsync: &str) -> anyhow::Result<()> {
     let Some(tmpfs) = Tmpfs::mount("2m")? else {
         return Ok(());
     };
     let data_dir: PathBuf = tmpfs.path().join("data");
     let filler = tmpfs.path().join("filler");
     let data = data_dir.to_str().context("utf-8 path")?.to_owned();
-    let args = ["sink", "--data-dir", &data];
+    let args = ["sink", "--data-dir", &data, "--fsync", fsync];
     let mut server = spawn_eventual(&args).await?;
 
     let mut acked = BTreeSet::new();
@@ -232,7 +243,7 @@ async fn a_full_disk_refuses_with_507_and_loses_no_acknowledged_callback() -> an
         );
     }
     eprintln!(
-        "full disk: {} acknowledged, {} recovered after the restart, 4 refused",
+        "full disk (--fsync {fsync}): {} acknowledged, {} recovered after the restart, 4 refused",
         acked.len(),
         found.len()
     );
