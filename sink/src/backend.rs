@@ -44,11 +44,7 @@ impl Backend {
     /// its `seq`. Waiters on `key` are woken by the store itself.
     pub(crate) async fn insert(&self, key: &str, encoded: &Encoded) -> Result<u64, InsertError> {
         match self {
-            Self::Embedded(store) => {
-                let (seq, ack) = store.insert(key, encoded)?;
-                ack.wait().await?;
-                Ok(seq)
-            }
+            Self::Embedded(store) => store.insert_durable(key, encoded).await,
         }
     }
 

@@ -27,7 +27,17 @@ pub enum Error {
 /// What can go wrong writing or syncing the callback log.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
-    /// A frame could not be written to the log file (disk full, an I/O error).
+    /// The disk holding the data directory is full (or its quota is used up): nothing of the
+    /// frame was left in the log.
+    #[error("the disk of the data directory {} is full: {source}", dir.display())]
+    StorageFull {
+        /// The `--data-dir` in use.
+        dir: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A frame could not be written to the log file (an I/O error); nothing of it was left in
+    /// the log.
     #[error("the callback log could not be written: {0}")]
     Write(#[source] std::io::Error),
     /// The log file could not be fsync'd.
@@ -81,6 +91,13 @@ pub enum ApiError {
     /// The sink holds `--max-callbacks` records.
     #[error("{0}")]
     Full(String),
+    /// The disk of `--data-dir` is full: the callback was not stored.
+    #[error("{0}")]
+    StorageFull(String),
+    /// The request body could not be read: malformed chunked encoding, or shorter than its
+    /// `Content-Length` (the client closed or broke the connection mid-body).
+    #[error("{0}")]
+    InvalidBody(String),
     /// The server is stopping; waits are answered with this.
     #[error("the sink is shutting down; retry against the restarted server")]
     ShuttingDown,
@@ -103,6 +120,8 @@ impl ApiError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "cross_site"),
             Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
+            Self::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
+            Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -6,6 +6,8 @@
 //!   talks to it, signals it and captures its stderr; `Launch::serve`, `LogFollower` (`?follow=true`),
 //!   `SseStream` and `processes_in` (a run's test processes, by working directory) serve the harness.
 //! - `sink_durability.rs` — `kill -9` mid-stream and a torn log tail lose no acknowledged callback.
+//! - `full_disk.rs` — a real full disk (a 2 MiB tmpfs; skipped with a message where mounting is
+//!   refused): `507 storage_full`, refused callbacks never visible, recovery, nothing acked lost.
 //! - `shutdown.rs` — SIGTERM/SIGINT: waiters get `503 shutting_down`, exit 0, the log is flushed.
 //! - `limits.rs` — `--max-callbacks`, `--max-body` and their `EVENTUAL_*` variables.
 //! - `retention.rs` — `--retention` forgets callbacks, also across a restart.
@@ -27,6 +29,7 @@
 mod cli;
 mod cli_output;
 mod cli_runs;
+mod full_disk;
 mod harness_restart;
 mod harness_serve;
 mod harness_stop;

@@ -20,7 +20,7 @@ use super::{
 use crate::{
     backend::InsertError,
     config::Config,
-    error::ApiError,
+    error::{ApiError, LogError},
     record::{Encoded, Incoming, write_json_str},
 };
 
@@ -55,10 +55,39 @@ fn body(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiErr
             ApiError::BodyTooLarge(format!(
                 "the body is larger than the sink's limit of {max} bytes: start the sink with a larger --max-body"
             ))
+        } else if client_broke_body(&e) {
+            ApiError::InvalidBody(format!(
+                "the request body could not be read ({e}: {}); send a body that matches its Content-Length or a well-formed chunked body, and keep the connection open until it is sent",
+                root_cause(&e)
+            ))
         } else {
             ApiError::Internal(format!("failed to read the request body: {e}"))
         }
     })
+}
+
+/// Whether a body failed to buffer because of what the client sent or did not send: the
+/// connection's HTTP/1 decoder (hyper) reports malformed chunked encoding, an oversized chunk
+/// length and a body cut short as its errors; only a misuse of hyper by the server itself is
+/// the server's failure.
+fn client_broke_body(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(hyper) = err.downcast_ref::<hyper::Error>() {
+            return !hyper.is_user();
+        }
+        cause = err.source();
+    }
+    false
+}
+
+/// The innermost error of a chain (hyper's "invalid chunk size line", "unexpected EOF"…).
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
 }
 
 /// Headers first, then JSON pointers into the body (strings and numbers count).
@@ -147,6 +176,10 @@ async fn store_callback(
         .map_err(|e| match e {
             InsertError::Full(max) => ApiError::Full(format!(
                 "the sink is full: it holds {max} callbacks; delete keys you no longer need (DELETE /callbacks?prefix=…) or restart it with a larger --max-callbacks"
+            )),
+            InsertError::Persist(LogError::StorageFull { dir, .. }) => ApiError::StorageFull(format!(
+                "the disk holding the sink's data directory {} is full: this callback was not stored; free space on that disk (the sink accepts callbacks again by itself) and retry",
+                dir.display()
             )),
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
         })?;

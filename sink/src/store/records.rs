@@ -31,7 +31,7 @@ pub enum InsertError {
     /// The sink holds `--max-callbacks` records already.
     #[error("the sink is full: it holds {0} callbacks")]
     Full(usize),
-    /// The write-ahead log could not be written.
+    /// The write-ahead log could not be written (or synced); nothing was stored.
     #[error("failed to persist the callback: {0}")]
     Persist(#[from] LogError),
 }
@@ -114,7 +114,29 @@ impl Store {
         self.inner.live_bytes.load(Ordering::Relaxed)
     }
 
-    /// Stores a record; the returned ack resolves once it is in the log (immediately without one).
+    /// Stores a record under `key` and resolves once it is as durable as `--fsync` promises;
+    /// answers its `seq`. The record becomes visible (readable, waking waiters) only then, and
+    /// a record that is refused is never visible and consumes no seq.
+    pub(crate) async fn insert_durable(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+    ) -> Result<u64, InsertError> {
+        let (seq, ack) = self.insert(key, encoded)?;
+        if let WalAck::Synced(target, _) = &ack {
+            let target = *target;
+            ack.wait().await?;
+            self.publish(key, target);
+            if let Some(expiry) = &self.inner.expiry {
+                expiry.schedule(encoded.received_ms, Arc::from(key));
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Writes a record to the log under its key's lock and, if that makes it durable by the
+    /// policy, makes it visible; otherwise (`--fsync always`) it waits in the slot's `pending`
+    /// until [`publish`](Self::publish) after the returned ack.
     pub(crate) fn insert(
         &self,
         key: &str,
@@ -130,43 +152,86 @@ impl Store {
             Some(slot) => slot,
             None => inner.map.entry(Arc::from(key)).or_default(),
         };
-        let seq = slot.last_seq + 1;
-        slot.last_seq = seq;
+        let seq = slot.next_seq();
         let json = encoded.finish(seq);
-        inner
-            .live_bytes
-            .fetch_add(json.len() as u64, Ordering::Relaxed);
         let key_arc = slot.key().clone();
         let (ack, log_len) = match &inner.wal {
             Some(wal) => {
-                let (ack, len) = wal.append(&Op::Put {
+                let appended = wal.append(&Op::Put {
                     key: key_arc.clone(),
                     seq,
                     received_ms: encoded.received_ms,
                     json: json.clone(),
                 });
-                (ack, Some(len))
+                match appended {
+                    Ok((ack, len)) => (ack, Some(len)),
+                    Err(e) => {
+                        // Nothing changed but the reservation (and maybe a new, empty slot).
+                        drop(slot);
+                        inner.count.fetch_sub(1, Ordering::AcqRel);
+                        self.forget_if_unused(key);
+                        return Err(e.into());
+                    }
+                }
             }
-            None => (WalAck::done(), None),
+            None => (WalAck::Written, None),
         };
-        if slot.records.is_empty() {
-            slot.records.reserve_exact(1);
-            inner.index.insert(key_arc.clone());
-        }
-        slot.records.push_back(Stored {
+        inner
+            .live_bytes
+            .fetch_add(json.len() as u64, Ordering::Relaxed);
+        let stored = Stored {
             seq,
             received_ms: encoded.received_ms,
             json,
-        });
-        slot.notify();
+        };
+        let visible = match &ack {
+            WalAck::Synced(target, _) => {
+                slot.pending.push_back((*target, stored));
+                false
+            }
+            WalAck::Written => {
+                if slot.records.is_empty() {
+                    slot.records.reserve_exact(1);
+                    inner.index.insert(key_arc.clone());
+                }
+                slot.last_seq = seq;
+                slot.records.push_back(stored);
+                slot.notify();
+                true
+            }
+        };
         drop(slot);
-        if let Some(expiry) = &inner.expiry {
+        if let Some(expiry) = inner.expiry.as_ref().filter(|_| visible) {
             expiry.schedule(encoded.received_ms, key_arc);
         }
         if let Some(len) = log_len {
             self.compact_if_due(len);
         }
         Ok((seq, ack))
+    }
+
+    /// Makes visible, in seq order, every pending record of `key` that a sync up to `synced`
+    /// made durable (the caller's own, and any earlier one whose request has not woken yet).
+    fn publish(&self, key: &str, synced: u64) {
+        let inner = &*self.inner;
+        let Some(mut entry) = inner.map.get_mut(key) else {
+            return; // deleted meanwhile: the delete is after the record in the log too
+        };
+        let slot = &mut *entry;
+        let before = slot.records.len();
+        while slot.pending.front().is_some_and(|(at, _)| *at <= synced) {
+            let Some((_, stored)) = slot.pending.pop_front() else {
+                break;
+            };
+            slot.last_seq = stored.seq;
+            slot.records.push_back(stored);
+        }
+        if slot.records.len() > before {
+            if before == 0 {
+                inner.index.insert(entry.key().clone());
+            }
+            entry.notify();
+        }
     }
 
     /// Applies one frame of the log at open (no log write, no capacity check: what was
@@ -266,14 +331,16 @@ impl Store {
         else {
             return 0;
         };
-        let removed = entry.get().records.len();
+        // Pending records go too: they are before this delete in the log, so replay drops them.
+        let slot = entry.get();
+        let removed = slot.records.len() + slot.pending.len();
         if removed == 0 {
             return 0;
         }
-        let bytes: u64 = entry
-            .get()
+        let bytes: u64 = slot
             .records
             .iter()
+            .chain(slot.pending.iter().map(|(_, r)| r))
             .map(|r| r.json.len() as u64)
             .sum();
         inner.index.remove(entry.key());
@@ -281,14 +348,18 @@ impl Store {
         if let Some(wal) = inner.wal.as_ref().filter(|_| log) {
             // Deletes are acknowledged without waiting for the log: losing one in a crash only
             // brings data back, never loses it.
-            let (_, len) = wal.append(&Op::Delete {
+            // A delete the log refused (a full disk) still applies in memory; the records come
+            // back at a restart, which loses nothing acknowledged.
+            if let Ok((_, len)) = wal.append(&Op::Delete {
                 key: entry.key().clone(),
-            });
-            log_len = Some(len);
+            }) {
+                log_len = Some(len);
+            }
         }
         if entry.get().has_waiters() {
             let slot = entry.get_mut();
             slot.records.clear();
+            slot.pending.clear();
             slot.last_seq = 0;
         } else {
             entry.remove();
@@ -370,7 +441,12 @@ impl Store {
     fn snapshot(&self) -> Vec<Op> {
         let mut ops = Vec::with_capacity(self.len());
         for slot in self.inner.map.iter() {
-            for r in &slot.records {
+            // Pending records are in the log already: the new file must keep them too.
+            for r in slot
+                .records
+                .iter()
+                .chain(slot.pending.iter().map(|(_, r)| r))
+            {
                 ops.push(Op::Put {
                     key: slot.key().clone(),
                     seq: r.seq,
@@ -412,7 +488,7 @@ impl Store {
             }
             if removed > 0 && slot.records.is_empty() {
                 inner.index.remove(entry.key());
-                if !entry.get().has_waiters() {
+                if entry.get().is_unused() {
                     entry.remove();
                 }
             }
@@ -472,5 +548,87 @@ pub(super) mod tests {
         store.insert("c", &encoded("c")).unwrap();
         stop.cancel();
         task.await.unwrap();
+    }
+
+    fn logged(dir: &std::path::Path, fsync: crate::config::FsyncPolicy) -> Store {
+        let (wal, _) = Wal::open(dir, fsync, u64::MAX, |_| {}).expect("open the log");
+        Store::new(100, None, Some(wal))
+    }
+
+    #[tokio::test]
+    async fn a_refused_callback_is_never_visible_and_consumes_no_seq() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = logged(dir.path(), crate::config::FsyncPolicy::Never);
+        store
+            .insert_durable("k", &encoded("k"))
+            .await
+            .expect("first");
+        let woken = store
+            .inner
+            .map
+            .entry(Arc::from("k"))
+            .or_default()
+            .watch
+            .get_or_insert_with(|| tokio::sync::watch::channel(0).0)
+            .subscribe();
+        store.wal().expect("a log").set_space(Some(3));
+        let refused = store.insert_durable("k", &encoded("k")).await;
+        assert!(
+            matches!(
+                refused,
+                Err(InsertError::Persist(LogError::StorageFull { .. }))
+            ),
+            "{refused:?}"
+        );
+        assert_eq!(store.count("k"), 1, "the refused record is not readable");
+        assert_eq!(store.len(), 1, "nor counted");
+        assert!(
+            !woken.has_changed().expect("watch open"),
+            "nor did it wake a waiter"
+        );
+        store.wal().expect("a log").set_space(None);
+        let seq = store
+            .insert_durable("k", &encoded("k"))
+            .await
+            .expect("space is back");
+        assert_eq!(seq, 2, "the refused record consumed no seq");
+        assert!(woken.has_changed().expect("watch open"));
+    }
+
+    #[tokio::test]
+    async fn with_fsync_always_a_record_is_visible_only_after_its_fsync() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = logged(dir.path(), crate::config::FsyncPolicy::Always);
+        let (seq, ack) = store.insert("k", &encoded("k")).expect("insert");
+        assert_eq!(seq, 1);
+        let WalAck::Synced(target, _) = &ack else {
+            panic!("with fsync=always the ack waits for a sync: {ack:?}");
+        };
+        let target = *target;
+        assert!(
+            store.latest_after("k", 0).is_none(),
+            "visible before its fsync"
+        );
+        let (next, _) = store.insert("k", &encoded("k")).expect("insert");
+        assert_eq!(next, 2, "a pending record holds its seq");
+        ack.wait().await.expect("synced");
+        store.publish("k", target);
+        assert_eq!(
+            store.count("k"),
+            1,
+            "the first is visible after its sync, alone"
+        );
+        assert_eq!(
+            store
+                .insert_durable("k", &encoded("k"))
+                .await
+                .expect("insert"),
+            3
+        );
+        assert_eq!(
+            store.count("k"),
+            3,
+            "a later sync publishes every earlier record, in order"
+        );
     }
 }

@@ -17,7 +17,13 @@ pub(crate) struct Stored {
 /// Everything the sink knows about one key.
 #[derive(Debug, Default)]
 pub(super) struct Slot {
+    /// The visible records: durable by the `--fsync` policy.
     pub(super) records: VecDeque<Stored>,
+    /// Written to the log but not yet fsync'd (`--fsync always` only), oldest first, each with
+    /// the log position a sync must reach before it becomes visible. They hold their seqs, so
+    /// a later post gets the next one, and the log's order per key stays the seqs' order.
+    pub(super) pending: VecDeque<(u64, Stored)>,
+    /// The seq of the newest visible record.
     pub(super) last_seq: u64,
     /// Created when the first waiter arrives; carries a change counter, not data.
     pub(super) watch: Option<watch::Sender<u64>>,
@@ -29,6 +35,16 @@ impl Slot {
         if let Some(tx) = &self.watch {
             tx.send_modify(|v| *v = v.wrapping_add(1));
         }
+    }
+
+    /// The seq the next record of this key gets: after the visible and the pending ones.
+    pub(super) fn next_seq(&self) -> u64 {
+        self.pending.back().map_or(self.last_seq, |(_, r)| r.seq) + 1
+    }
+
+    /// Whether nothing needs this slot: no record (visible or pending), no waiter.
+    pub(super) fn is_unused(&self) -> bool {
+        self.records.is_empty() && self.pending.is_empty() && !self.has_waiters()
     }
 
     pub(super) fn has_waiters(&self) -> bool {

@@ -161,10 +161,8 @@ impl Store {
 
     /// Drops a slot that a waiter created and nobody needs any more, and a watch channel that
     /// has no receivers left.
-    fn forget_if_unused(&self, key: &str) {
-        let removed = self.inner.map.remove_if(key, |_, slot| {
-            slot.records.is_empty() && !slot.has_waiters()
-        });
+    pub(super) fn forget_if_unused(&self, key: &str) {
+        let removed = self.inner.map.remove_if(key, |_, slot| slot.is_unused());
         if removed.is_none() {
             if let Some(mut slot) = self.inner.map.get_mut(key) {
                 if slot.watch.is_some() && !slot.has_waiters() {

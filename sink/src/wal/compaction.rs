@@ -70,7 +70,16 @@ impl Drop for Compaction {
 
 fn rewrite(shared: &Shared, ops: &[Op]) -> io::Result<(u64, u64)> {
     let tmp = shared.path.with_extension("log.compacting");
-    let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+    let result = write_and_swap(shared, ops, &tmp);
+    if result.is_err() {
+        // A half-written copy only takes space (on a full disk, the space the log needs).
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn write_and_swap(shared: &Shared, ops: &[Op], tmp: &std::path::Path) -> io::Result<(u64, u64)> {
+    let mut out = io::BufWriter::with_capacity(1 << 20, File::create(tmp)?);
     let mut buf = Vec::new();
     let mut len = 0u64;
     for op in ops {
@@ -86,16 +95,22 @@ fn rewrite(shared: &Shared, ops: &[Op]) -> io::Result<(u64, u64)> {
     file.write_all(&tail)?;
     len += tail.len() as u64;
     file.sync_all()?;
-    std::fs::rename(&tmp, &shared.path)?;
-    if let Some(dir) = shared.path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
+    // Opened before the rename so that nothing can fail between replacing the log and
+    // appending to the new file (appends to the old, unlinked one would be lost).
+    let appender = OpenOptions::new().append(true).open(tmp)?;
+    std::fs::rename(tmp, &shared.path)?;
     let before = state.len;
-    state.file = OpenOptions::new().append(true).open(&shared.path)?;
+    state.file = appender;
     state.len = len;
     state.dirty = false;
+    state.torn = false;
     let written = state.written;
     drop(state);
+    if let Some(dir) = shared.path.parent() {
+        // The rename is durable once the directory is; until then a power loss keeps the old
+        // log, which holds everything too.
+        File::open(dir)?.sync_all()?;
+    }
     shared.synced.send_modify(|s| *s = (*s).max(written));
     Ok((before, len))
 }

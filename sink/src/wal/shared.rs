@@ -43,4 +43,22 @@ pub(super) struct State {
     pub(super) dirty: bool,
     /// While a compaction writes its snapshot: frames appended meanwhile, for the new file.
     pub(super) tail: Option<Vec<u8>>,
+    /// A failed write left part of a frame past `len` and cutting it off failed too: every
+    /// append first retries the cut, and is refused while it fails, so that no frame is ever
+    /// written behind a torn one.
+    pub(super) torn: bool,
+    /// Appends refused since the last one that succeeded (`None` while writes succeed): the
+    /// first refusal of an episode is logged as an error, the end of it as "space is back".
+    pub(super) refusing: Option<u64>,
+    /// Tests only, a fault-injecting file layer: bytes the file still takes before writes fail
+    /// with "no space left" (`None`: no limit), and whether cutting the file back fails.
+    #[cfg(test)]
+    pub(super) faults: Faults,
+}
+
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub(super) struct Faults {
+    pub(super) space: Option<u64>,
+    pub(super) cut_fails: bool,
 }

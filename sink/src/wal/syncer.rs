@@ -7,23 +7,19 @@ use tokio::sync::watch;
 use super::shared::{Shared, SyncRequest};
 use crate::{config::FsyncPolicy, error::LogError};
 
-/// Resolves once a put is as durable as `--fsync` promises.
+/// Resolves once a put that was written is as durable as `--fsync` promises.
 #[derive(Debug)]
 pub(crate) enum WalAck {
-    /// Nothing to wait for: the write's outcome is known.
-    Done(Result<(), LogError>),
+    /// Durable by the policy already: the write succeeded (a duration or `never`, or no log).
+    Written,
     /// Durable once `synced` reaches this many bytes (`--fsync always`).
     Synced(u64, watch::Receiver<u64>),
 }
 
 impl WalAck {
-    pub(crate) fn done() -> Self {
-        Self::Done(Ok(()))
-    }
-
     pub(crate) async fn wait(self) -> Result<(), LogError> {
         match self {
-            Self::Done(result) => result,
+            Self::Written => Ok(()),
             Self::Synced(target, mut synced) => synced
                 .wait_for(|s| *s >= target)
                 .await
