@@ -12,6 +12,9 @@ import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 
+import assert from "node:assert/strict";
+import { after, before } from "node:test";
+
 import { chromium } from "playwright-core";
 
 /** The repository root; relative paths (EVENTUAL_BIN, fixtures) are taken from here. */
@@ -173,4 +176,31 @@ export async function waitUntil(what, check, ms = WAIT_MS) {
     if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * For a `describe` block: starts a server (`startServer(options)`) and a browser before its tests,
+ * and after them closes every page opened with `open`, the browser and the server, failing if a
+ * page had an uncaught script error. Returns `{ server, browser, open }`, filled in once `before`
+ * has run.
+ */
+export function withServerAndBrowser(options) {
+  const ctx = { server: null, browser: null, pages: [] };
+  ctx.open = async (path) => {
+    const page = await ctx.browser.open(path);
+    ctx.pages.push(page);
+    return page;
+  };
+  before(async () => {
+    ctx.server = await startServer(options);
+    ctx.browser = await launchBrowser(ctx.server.url);
+  });
+  after(async () => {
+    const errors = ctx.pages.flatMap((p) => p.errors);
+    for (const page of ctx.pages) await page.close();
+    await ctx.browser?.close();
+    await ctx.server?.stop();
+    assert.deepEqual(errors, [], "uncaught errors in the page");
+  });
+  return ctx;
 }

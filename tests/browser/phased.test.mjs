@@ -2,40 +2,25 @@
 // (a server whose catalog is fixtures/phased; its start_pair.sh announces a key with count=2).
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 
-import { launchBrowser, startServer } from "./helpers.mjs";
+import { withServerAndBrowser } from "./helpers.mjs";
 
 describe("phased runs in the web UI", () => {
-  let server, browser;
-  const pages = [];
-
-  before(async () => {
-    server = await startServer({ envs: 2, sampleTests: "fixtures/phased" });
-    browser = await launchBrowser(server.url);
-  });
-
-  after(async () => {
-    const errors = pages.flatMap((p) => p.errors);
-    for (const page of pages) await page.close();
-    await browser?.close();
-    await server?.stop();
-    assert.deepEqual(errors, [], "uncaught errors in the page");
-  });
+  const ctx = withServerAndBrowser({ envs: 2, sampleTests: "fixtures/phased" });
 
   test("the run page counts each awaited callback as it arrives, then runs validation", async () => {
-    const run = await server.api.createRun("pia", 1, ["preparation/start_pair.sh", "validation/check.sh"]);
+    const run = await ctx.server.api.createRun("pia", 1, ["preparation/start_pair.sh", "validation/check.sh"]);
     const key = `run-${run.id}.pair`;
-    const page = await browser.open(`/#/runs/${run.id}`);
-    pages.push(page);
+    const page = await ctx.open(`/#/runs/${run.id}`);
     const row = page.locator(`#awaiting tr[data-key="${key}"]`);
     await row.locator("td", { hasText: /^0 \/ 2$/ }).waitFor();
 
-    await server.api.callback(key, { n: 1 });
+    await ctx.server.api.callback(key, { n: 1 });
     await row.locator("td", { hasText: /^1 \/ 2$/ }).waitFor();
     assert.equal(await page.locator("h1 .badge.running").count(), 1, "still waiting for the second");
 
-    await server.api.callback(key, { n: 2 });
+    await ctx.server.api.callback(key, { n: 2 });
     await page.locator("h1 .badge.passed").waitFor();
     await row.locator("td", { hasText: /^2 \/ 2$/ }).waitFor();
   });

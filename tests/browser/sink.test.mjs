@@ -2,35 +2,20 @@
 // kept), and the key list's counts follow.
 
 import assert from "node:assert/strict";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 
-import { launchBrowser, startServer } from "./helpers.mjs";
+import { withServerAndBrowser } from "./helpers.mjs";
 
 describe("sink view", () => {
-  let server, browser;
-  const pages = [];
-
-  before(async () => {
-    server = await startServer({ envs: 1 });
-    browser = await launchBrowser(server.url);
-  });
-
-  after(async () => {
-    const errors = pages.flatMap((p) => p.errors);
-    for (const page of pages) await page.close();
-    await browser?.close();
-    await server?.stop();
-    assert.deepEqual(errors, [], "uncaught errors in the page");
-  });
+  const ctx = withServerAndBrowser({ envs: 1 });
 
   test("records arrive live with their bodies exactly as sent and the count follows", async () => {
     // Sent as raw text so that the number keeps its trailing zero on the wire.
-    const post = (text) => fetch(`${server.url}/callbacks/order-7`, {
+    const post = (text) => fetch(`${ctx.server.url}/callbacks/order-7`, {
       method: "POST", headers: { "content-type": "application/json" }, body: text,
     });
     await post('{"zeta":1,"amount":10.50}');
-    const page = await browser.open("/#/sink/order-7");
-    pages.push(page);
+    const page = await ctx.open("/#/sink/order-7");
     const first = page.locator('.record[data-seq="1"] pre');
     await first.waitFor();
     const text = await first.innerText();
