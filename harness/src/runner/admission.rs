@@ -195,12 +195,13 @@ impl Harness {
         }
         let active = self.inner.active.remove(&id);
         if let Some((_, active)) = &active {
-            active.log.finish();
-            // Counted once: only the call that removed the run's switches gets here.
+            // Counted once (only the call that removed the run's switches gets here), and before
+            // its log ends: whoever saw the run end finds it counted.
             if let Ok(Some(run)) = self.inner.history.get_run(id).await {
                 let ran = active.started_at.get().map(|at| at.elapsed());
                 self.inner.metrics.finished(run.status, ran);
             }
+            active.log.finish();
         }
         self.emit_run(id).await;
         if let Some((_, active)) = active {
