@@ -3,6 +3,7 @@
 
 mod helpers;
 mod ingest;
+mod metrics;
 mod persistence;
 mod reading;
 mod waiting;
