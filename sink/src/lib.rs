@@ -44,7 +44,7 @@ pub use client::{Ack, Client, ClientError, encode_key};
 pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error, LogError};
-pub use metrics::{CONTENT_TYPE as METRICS_CONTENT_TYPE, MetricsSource};
+pub use metrics::MetricsSource;
 pub use record::Record;
 pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::{Sink, serve};

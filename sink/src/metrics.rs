@@ -18,7 +18,7 @@ use prometheus_client::{
 };
 
 /// The `Content-Type` of the answer: OpenMetrics 1.0 text, which Prometheus negotiates first.
-pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// More series for `GET /metrics`, rendered after the sink's own.
 pub trait MetricsSource: Send + Sync + fmt::Debug {
