@@ -197,9 +197,10 @@ impl Harness {
         if let Some((_, active)) = &active {
             // Counted once (only the call that removed the run's switches gets here), and before
             // its log ends: whoever saw the run end finds it counted.
-            if let Ok(Some(run)) = self.inner.history.get_run(id).await {
+            let status = self.inner.history.get_run(id).await.ok().flatten();
+            if let Some(status) = status.map(|r| r.status).filter(|s| s.is_finished()) {
                 let ran = active.started_at.get().map(|at| at.elapsed());
-                self.inner.metrics.finished(run.status, ran);
+                self.inner.metrics.finished(status, ran);
             }
             active.log.finish();
         }
