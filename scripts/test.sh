@@ -70,6 +70,14 @@ echo "==> JUnit XML (tests/junit: xmlschema against junit-10.xsd, junitparser)"
 env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
   "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/junit
 
+# Prometheus metrics (tests/metrics): GET /metrics of a real `eventual sink` and `eventual serve`
+# (the debug binary), parsed by the official Python client's OpenMetrics parser (prometheus-client
+# from PyPI, into the same virtualenv) and checked for the series, names and values of its traffic.
+echo "==> Prometheus metrics (tests/metrics: prometheus_client's OpenMetrics parser)"
+"$pyenv_dir/venv/bin/python" -m pip install --quiet prometheus-client
+env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
+  "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/metrics
+
 # Browser tests of the web UI (tests/browser): Debian's headless Chromium driven by playwright-core
 # under node's own test runner, against the debug binary the cargo tests built. They are part of the
 # suite, so a machine that cannot get Chromium or Node fails here instead of skipping them.

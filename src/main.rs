@@ -349,6 +349,8 @@ async fn run_server(
         let harness = harness::Harness::open(harness_config)
             .await
             .context("failed to open the harness")?;
+        // One `GET /metrics` (the sink's route): the sink's series, then the harness's.
+        sink.add_metrics(std::sync::Arc::new(harness.clone()));
         router = router.merge(harness::router(harness.clone()));
         harness_handle = Some(harness);
     }

@@ -20,6 +20,7 @@
 //! - `history/` — run history behind one async interface; SQLite (WAL, migrations) today.
 //! - `routes/` — the HTTP API (`router()`) by concern, typed extractors; `error.rs` — the
 //!   harness's error and the API error body.
+//! - `metrics.rs` — the harness's series at `GET /metrics` (under `serve`, after the sink's).
 //! - `client.rs` — a typed client for the command line (`eventual run`, `upload`, `runs`, `show`).
 
 mod catalog;
@@ -32,6 +33,7 @@ mod history;
 mod junit;
 mod log_index;
 mod logs;
+mod metrics;
 mod model;
 mod phases;
 mod routes;

@@ -23,6 +23,8 @@
 //! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
 //!   bare seconds, for `?wait=` and every flag.
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
+//! - `metrics.rs` — the series of `GET /metrics` (per sink, prometheus-client) and
+//!   [`MetricsSource`], through which the harness adds its own.
 //! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
 
 mod backend;
@@ -30,6 +32,7 @@ mod client;
 mod config;
 mod duration;
 mod error;
+mod metrics;
 mod record;
 mod routes;
 mod server;
@@ -41,6 +44,7 @@ pub use client::{Ack, Client, ClientError, encode_key};
 pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error, LogError};
+pub use metrics::MetricsSource;
 pub use record::Record;
 pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::{Sink, serve};

@@ -56,6 +56,11 @@ impl Sink {
         router(self.state.clone())
     }
 
+    /// Serves `source`'s series at this sink's `GET /metrics` too, after its own.
+    pub fn add_metrics(&self, source: std::sync::Arc<dyn crate::MetricsSource>) {
+        self.state.metrics().add_source(source);
+    }
+
     /// The store behind the routes (for in-process use such as the test helper).
     pub fn store(&self) -> &Store {
         &self.store

@@ -23,6 +23,8 @@
 //!   installed); a relative `--data-dir` (ignored: a known bug).
 //! - `junit.rs` — `eventual run --junit FILE`: a testcase per pytest case, the exit code kept, an
 //!   unwritable path refused before a run is submitted.
+//! - `metrics.rs` — `GET /metrics`: the sink's series (`sink`), the harness's too (`serve`),
+//!   `--token`.
 //! - `readme.rs` — the README's tours, extracted from `README.md` and run as written with bash;
 //!   the README and `docs/` stand alone (nothing outside the repository, no dead relative links).
 
@@ -36,6 +38,7 @@ mod harness_stop;
 mod helpers;
 mod junit;
 mod limits;
+mod metrics;
 mod phased;
 mod readme;
 mod retention;

@@ -76,6 +76,10 @@ const NOT_TOURS: &[(&str, &str)] = &[
         "the CI step a pipeline runs against its own server; tests/e2e/junit.rs runs `run --junit`",
     ),
     (
+        "Prometheus metrics",
+        "one `curl` against the reader's server; tests/e2e/metrics.rs and tests/metrics scrape real ones",
+    ),
+    (
         "Python package and pytest plugin",
         "`pip install` into the reader's Python; `scripts/test.sh` installs it into a fresh \
          virtualenv and runs its suite",

@@ -102,6 +102,8 @@ impl Harness {
                 env_id: run.env_id,
                 tests: run.test_paths(),
                 done: watch::channel(false).0,
+                queued_at: std::time::Instant::now(),
+                started_at: std::sync::OnceLock::new(),
             },
         );
         match self
@@ -133,6 +135,18 @@ impl Harness {
         }
         self.emit_env(run.env_id).await;
         Ok(())
+    }
+
+    /// The run is `running` now: how long it waited goes to the metrics, and its clock starts.
+    pub(super) fn mark_started(&self, id: i64) {
+        if let Some(active) = self.inner.active.get(&id) {
+            let now = std::time::Instant::now();
+            if active.started_at.set(now).is_ok() {
+                self.inner
+                    .metrics
+                    .started(now.duration_since(active.queued_at));
+            }
+        }
     }
 
     pub(super) fn start(&self, id: i64) {
@@ -181,6 +195,13 @@ impl Harness {
         }
         let active = self.inner.active.remove(&id);
         if let Some((_, active)) = &active {
+            // Counted once (only the call that removed the run's switches gets here), and before
+            // its log ends: whoever saw the run end finds it counted.
+            let status = self.inner.history.get_run(id).await.ok().flatten();
+            if let Some(status) = status.map(|r| r.status).filter(|s| s.is_finished()) {
+                let ran = active.started_at.get().map(|at| at.elapsed());
+                self.inner.metrics.finished(status, ran);
+            }
             active.log.finish();
         }
         self.emit_run(id).await;

@@ -42,6 +42,7 @@ impl Harness {
             return self.finish_cancelled(id, &log).await;
         }
         history.set_run_status(id, RunStatus::Running).await?;
+        self.mark_started(id);
         self.emit_run(id).await;
         self.emit_env(run.env_id).await;
         let work = self.work_dir(id);

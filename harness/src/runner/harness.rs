@@ -1,6 +1,10 @@
 //! The handle every route holds, its shared state, and what can be read from it.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use dashmap::DashMap;
 use tokio::sync::{Semaphore, broadcast, watch};
@@ -13,6 +17,7 @@ use crate::{
     error::HarnessError,
     history::{History, RunFilter, TestRun},
     logs::RunLog,
+    metrics::RunMetrics,
     model::{EnvView, Run},
 };
 
@@ -55,6 +60,8 @@ pub(super) struct Inner {
     /// Where the lines of recently read logs start, so a range or the tail of a long log is read
     /// without scanning it again (`log_index.rs`).
     pub(super) log_indexes: crate::log_index::LogIndexes,
+    /// Its series at `GET /metrics` (this harness's own, not process-global).
+    pub(super) metrics: RunMetrics,
 }
 
 /// A live run's switches.
@@ -70,6 +77,10 @@ pub(super) struct Active {
     pub(super) tests: Vec<String>,
     /// Becomes true once the run has its final status.
     pub(super) done: watch::Sender<bool>,
+    /// When it was queued (admitted in this process), for `eventual_claim_wait_seconds`.
+    pub(super) queued_at: Instant,
+    /// When it started, for `eventual_run_duration_seconds`; unset while queued.
+    pub(super) started_at: OnceLock<Instant>,
 }
 
 impl Harness {
@@ -141,5 +152,18 @@ impl Harness {
             .view(env)
             .await
             .ok_or(HarnessError::UnknownEnv(env, claims.count()))
+    }
+}
+
+/// Under `eventual serve`, the sink's `GET /metrics` serves the harness's series after its own.
+impl sink::MetricsSource for Harness {
+    fn encode<'a>(
+        &'a self,
+        out: &'a mut String,
+    ) -> futures_util::future::BoxFuture<'a, fmt::Result> {
+        Box::pin(async move {
+            let envs = self.inner.claims.views().await;
+            self.inner.metrics.encode(&envs, out)
+        })
     }
 }

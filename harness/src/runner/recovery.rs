@@ -43,6 +43,7 @@ impl Harness {
                 admission: tokio::sync::Mutex::new(()),
                 stopping: CancellationToken::new(),
                 log_indexes: Default::default(),
+                metrics: crate::metrics::RunMetrics::new(config.envs),
                 config,
             }),
         };

@@ -8,12 +8,14 @@
 //! - `auth.rs` — `--token`; `query.rs` — query parameters and their specific `400` codes.
 //! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
 //! - `meta.rs` — `/healthz`, the JSON 404/405 fallbacks, the JSON response helper.
+//! - `metrics.rs` — `GET /metrics` and the layer counting the answers to posted callbacks.
 
 mod auth;
 mod ingest;
 mod key;
 mod keys;
 mod meta;
+mod metrics;
 mod query;
 mod reads;
 mod state;
@@ -34,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     let has_token = state.config().token.is_some();
     let router = Router::new()
         .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(metrics::scrape))
         .route(
             "/callbacks",
             get(keys::list)
@@ -63,7 +66,13 @@ pub fn router(state: AppState) -> Router {
     } else {
         router
     };
+    // Outermost, so that every answer to a posted callback is counted, refusals by the layers
+    // above included (a boxed future per request: small beside what an ingest costs).
     router
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count_callbacks,
+        ))
         .with_state(state)
 }

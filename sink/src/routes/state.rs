@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{backend::Backend, config::Config};
+use crate::{backend::Backend, config::Config, metrics::Metrics};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ struct StateInner {
     /// The callbacks, behind the one interface the routes use.
     backend: Backend,
     config: Config,
+    /// The series of `GET /metrics` (per sink, not process-global: see `metrics.rs`).
+    metrics: Metrics,
     /// Cancelled on SIGINT/SIGTERM: waiters answer `503 shutting_down`, event streams end.
     shutdown: CancellationToken,
 }
@@ -25,6 +27,7 @@ impl AppState {
     pub(crate) fn new(backend: Backend, config: Config, shutdown: CancellationToken) -> Self {
         Self {
             inner: Arc::new(StateInner {
+                metrics: Metrics::new(config.max_callbacks),
                 backend,
                 config,
                 shutdown,
@@ -38,6 +41,10 @@ impl AppState {
 
     pub(super) fn config(&self) -> &Config {
         &self.inner.config
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub(super) fn shutdown(&self) -> &CancellationToken {

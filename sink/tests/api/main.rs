@@ -4,6 +4,7 @@
 mod bodies;
 mod helpers;
 mod ingest;
+mod metrics;
 mod persistence;
 mod reading;
 mod waiting;
