@@ -15,19 +15,52 @@ pub struct RunList {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewRunRequest {
     /// Who starts it: 1–64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub username: String,
     /// An environment `1..=--envs`, or `"any"`.
-    #[schema(value_type = Object)]
-    pub env_id: serde_json::Value,
+    pub env_id: EnvChoice,
     /// Test paths, directories (`smoke/`) or tags (`tag:preparation`).
-    pub tests: Vec<String>,
+    #[schema(min_items = 1, inline)]
+    pub tests: Vec<TestName>,
+}
+
+/// A test path, directory or tag.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(pattern = ".")]
+pub struct TestName(String);
+
+/// An environment id, or `"any"`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum EnvChoice {
+    /// `1..=--envs`.
+    Id(u32),
+    /// A free environment, else the one with the shortest queue.
+    Any(Any),
+}
+
+/// `"any"`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Any {
+    /// Any environment.
+    Any,
 }
 
 /// `POST /api/runs/{id}/rerun`'s optional body.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RerunRequest {
-    /// `"failed"`: only the tests that did not pass.
-    pub only: Option<String>,
+    /// Only the tests that did not pass.
+    pub only: Only,
+}
+
+/// What a rerun runs again.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Only {
+    /// The tests that did not pass.
+    Failed,
 }
 
 /// `POST /api/tests`'s multipart form.
@@ -51,5 +84,8 @@ pub struct Uploaded {
 
 /// The harness's routes as an OpenAPI 3.1 document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    crate::routes::HarnessApi::openapi()
+    let mut doc = crate::routes::HarnessApi::openapi();
+    // A rerun's body is optional: none reruns every test.
+    sink::openapi::optional_body(&mut doc, "/api/runs/{id}/rerun");
+    doc
 }

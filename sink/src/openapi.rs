@@ -69,5 +69,24 @@ pub struct KeyList {
 
 /// The sink's routes as an OpenAPI 3.1 document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    crate::routes::SinkApi::openapi()
+    let mut doc = crate::routes::SinkApi::openapi();
+    // A callback may come without a body.
+    optional_body(&mut doc, "/callbacks");
+    optional_body(&mut doc, "/callbacks/{key}");
+    doc
+}
+
+/// Marks every request body of `path` optional (utoipa requires a body it is given a type of).
+pub fn optional_body(doc: &mut utoipa::openapi::OpenApi, path: &str) {
+    let Some(item) = doc.paths.paths.get_mut(path) else {
+        return;
+    };
+    for op in [&mut item.post, &mut item.put, &mut item.patch]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(body) = &mut op.request_body {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
 }

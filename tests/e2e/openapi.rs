@@ -84,6 +84,12 @@ async fn check_document(server: &Running, expected: &[&[(&str, &[&str])]]) -> an
             "ErrorDetail has no {field}: {detail}"
         );
     }
+    // A callback may come without a body: the document must not require one.
+    let body = &doc["paths"]["/callbacks/{key}"]["post"]["requestBody"];
+    ensure!(
+        body["required"] == false,
+        "POST /callbacks/{{key}} requires a body: {body}"
+    );
     let paths = doc["paths"].as_object().context("no paths")?;
     let mut documented = BTreeSet::new();
     for (path, item) in paths {

@@ -33,7 +33,7 @@ pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
 #[utoipa::path(
     get, path = "/api/tests/{path}", tag = "harness",
     params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`")),
-    responses((status = 200, description = "The source text of a test, support file or `eventual.toml`", body = String, content_type = "text/plain"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`", body = sink::openapi::ErrorBody))
+    responses((status = 200, description = "The source text of a test, support file or `eventual.toml`", body = String, content_type = "text/plain"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn test_source(
     State(h): State<Harness>,
@@ -71,7 +71,7 @@ pub(super) async fn test_source(
 #[utoipa::path(
     delete, path = "/api/tests/{path}", tag = "harness",
     params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`")),
-    responses((status = 204, description = "Deleted"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`", body = sink::openapi::ErrorBody), (status = 409, description = "`conflict`: a bundled file, or a queued or running run names the test", body = sink::openapi::ErrorBody))
+    responses((status = 204, description = "Deleted"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody), (status = 409, description = "`conflict`: a bundled file, or a queued or running run names the test", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn delete_test(
     State(h): State<Harness>,
@@ -191,8 +191,8 @@ fn too_large(max: usize) -> ApiError {
 /// the ended ones. A test no longer in the catalog still has its history.
 #[utoipa::path(
     get, path = "/api/tests/{path}/history", tag = "harness",
-    params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`"), ("limit" = Option<u32>, Query, description = "Runs to list, ≤ 1000 (default 50)")),
-    responses((status = 200, description = "`path`, `runs` (newest first: `run_id`, `status`, `exit_code`, `duration_ms`, `env_id`, `username`, `created_at`, `finished_at`), `ended`, `passed`, `pass_rate`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: neither the test nor a run of it", body = sink::openapi::ErrorBody))
+    params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs to list, ≤ 1000 (default 50)")),
+    responses((status = 200, description = "`path`, `runs` (newest first: `run_id`, `status`, `exit_code`, `duration_ms`, `env_id`, `username`, `created_at`, `finished_at`), `ended`, `passed`, `pass_rate`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: neither the test nor a run of it", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn test_history(
     h: &Harness,

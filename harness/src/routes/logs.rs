@@ -187,7 +187,7 @@ pub(super) async fn sections(
 /// over the log's complete lines.
 #[utoipa::path(
     get, path = "/api/runs/{id}/log/search", tag = "harness",
-    params(("id" = i64, Path, description = "The run id"), ("q" = String, Query, description = "The text to find (case-sensitive)"), ("limit" = Option<u32>, Query, description = "Matches listed, 1–10000 (default 1000)")),
+    params(("id" = i64, Path, description = "The run id"), ("q" = String, Query, min_length = 1, description = "The text to find (case-sensitive)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Matches listed, 1–10000 (default 1000)")),
     responses((status = 200, description = "`query`, `lines`, `count`, `matches` (0-based lines), `truncated`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn search(

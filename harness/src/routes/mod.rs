@@ -66,7 +66,8 @@ use crate::runner::Harness;
         crate::Run, crate::RunTest, crate::RunStatus, crate::TestStatus, crate::Phase,
         crate::Awaiting, crate::ScriptView, crate::ScriptState, crate::EnvView, crate::EnvState,
         crate::openapi::RunList, crate::openapi::NewRunRequest, crate::openapi::RerunRequest,
-        crate::openapi::Uploaded, crate::openapi::Upload,
+        crate::openapi::Uploaded, crate::openapi::Upload, crate::openapi::Only,
+        crate::openapi::EnvChoice, crate::openapi::Any, crate::openapi::TestName,
     )),
     tags((name = "harness", description = "Tests, runs and environments"), (name = "ui", description = "The web UI"))
 )]

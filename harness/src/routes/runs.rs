@@ -35,11 +35,11 @@ pub(super) async fn create_run(
 #[utoipa::path(
     get, path = "/api/runs", tag = "harness",
     params(
-        ("env_id" = Option<u32>, Query, description = "Runs on this environment"),
+        ("env_id" = Option<u32>, Query, maximum = 4294967295.0, description = "Runs on this environment"),
         ("username" = Option<String>, Query, description = "Runs by this user"),
         ("status" = Option<crate::RunStatus>, Query, description = "Runs with this status"),
         ("test" = Option<String>, Query, description = "Runs of this test"),
-        ("limit" = Option<u32>, Query, description = "Runs per page (default 50)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs per page, 1–1000 (default 50)"),
         ("before" = Option<i64>, Query, description = "A run id: the page after it"),
     ),
     responses((status = 200, description = "The runs, newest first", body = crate::openapi::RunList), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
@@ -77,7 +77,7 @@ pub(super) async fn get_run(
         ("id" = i64, Path, description = "The run id"),
         ("follow" = Option<bool>, Query, description = "Stream until the run ends"),
         ("offset" = Option<i64>, Query, description = "Lines to skip (negative: from the end)"),
-        ("limit" = Option<u32>, Query, description = "Lines, 1–10000 (default 1000)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Lines, 1–10000 (default 1000)"),
         ("download" = Option<bool>, Query, description = "The raw file as an attachment"),
     ),
     responses((status = 200, description = "The log (or its lines; `X-Log-Offset`, `X-Log-Lines` with a range)", body = String, content_type = "text/plain"), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
@@ -130,8 +130,8 @@ pub(super) async fn cancel_run(
 #[utoipa::path(
     post, path = "/api/runs/{id}/rerun", tag = "harness",
     params(("id" = i64, Path, description = "The run id")),
-    request_body(content = Option<crate::openapi::RerunRequest>, content_type = "application/json"),
-    responses((status = 201, description = "A new run with the same username, env and tests", body = crate::Run), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody), (status = 422, description = "every test passed, or another body", body = sink::openapi::ErrorBody))
+    request_body(content = crate::openapi::RerunRequest, content_type = "application/json", description = "Optional: `{\"only\": \"failed\"}`"),
+    responses((status = 201, description = "A new run with the same username, env and tests", body = crate::Run), (status = 400, description = "`invalid_json`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody), (status = 422, description = "every test passed, or another body", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn rerun(
     State(h): State<Harness>,

@@ -27,7 +27,7 @@ use crate::{
 #[utoipa::path(
     method(post, put, patch), path = "/callbacks/{key}", tag = "sink",
     params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)")),
-    request_body(description = "Any body of any content type", content((Object = "application/json"), (String = "text/plain"))),
+    request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
     responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn record_keyed(
@@ -45,7 +45,7 @@ pub(super) async fn record_keyed(
 #[utoipa::path(
     post, path = "/callbacks", tag = "sink",
     params(("X-Request-Id" = Option<String>, Header, description = "The key (or the `--key-header`s); else the body's `/request_id`, `/requestId`, `/id`")),
-    request_body(description = "Any body of any content type", content((Object = "application/json"), (String = "text/plain"))),
+    request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
     responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`missing_key`, `invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn record_by_lookup(

@@ -19,7 +19,7 @@ const MAX_LIST_LIMIT: usize = 10_000;
     params(
         ("prefix" = Option<String>, Query, description = "Only keys starting with this (default: every key)"),
         ("after" = Option<String>, Query, description = "The page after this key"),
-        ("limit" = Option<u64>, Query, description = "Keys per page, 1–10000 (default 1000)"),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 10000, description = "Keys per page, 1–10000 (default 1000)"),
     ),
     responses((status = 200, description = "The keys, sorted", body = crate::openapi::KeyList), (status = 400, description = "`invalid_limit`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody))
 )]

@@ -142,7 +142,7 @@ pub(super) async fn all(
 #[utoipa::path(
     get, path = "/callbacks/{key}/raw", tag = "sink",
     params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)"), ("seq" = Option<u64>, Query, description = "This record instead of the latest")),
-    responses((status = 200, description = "The body's exact bytes with its original `Content-Type`", body = Vec<u8>, content_type = "*/*"), (status = 400, description = "`invalid_key`, `invalid_seq`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody), (status = 404, description = "`not_found`", body = crate::openapi::ErrorBody))
+    responses((status = 200, description = "The body's exact bytes with its original `Content-Type` (any)"), (status = 400, description = "`invalid_key`, `invalid_seq`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody), (status = 404, description = "`not_found`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn raw(
     State(state): State<AppState>,
