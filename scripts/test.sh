@@ -78,6 +78,55 @@ echo "==> Prometheus metrics (tests/metrics: prometheus_client's OpenMetrics par
 env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
   "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/metrics
 
+# OpenAPI: schemathesis (PyPI, into the same virtualenv) fuzzes a real `eventual serve` (the debug
+# binary, fresh state) from its own GET /openapi.json: no server error, every answer conforming to
+# the document (status codes, content types, headers, schemas), negative data rejected, 405s for
+# undocumented methods; then the server must still be up and answering. Not run: the SSE routes
+# (`…/events`, endless), and two checks the document cannot satisfy by its nature:
+# positive_data_acceptance (a schema-valid request the server refuses on meaning — an unknown test
+# path, a `.png` upload, `wait=` that is no duration, a callback without any key) and
+# allow_header_conformance (`/api/tests/{path}/history` shares the `{*path}` route, whose 405 allows
+# DELETE too). `--test-timeout 3s`: a run a fuzzed request starts ends before `?follow=true` times out.
+echo "==> schemathesis against eventual serve's /openapi.json"
+"$pyenv_dir/venv/bin/python" -m pip install --quiet schemathesis
+st_dir="$pyenv_dir/schemathesis"
+mkdir -p "$st_dir/data"
+# shellcheck disable=SC2046 # one `-u NAME` per EVENTUAL_* variable of the caller's environment
+env $(env | sed -n 's/^\(EVENTUAL_[A-Z_]*\)=.*/-u \1/p') target/debug/eventual serve \
+  --bind 127.0.0.1:0 --data-dir "$st_dir/data" --sample-tests fixtures/tests --envs 2 \
+  --test-timeout 3s --kill-grace 1s >"$st_dir/stdout" 2>"$st_dir/stderr" &
+st_pid=$!
+for _ in $(seq 300); do grep -q '^listening on ' "$st_dir/stdout" && break; sleep 0.1; done
+st_url="$(sed -n 's/^listening on //p' "$st_dir/stdout" | head -n 1)"
+if [ -z "$st_url" ]; then
+  echo "error: eventual serve did not start for schemathesis:" >&2
+  cat "$st_dir/stderr" >&2
+  kill "$st_pid" 2>/dev/null || true
+  exit 1
+fi
+st_status=0
+(cd "$st_dir" && "$pyenv_dir/venv/bin/schemathesis" run "$st_url/openapi.json" \
+  --checks all --exclude-checks positive_data_acceptance,allow_header_conformance \
+  --exclude-path-regex '/events$' --max-examples 20 --request-timeout 10 --no-shrink \
+  --warnings off) || st_status=$?
+# Healthy afterwards: still running, /healthz answers, a callback still round-trips.
+if ! kill -0 "$st_pid" 2>/dev/null \
+  || ! curl -sf "$st_url/healthz" >/dev/null \
+  || ! curl -sf -X POST "$st_url/callbacks/st-after" -d done >/dev/null \
+  || [ "$(curl -sf "$st_url/callbacks/st-after/raw")" != done ]; then
+  echo "error: eventual serve is not healthy after schemathesis; its stderr:" >&2
+  cat "$st_dir/stderr" >&2
+  st_status=1
+fi
+if grep -q panicked "$st_dir/stderr"; then
+  echo "error: eventual serve panicked under schemathesis:" >&2
+  grep -A5 panicked "$st_dir/stderr" >&2
+  st_status=1
+fi
+kill "$st_pid" 2>/dev/null || true
+wait "$st_pid" || true
+[ "$st_status" = 0 ] || exit "$st_status"
+
 # Browser tests of the web UI (tests/browser): Debian's headless Chromium driven by playwright-core
 # under node's own test runner, against the debug binary the cargo tests built. They are part of the
 # suite, so a machine that cannot get Chromium or Node fails here instead of skipping them.

@@ -352,6 +352,8 @@ async fn run_server(
         // One `GET /metrics` (the sink's route): the sink's series, then the harness's.
         sink.add_metrics(std::sync::Arc::new(harness.clone()));
         router = router.merge(harness::router(harness.clone()));
+        // One `GET /openapi.json` (the sink's route): the sink's paths, then the harness's.
+        sink.add_openapi(harness::openapi::document());
         harness_handle = Some(harness);
     }
     // The first line on stdout, once everything is open: scripts and tests read the port from it.

@@ -35,6 +35,7 @@ mod log_index;
 mod logs;
 mod metrics;
 mod model;
+pub mod openapi;
 mod phases;
 mod routes;
 mod runner;

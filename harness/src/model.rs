@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Status of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Waiting for its environment (or for a worker).
@@ -25,7 +25,7 @@ pub enum RunStatus {
 }
 
 /// Status of one test of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TestStatus {
     /// Not started yet.
@@ -73,7 +73,7 @@ text_enum!(TestStatus {
 });
 
 /// Where a phased run stands (`null` in the JSON for a plain run).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Its preparation tests run (they start the work and announce keys).
@@ -89,7 +89,7 @@ text_enum!(Phase {
 });
 
 /// State of an environment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EnvState {
     /// Nobody holds it.
@@ -103,7 +103,7 @@ pub enum EnvState {
 text_enum!(EnvState { Free => "free", Busy => "busy", Paused => "paused" });
 
 /// State of one script of a run (or of `tests`, the run's tests as one script).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScriptState {
     /// Not looked at yet.
@@ -164,7 +164,7 @@ impl From<RunStatus> for ScriptState {
 }
 
 /// One script's state as the run JSON shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScriptView {
     /// Its name (`tests` for the run's tests).
     pub name: String,
@@ -179,7 +179,7 @@ pub struct ScriptView {
 }
 
 /// A key being (or having been) awaited by a phased run, as the run JSON shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Awaiting {
     /// The sink key.
     pub key: String,
@@ -199,7 +199,7 @@ impl RunStatus {
 }
 
 /// One test within a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunTest {
     /// Catalog path of the test.
     pub path: String,
@@ -212,7 +212,7 @@ pub struct RunTest {
 }
 
 /// A run: who, where, what, and how it went.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     /// Run id, increasing.
     pub id: i64,
@@ -265,7 +265,7 @@ impl Run {
 }
 
 /// State of one environment (`GET /api/envs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EnvView {
     /// Environment id, `1..=N`.
     pub id: u32,

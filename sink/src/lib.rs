@@ -33,6 +33,7 @@ mod config;
 mod duration;
 mod error;
 mod metrics;
+pub mod openapi;
 mod record;
 mod routes;
 mod server;

@@ -61,6 +61,11 @@ impl Sink {
         self.state.metrics().add_source(source);
     }
 
+    /// Documents `other`'s paths and schemas too at this sink's `GET /openapi.json`.
+    pub fn add_openapi(&self, other: utoipa::openapi::OpenApi) {
+        self.state.add_openapi(other);
+    }
+
     /// The store behind the routes (for in-process use such as the test helper).
     pub fn store(&self) -> &Store {
         &self.store

@@ -25,6 +25,8 @@
 //!   unwritable path refused before a run is submitted.
 //! - `metrics.rs` — `GET /metrics`: the sink's series (`sink`), the harness's too (`serve`),
 //!   `--token`.
+//! - `openapi.rs` — `GET /openapi.json`: OpenAPI 3.1 listing every route of `sink`, and of
+//!   `serve` (sink + harness), with the error body.
 //! - `readme.rs` — the README's tours, extracted from `README.md` and run as written with bash;
 //!   the README and `docs/` stand alone (nothing outside the repository, no dead relative links).
 
@@ -39,6 +41,7 @@ mod helpers;
 mod junit;
 mod limits;
 mod metrics;
+mod openapi;
 mod phased;
 mod readme;
 mod retention;

@@ -17,6 +17,10 @@ use crate::{
 
 use super::{extract::ApiQuery, query::HistoryQuery};
 
+#[utoipa::path(
+    get, path = "/api/tests", tag = "harness",
+    responses((status = 200, description = "`tests` (`path`, `dir`, `size`, `tags`, `uploaded`), `support` files and `configs` (`dir`, `ports`, `scripts`, `problems`)", body = Object), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
     let (tests, support) = h.catalog().listing();
     Json(serde_json::json!({
@@ -26,6 +30,11 @@ pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
     }))
 }
 
+#[utoipa::path(
+    get, path = "/api/tests/{path}", tag = "harness",
+    params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`")),
+    responses((status = 200, description = "The source text of a test, support file or `eventual.toml`", body = String, content_type = "text/plain"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn test_source(
     State(h): State<Harness>,
     Path(path): Path<String>,
@@ -59,6 +68,11 @@ pub(super) async fn test_source(
 }
 
 /// `DELETE /api/tests/{path}`: an upload (test, support file or `eventual.toml`) → `204`.
+#[utoipa::path(
+    delete, path = "/api/tests/{path}", tag = "harness",
+    params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`")),
+    responses((status = 204, description = "Deleted"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody), (status = 409, description = "`conflict`: a bundled file, or a queued or running run names the test", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn delete_test(
     State(h): State<Harness>,
     Path(path): Path<String>,
@@ -70,6 +84,11 @@ pub(super) async fn delete_test(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post, path = "/api/tests", tag = "harness",
+    request_body(description = "`file`, `dir` (new or existing, nested), `overwrite=true`", content_type = "multipart/form-data", content = crate::openapi::Upload),
+    responses((status = 201, description = "Uploaded", body = crate::openapi::Uploaded), (status = 400, description = "`invalid_multipart`: not multipart", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 409, description = "`conflict`: exists", body = sink::openapi::ErrorBody), (status = 413, description = "`too_large`: over `--max-upload`", body = sink::openapi::ErrorBody), (status = 415, description = "`unsupported_kind`: a test that is not `.py`/`.sh`", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`, `invalid_config` (with `problems`), `invalid_fields` (with `fields`)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn upload_test(
     State(h): State<Harness>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
@@ -170,7 +189,16 @@ fn too_large(max: usize) -> ApiError {
 
 /// `GET /api/tests/{path}/history`: the test's recent runs (newest first), its pass rate among
 /// the ended ones. A test no longer in the catalog still has its history.
-async fn test_history(h: &Harness, path: &str, limit: u32) -> Result<Response, ApiError> {
+#[utoipa::path(
+    get, path = "/api/tests/{path}/history", tag = "harness",
+    params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs to list, ≤ 1000 (default 50)")),
+    responses((status = 200, description = "`path`, `runs` (newest first: `run_id`, `status`, `exit_code`, `duration_ms`, `env_id`, `username`, `created_at`, `finished_at`), `ended`, `passed`, `pass_rate`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: neither the test nor a run of it", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody))
+)]
+pub(super) async fn test_history(
+    h: &Harness,
+    path: &str,
+    limit: u32,
+) -> Result<Response, ApiError> {
     let test = TestPath::parse(path).map_err(ApiError::InvalidPath)?;
     let runs = h.test_history(test.as_str(), limit).await?;
     if runs.is_empty() && h.catalog().resolve(&test).is_none() {

@@ -16,6 +16,11 @@ use crate::{
 
 use super::extract::RunId;
 
+#[utoipa::path(
+    get, path = "/api/runs/{id}/events", tag = "harness",
+    params(("id" = i64, Path, description = "The run id")),
+    responses((status = 200, description = "SSE: `run` at once and on every change, `log` per line; ends after the final `run`", body = String, content_type = "text/event-stream"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn run_events(
     State(h): State<Harness>,
     RunId(id): RunId,
@@ -77,6 +82,10 @@ pub(super) async fn run_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+#[utoipa::path(
+    get, path = "/api/events", tag = "harness",
+    responses((status = 200, description = "SSE: `run` on every create/change, `env` on every environment change", body = String, content_type = "text/event-stream"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn events(
     State(h): State<Harness>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {

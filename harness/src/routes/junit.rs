@@ -13,6 +13,11 @@ use crate::{error::ApiError, runner::Harness};
 
 use super::extract::RunId;
 
+#[utoipa::path(
+    get, path = "/api/runs/{id}/junit.xml", tag = "harness",
+    params(("id" = i64, Path, description = "The run id")),
+    responses((status = 200, description = "The run as JUnit XML (so far, if it has not ended)", body = String, content_type = "application/xml"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn run_junit(
     State(h): State<Harness>,
     RunId(id): RunId,

@@ -158,6 +158,11 @@ pub(super) async fn download(h: &Harness, id: i64) -> Result<Response, ApiError>
 }
 
 /// `GET /api/runs/{id}/log/sections`: each test's part of the log, with its status and duration.
+#[utoipa::path(
+    get, path = "/api/runs/{id}/log/sections", tag = "harness",
+    params(("id" = i64, Path, description = "The run id")),
+    responses((status = 200, description = "`lines`, `sections` (`path`, `start`, `end`, `status`, `exit_code`, `duration_s`)", body = Object), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn sections(
     State(h): State<Harness>,
     RunId(id): RunId,
@@ -180,6 +185,11 @@ pub(super) async fn sections(
 
 /// `GET /api/runs/{id}/log/search?q=&limit=`: the lines holding `q` (case-sensitive), one pass
 /// over the log's complete lines.
+#[utoipa::path(
+    get, path = "/api/runs/{id}/log/search", tag = "harness",
+    params(("id" = i64, Path, description = "The run id"), ("q" = String, Query, min_length = 1, description = "The text to find (case-sensitive)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Matches listed, 1–10000 (default 1000)")),
+    responses((status = 200, description = "`query`, `lines`, `count`, `matches` (0-based lines), `truncated`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn search(
     State(h): State<Harness>,
     RunId(id): RunId,

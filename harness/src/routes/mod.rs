@@ -32,7 +32,46 @@ use axum::{
     routing::{get, post},
 };
 
+use utoipa::OpenApi;
+
 use crate::runner::Harness;
+
+/// The harness's routes, for [`crate::openapi::document`].
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        catalog::list_tests,
+        catalog::upload_test,
+        catalog::test_source,
+        catalog::test_history,
+        catalog::delete_test,
+        runs::create_run,
+        runs::list_runs,
+        runs::get_run,
+        runs::run_log,
+        junit::run_junit,
+        logs::sections,
+        logs::search,
+        events::run_events,
+        runs::cancel_run,
+        runs::rerun,
+        envs::list_envs,
+        envs::pause_env,
+        envs::resume_env,
+        events::events,
+        ui::ui_index,
+        ui::ui_asset,
+    ),
+    components(schemas(
+        crate::Run, crate::RunTest, crate::RunStatus, crate::TestStatus, crate::Phase,
+        crate::Awaiting, crate::ScriptView, crate::ScriptState, crate::EnvView, crate::EnvState,
+        crate::openapi::RunList, crate::openapi::NewRunRequest, crate::openapi::RerunRequest,
+        crate::openapi::Uploaded, crate::openapi::Upload, crate::openapi::Only,
+        crate::openapi::EnvChoice, crate::openapi::Any, crate::openapi::TestName,
+    )),
+    tags((name = "harness", description = "Tests, runs and environments"), (name = "ui", description = "The web UI"))
+)]
+pub(crate) struct HarnessApi;
 
 /// The harness's routes (and the web UI's).
 pub fn router(harness: Harness) -> Router {

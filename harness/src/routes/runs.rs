@@ -18,6 +18,11 @@ use super::{
     query::{ListQuery, LogQuery, LogRequest},
 };
 
+#[utoipa::path(
+    post, path = "/api/runs", tag = "harness",
+    request_body(content = crate::openapi::NewRunRequest, content_type = "application/json"),
+    responses((status = 201, description = "The run", body = crate::Run), (status = 400, description = "`invalid_json`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 409, description = "`conflict`: every environment is paused", body = sink::openapi::ErrorBody), (status = 413, description = "`too_large`: over 1 MiB", body = sink::openapi::ErrorBody), (status = 415, description = "`unsupported_kind`: not JSON", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_fields`, with `fields`", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn create_run(
     State(h): State<Harness>,
     RunBody(body): RunBody,
@@ -27,6 +32,18 @@ pub(super) async fn create_run(
     Ok((StatusCode::CREATED, Json(run)).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/api/runs", tag = "harness",
+    params(
+        ("env_id" = Option<u32>, Query, maximum = 4294967295.0, description = "Runs on this environment"),
+        ("username" = Option<String>, Query, description = "Runs by this user"),
+        ("status" = Option<crate::RunStatus>, Query, description = "Runs with this status"),
+        ("test" = Option<String>, Query, description = "Runs of this test"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs per page, 1–1000 (default 50)"),
+        ("before" = Option<i64>, Query, description = "A run id: the page after it"),
+    ),
+    responses((status = 200, description = "The runs, newest first", body = crate::openapi::RunList), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn list_runs(
     State(h): State<Harness>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -37,6 +54,11 @@ pub(super) async fn list_runs(
     ))
 }
 
+#[utoipa::path(
+    get, path = "/api/runs/{id}", tag = "harness",
+    params(("id" = i64, Path, description = "The run id")),
+    responses((status = 200, description = "The run (plus `queue_position` while queued)", body = crate::Run), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn get_run(
     State(h): State<Harness>,
     RunId(id): RunId,
@@ -49,6 +71,17 @@ pub(super) async fn get_run(
     Ok(Json(value).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/api/runs/{id}/log", tag = "harness",
+    params(
+        ("id" = i64, Path, description = "The run id"),
+        ("follow" = Option<bool>, Query, description = "Stream until the run ends"),
+        ("offset" = Option<i64>, Query, description = "Lines to skip (negative: from the end)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Lines, 1–10000 (default 1000)"),
+        ("download" = Option<bool>, Query, description = "The raw file as an attachment"),
+    ),
+    responses((status = 200, description = "The log (or its lines; `X-Log-Offset`, `X-Log-Lines` with a range)", body = String, content_type = "text/plain"), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn run_log(
     State(h): State<Harness>,
     RunId(id): RunId,
@@ -77,6 +110,11 @@ pub(super) async fn run_log(
         .into_response())
 }
 
+#[utoipa::path(
+    post, path = "/api/runs/{id}/cancel", tag = "harness",
+    params(("id" = i64, Path, description = "The run id")),
+    responses((status = 200, description = "The run, now `cancelled`", body = crate::Run), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody), (status = 409, description = "`conflict`: finished", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn cancel_run(
     State(h): State<Harness>,
     RunId(id): RunId,
@@ -89,6 +127,12 @@ pub(super) async fn cancel_run(
 
 /// `POST /api/runs/{id}/rerun`, optionally with `{"only": "failed"}`: the run again, or just
 /// its tests that did not pass.
+#[utoipa::path(
+    post, path = "/api/runs/{id}/rerun", tag = "harness",
+    params(("id" = i64, Path, description = "The run id")),
+    request_body(content = crate::openapi::RerunRequest, content_type = "application/json", description = "Optional: `{\"only\": \"failed\"}`"),
+    responses((status = 201, description = "A new run with the same username, env and tests", body = crate::Run), (status = 400, description = "`invalid_json`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody), (status = 422, description = "every test passed, or another body", body = sink::openapi::ErrorBody))
+)]
 pub(super) async fn rerun(
     State(h): State<Harness>,
     RunId(id): RunId,

@@ -8,6 +8,10 @@ use axum::{
 
 use crate::error::ApiError;
 
+#[utoipa::path(
+    get, path = "/", tag = "ui",
+    responses((status = 200, description = "The web UI", body = String, content_type = "text/html"))
+)]
 pub(super) async fn ui_index() -> Response {
     (
         [
@@ -22,6 +26,11 @@ pub(super) async fn ui_index() -> Response {
         .into_response()
 }
 
+#[utoipa::path(
+    get, path = "/ui/{file}", tag = "ui",
+    params(("file" = String, Path, description = "An asset of the web UI")),
+    responses((status = 200, description = "The asset", body = String, content_type = "*/*"), (status = 404, description = "No such asset"))
+)]
 pub(super) async fn ui_asset(Path(file): Path<String>) -> Response {
     let (body, content_type) = match file.as_str() {
         "app.js" => (

@@ -24,6 +24,12 @@ use crate::{
     record::{Encoded, Incoming, write_json_str},
 };
 
+#[utoipa::path(
+    method(post, put, patch), path = "/callbacks/{key}", tag = "sink",
+    params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)")),
+    request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
+    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn record_keyed(
     State(state): State<AppState>,
     method: Method,
@@ -36,6 +42,12 @@ pub(super) async fn record_keyed(
     store_callback(&state, key, &method, &uri, &headers, &body).await
 }
 
+#[utoipa::path(
+    post, path = "/callbacks", tag = "sink",
+    params(("X-Request-Id" = Option<String>, Header, description = "The key (or the `--key-header`s); else the body's `/request_id`, `/requestId`, `/id`")),
+    request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
+    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`missing_key`, `invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn record_by_lookup(
     State(state): State<AppState>,
     method: Method,

@@ -11,6 +11,10 @@ use axum::{
 use super::state::AppState;
 use crate::error::ApiError;
 
+#[utoipa::path(
+    get, path = "/healthz", tag = "sink",
+    responses((status = 200, description = "The sink is up", body = crate::openapi::Health))
+)]
 pub(super) async fn healthz(State(state): State<AppState>) -> Response {
     json_response(
         StatusCode::OK,
@@ -22,6 +26,15 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Response {
         .to_string()
         .into(),
     )
+}
+
+/// The OpenAPI 3.1 document of every route this server answers.
+#[utoipa::path(
+    get, path = "/openapi.json", tag = "sink",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", body = Object), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody))
+)]
+pub(super) async fn openapi_json(State(state): State<AppState>) -> Response {
+    json_response(StatusCode::OK, state.openapi_json())
 }
 
 pub(super) async fn route_not_found(uri: OriginalUri) -> ApiError {

@@ -11,6 +11,10 @@ use super::state::AppState;
 use crate::{error::ApiError, metrics::CONTENT_TYPE};
 
 /// The sink's series (and the harness's, under `serve`) in the OpenMetrics text format.
+#[utoipa::path(
+    get, path = "/metrics", tag = "sink",
+    responses((status = 200, description = "The series in the OpenMetrics text format", body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn scrape(State(state): State<AppState>) -> Response {
     let backend = state.backend();
     match state

@@ -7,7 +7,7 @@
 //! - `keys.rs` — listing keys by prefix, deleting a key or a prefix.
 //! - `auth.rs` — `--token`; `query.rs` — query parameters and their specific `400` codes.
 //! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
-//! - `meta.rs` — `/healthz`, the JSON 404/405 fallbacks, the JSON response helper.
+//! - `meta.rs` — `/healthz`, `/openapi.json`, the JSON 404/405 fallbacks, the JSON response helper.
 //! - `metrics.rs` — `GET /metrics` and the layer counting the answers to posted callbacks.
 
 mod auth;
@@ -26,8 +26,38 @@ use axum::{
     middleware,
     routing::{any, get},
 };
+use utoipa::OpenApi;
 
 pub use auth::{AuthRefusal, CROSS_SITE, authorize};
+
+use crate::openapi::{Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored};
+
+/// The sink's routes, for [`crate::openapi::document`].
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Eventual",
+        description = "The callback sink (and, under `eventual serve`, the test-runner harness). Every error is `{\"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        meta::openapi_json,
+        meta::healthz,
+        metrics::scrape,
+        keys::list,
+        keys::delete_prefix,
+        ingest::record_by_lookup,
+        reads::latest,
+        keys::delete_key,
+        ingest::record_keyed,
+        reads::all,
+        reads::raw,
+        reads::events,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, crate::Record, crate::KeySummary)),
+    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"))
+)]
+pub(crate) struct SinkApi;
+
 pub use state::AppState;
 
 /// The sink's routes with their body limit, auth and JSON 404/405 fallbacks.
@@ -37,6 +67,7 @@ pub fn router(state: AppState) -> Router {
     let router = Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(metrics::scrape))
+        .route("/openapi.json", get(meta::openapi_json))
         .route(
             "/callbacks",
             get(keys::list)

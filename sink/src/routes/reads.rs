@@ -26,6 +26,15 @@ use crate::{
     record::{raw_body, write_json_str},
 };
 
+#[utoipa::path(
+    get, path = "/callbacks/{key}", tag = "sink",
+    params(
+        ("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)"),
+        ("wait" = Option<String>, Query, description = "Long-poll up to this long, e.g. `10s` (≤ 5m)"),
+        ("after" = Option<u64>, Query, description = "Want a record newer than this seq"),
+    ),
+    responses((status = 200, description = "The latest record", body = crate::Record), (status = 400, description = "`invalid_key`, `invalid_wait`, `invalid_after`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody), (status = 404, description = "`not_found`: none yet; `timeout`: none within `wait`", body = crate::openapi::ErrorBody), (status = 503, description = "`shutting_down` while waiting", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn latest(
     State(state): State<AppState>,
     Key(key): Key,
@@ -71,6 +80,15 @@ fn nothing_for(key: &str, after: u64) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    get, path = "/callbacks/{key}/all", tag = "sink",
+    params(
+        ("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)"),
+        ("wait" = Option<String>, Query, description = "Wait up to this long, e.g. `10s` (≤ 5m)"),
+        ("count" = Option<u64>, Query, description = "With `wait`: until this many exist"),
+    ),
+    responses((status = 200, description = "Every record, oldest first (empty if none)", body = crate::openapi::Callbacks), (status = 400, description = "`invalid_key`, `invalid_wait`, `invalid_count`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody), (status = 404, description = "`timeout`: fewer than `count` within `wait`", body = crate::openapi::ErrorBody), (status = 503, description = "`shutting_down` while waiting", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn all(
     State(state): State<AppState>,
     Key(key): Key,
@@ -121,6 +139,11 @@ pub(super) async fn all(
     Ok(json_response(StatusCode::OK, out.into()))
 }
 
+#[utoipa::path(
+    get, path = "/callbacks/{key}/raw", tag = "sink",
+    params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)"), ("seq" = Option<u64>, Query, description = "This record instead of the latest")),
+    responses((status = 200, description = "The body's exact bytes with its original `Content-Type` (any)"), (status = 400, description = "`invalid_key`, `invalid_seq`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody), (status = 404, description = "`not_found`", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn raw(
     State(state): State<AppState>,
     Key(key): Key,
@@ -142,6 +165,11 @@ pub(super) async fn raw(
     Ok(([(header::CONTENT_TYPE, content_type)], Body::from(bytes)).into_response())
 }
 
+#[utoipa::path(
+    get, path = "/callbacks/{key}/events", tag = "sink",
+    params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)"), ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq")),
+    responses((status = 200, description = "SSE: event `callback`, `id` = seq, data = the record; past then live", body = String, content_type = "text/event-stream"), (status = 400, description = "`invalid_key`, `invalid_last_event_id`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody))
+)]
 pub(super) async fn events(
     State(state): State<AppState>,
     Key(key): Key,

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
 use crate::{backend::Backend, config::Config, metrics::Metrics};
@@ -21,6 +23,8 @@ struct StateInner {
     metrics: Metrics,
     /// Cancelled on SIGINT/SIGTERM: waiters answer `503 shutting_down`, event streams end.
     shutdown: CancellationToken,
+    /// `GET /openapi.json`: the sink's document, merged with what [`AppState::add_openapi`] added.
+    openapi: RwLock<Document>,
 }
 
 impl AppState {
@@ -31,6 +35,7 @@ impl AppState {
                 backend,
                 config,
                 shutdown,
+                openapi: RwLock::new(with_json(crate::openapi::document())),
             }),
         }
     }
@@ -50,4 +55,34 @@ impl AppState {
     pub(super) fn shutdown(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
+}
+
+impl AppState {
+    /// Documents `other`'s paths and schemas too in `GET /openapi.json`.
+    pub(crate) fn add_openapi(&self, other: utoipa::openapi::OpenApi) {
+        let mut doc = self.inner.openapi.write();
+        let mut merged = doc.0.clone();
+        merged.merge(other);
+        *doc = with_json(merged);
+    }
+
+    pub(super) fn openapi_json(&self) -> Bytes {
+        self.inner.openapi.read().1.clone()
+    }
+}
+
+/// The document and its JSON, serialised once.
+struct Document(utoipa::openapi::OpenApi, Bytes);
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Document")
+            .field("bytes", &self.1.len())
+            .finish()
+    }
+}
+
+fn with_json(doc: utoipa::openapi::OpenApi) -> Document {
+    let json = serde_json::to_vec(&doc).expect("an OpenAPI document serialises");
+    Document(doc, json.into())
 }

@@ -11,7 +11,7 @@ use crossbeam_skiplist::SkipSet;
 pub(super) struct KeyIndex(SkipSet<Arc<str>>);
 
 /// Summary of one key for listings.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct KeySummary {
     /// The key.
     pub key: String,

@@ -1,0 +1,92 @@
+//! The sink's OpenAPI 3.1 document (`GET /openapi.json`), generated from the handlers'
+//! `#[utoipa::path]` annotations and the payload types' `ToSchema` derives. `eventual serve` merges
+//! the harness's document into it ([`Sink::add_openapi`](crate::Sink::add_openapi)).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use utoipa::{OpenApi as _, ToSchema};
+
+/// Every error the API answers: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
+}
+
+/// The error itself: a stable code and a message saying what was wrong and what to do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable `snake_case` code, e.g. `not_found`, `invalid_wait`.
+    pub code: String,
+    /// What was wrong and what to do about it.
+    pub message: String,
+    /// `422 invalid_fields` (harness): every invalid field with what is wrong with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+    /// `422 invalid_config` (harness): every problem of the `eventual.toml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problems: Option<Vec<String>>,
+}
+
+/// The answer to a recorded callback.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stored {
+    /// The key it was stored under.
+    pub key: String,
+    /// Its position under the key: 1, 2, …
+    pub seq: u64,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+    /// Records held.
+    pub callbacks: u64,
+    /// Requests waiting for a callback now.
+    pub waiting: u64,
+}
+
+/// `GET /callbacks/{key}/all`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Callbacks {
+    /// The key.
+    pub key: String,
+    /// Its records, oldest first.
+    pub callbacks: Vec<crate::Record>,
+}
+
+/// `GET /callbacks?prefix=P`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyList {
+    /// The keys under the prefix, sorted.
+    pub keys: Vec<crate::KeySummary>,
+    /// When the page is full: the `after` of the next page.
+    pub next_after: Option<String>,
+}
+
+/// The sink's routes as an OpenAPI 3.1 document.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = crate::routes::SinkApi::openapi();
+    // A callback may come without a body.
+    optional_body(&mut doc, "/callbacks");
+    optional_body(&mut doc, "/callbacks/{key}");
+    doc
+}
+
+/// Marks every request body of `path` optional (utoipa requires a body it is given a type of).
+pub fn optional_body(doc: &mut utoipa::openapi::OpenApi, path: &str) {
+    let Some(item) = doc.paths.paths.get_mut(path) else {
+        return;
+    };
+    for op in [&mut item.post, &mut item.put, &mut item.patch]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(body) = &mut op.request_body {
+            body.required = Some(utoipa::openapi::Required::False);
+        }
+    }
+}
