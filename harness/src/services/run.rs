@@ -198,6 +198,9 @@ impl<H: RunHost> Ctx<'_, H> {
         let stops_with_tests = !self.config.waits_on_tests(name);
         let watch_stops = async {
             tokio::select! {
+                // A cancel ends the tests too: when both have happened, the cancel is the reason
+                // (the script ends `cancelled`, not `passed` as a service stopped after tests).
+                biased;
                 () = self.cancel.cancelled(), if !script.ignore_abort => {}
                 () = self.tests_done.cancelled(), if stops_with_tests => {
                     stopped_by_tests.store(true, std::sync::atomic::Ordering::Relaxed);
