@@ -60,7 +60,12 @@ const listeners = new Set();
 let events = null;
 function connectEvents() {
   events = new EventSource("/api/events");
-  events.onopen = () => { $("#live").textContent = "live"; };
+  // An event sent before the connection was open is lost to it: on every (re)open the views
+  // hear "open" and fetch again what they show.
+  events.onopen = () => {
+    $("#live").textContent = "live";
+    for (const fn of listeners) fn("open", null);
+  };
   events.onerror = () => { $("#live").textContent = "reconnecting…"; };
   for (const kind of ["run", "env"]) {
     events.addEventListener(kind, (e) => {
@@ -290,9 +295,21 @@ function runPage(main, id, line) {
   });
   // Changes come over the page's one /api/events connection (the per-run stream would send the
   // whole log again, line by line). As on the runs page, an event's state wins over the fetched one.
-  listeners.add((kind, data) => { if (kind === "run" && data.id === id) { eventSeen = true; render(data); } });
-  api(`/api/runs/${id}`).then((r) => {
-    if (!eventSeen) render(r);
+  // A fetch renders only if no event came while it was on its way (the event is newer).
+  let fetches = 0;
+  const refresh = () => {
+    const mine = ++fetches;
+    eventSeen = false;
+    return api(`/api/runs/${id}`).then((r) => {
+      if (mine === fetches && !eventSeen) render(r);
+      return r;
+    });
+  };
+  listeners.add((kind, data) => {
+    if (kind === "run" && data.id === id) { eventSeen = true; render(data); }
+    if (kind === "open" && run) refresh().catch(() => {});
+  });
+  refresh().then((r) => {
     log.open(!["queued", "running"].includes(r.status), line);
   }).catch((err) => log.fail(err.message));
   const tick = setInterval(() => { if (run && run.status === "running") $("[data-f=duration]").textContent = duration(run); }, 1000);
