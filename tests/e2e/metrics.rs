@@ -151,6 +151,16 @@ async fn serve_metrics_add_runs_queues_environments_and_durations() -> anyhow::R
     // Environment 2 held by a test that never ends, one run queued behind it.
     let hang = server.create_run("bob", 2, &["hang.sh"]).await?;
     let hang_id = hang["id"].as_i64().context("run without id")?;
+    // Started (its claim wait observed) once its test prints: the run is executed by a task.
+    server
+        .follow_log(hang_id)
+        .await?
+        .until_line(
+            "hang.sh's first line",
+            |l| l.ends_with(" out hanging"),
+            crate::helpers::PROMPTLY,
+        )
+        .await?;
     let queued = server.create_run("bob", 2, &["pass.sh"]).await?;
     ensure!(
         queued["status"] == "queued",
