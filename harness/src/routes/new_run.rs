@@ -140,7 +140,8 @@ impl NewRun {
                 let mut tests: Vec<String> = Vec::new();
                 let mut given: Vec<&str> = Vec::new();
                 let mut bad = Vec::new();
-                let listing = catalog.list();
+                // The catalog is walked only if a directory or a tag has to be expanded.
+                let listing = std::cell::OnceCell::new();
                 for item in &list {
                     match item {
                         Field::Typed(p) if given.contains(&p.as_str()) => {
@@ -148,7 +149,7 @@ impl NewRun {
                         }
                         Field::Typed(p) => {
                             given.push(p);
-                            match expand(p, catalog, &listing) {
+                            match expand(p, catalog, || listing.get_or_init(|| catalog.list())) {
                                 // A test that a directory or tag named already is run once.
                                 Ok(found) => {
                                     for t in found {
@@ -235,9 +236,13 @@ fn check_username(u: &str) -> Result<String, String> {
 
 /// One entry of `tests`: a directory (`smoke/`: every test under it), a tag (`tag:NAME`: every
 /// test carrying it), or a test path; the tests it names, in catalog order, or why none.
-fn expand(entry: &str, catalog: &Catalog, listing: &[TestInfo]) -> Result<Vec<String>, String> {
+fn expand<'a>(
+    entry: &str,
+    catalog: &Catalog,
+    listing: impl FnOnce() -> &'a [TestInfo],
+) -> Result<Vec<String>, String> {
     if let Some(tag) = entry.strip_prefix("tag:") {
-        let found: Vec<String> = listing
+        let found: Vec<String> = listing()
             .iter()
             .filter(|t| t.tags.iter().any(|have| have == tag))
             .map(|t| t.path.clone())
@@ -254,7 +259,7 @@ fn expand(entry: &str, catalog: &Catalog, listing: &[TestInfo]) -> Result<Vec<St
     if let Some(dir) = entry.strip_suffix('/') {
         let dir = TestPath::parse(dir).map_err(|e| format!("directory {e}"))?;
         let under = format!("{}/", dir.as_str());
-        let found: Vec<String> = listing
+        let found: Vec<String> = listing()
             .iter()
             .filter(|t| t.path.starts_with(&under))
             .map(|t| t.path.clone())

@@ -178,18 +178,15 @@ impl Harness {
     /// Frees the run's environment first (starting whoever is next), so that anyone told the run
     /// is over — a cancel's answer, a follower — finds the environment already handed on.
     pub(super) async fn retire(&self, id: i64) {
-        let env = self.inner.active.get(&id).map(|a| a.env_id);
-        let env = match env {
-            Some(env) => Some(env),
-            None => self
-                .inner
-                .history
-                .get_run(id)
-                .await
-                .ok()
-                .flatten()
-                .map(|r| r.env_id),
-        };
+        // Read once: its environment (if its switches are gone), its final status for the
+        // metrics, and what followers are told.
+        let run = self.inner.history.get_run(id).await.ok().flatten();
+        let env = self
+            .inner
+            .active
+            .get(&id)
+            .map(|a| a.env_id)
+            .or(run.as_ref().map(|r| r.env_id));
         if let Some(env) = env {
             self.release(env, id).await;
         }
@@ -197,14 +194,15 @@ impl Harness {
         if let Some((_, active)) = &active {
             // Counted once (only the call that removed the run's switches gets here), and before
             // its log ends: whoever saw the run end finds it counted.
-            let status = self.inner.history.get_run(id).await.ok().flatten();
-            if let Some(status) = status.map(|r| r.status).filter(|s| s.is_finished()) {
+            if let Some(status) = run.as_ref().map(|r| r.status).filter(|s| s.is_finished()) {
                 let ran = active.started_at.get().map(|at| at.elapsed());
                 self.inner.metrics.finished(status, ran);
             }
             active.log.finish();
         }
-        self.emit_run(id).await;
+        if let Some(run) = run {
+            self.send_run(run);
+        }
         if let Some((_, active)) = active {
             let _ = active.done.send(true);
         }

@@ -26,8 +26,13 @@ impl Harness {
             return;
         }
         if let Ok(Some(run)) = self.inner.history.get_run(id).await {
-            let _ = self.inner.events.send(Event::Run(run));
+            self.send_run(run);
         }
+    }
+
+    /// Tells followers about a run already read from the history.
+    pub(super) fn send_run(&self, run: Run) {
+        let _ = self.inner.events.send(Event::Run(run));
     }
 
     pub(super) async fn emit_env(&self, env: u32) {
