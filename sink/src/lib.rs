@@ -20,6 +20,8 @@
 //!   long-poll, SSE), `keys.rs` (listing, deletion), `auth.rs`, `query.rs`, `key.rs` (the `{key}`
 //!   extractor), `state.rs`, `meta.rs` (`/healthz`, 404/405).
 //! - `server.rs` — opening (replaying the log into the store) and serving a [`Sink`].
+//! - `definitions.rs` — named definitions (stubs, verifiers) in memory and, with a data
+//!   directory, in one JSON file per kind, replaced atomically.
 //! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
 //!   bare seconds, for `?wait=` and every flag.
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
@@ -30,6 +32,7 @@
 mod backend;
 mod client;
 mod config;
+mod definitions;
 mod duration;
 mod error;
 mod metrics;
@@ -43,6 +46,7 @@ mod wal;
 
 pub use client::{Ack, Client, ClientError, encode_key};
 pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
+pub use definitions::DefinitionsError;
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error, LogError};
 pub use metrics::MetricsSource;
