@@ -130,6 +130,15 @@ struct SinkArgs {
 
 #[derive(Debug, Args)]
 struct SinkFlags {
+    /// Cluster mode: keep the callbacks in this PostgreSQL database, shared by every node
+    /// started on it (postgres://user:password@host:port/database). Default: this process only.
+    #[arg(
+        long,
+        env = "EVENTUAL_DATABASE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database: Option<String>,
     /// Largest callback body accepted (413 past it).
     #[arg(long, env = "EVENTUAL_MAX_BODY", default_value = "1MiB")]
     max_body: bytesize::ByteSize,
@@ -192,8 +201,10 @@ struct WaitArgs {
 
 impl SinkFlags {
     fn config(self, data_dir: Option<PathBuf>) -> anyhow::Result<sink::Config> {
+        let database = self.database.filter(|d| !d.is_empty());
         let mut config = sink::Config {
             data_dir,
+            database,
             max_body: usize::try_from(self.max_body.as_u64()).context("--max-body is too large")?,
             max_callbacks: self.max_callbacks,
             retention: self.retention,
@@ -237,10 +248,19 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => {
                 let config = args.sink.config(Some(args.data_dir.clone()))?;
+                anyhow::ensure!(
+                    config.database.is_none(),
+                    "--database is not available for `serve` yet: runs, claims and logs still live on one node. \
+                     Share callbacks between nodes with `eventual sink --database …` and point `serve --sink-url` at them"
+                );
                 let harness = harness_config(args.harness, args.data_dir, config.token.clone())?;
                 run_server(&args.bind, config, Some(harness)).await
             }
             Command::Sink(args) => {
+                anyhow::ensure!(
+                    args.data_dir.is_none() || args.sink.database.is_none(),
+                    "--data-dir and --database both say where the callbacks live: give one of them"
+                );
                 let config = args.sink.config(args.data_dir)?;
                 run_server(&args.bind, config, None).await
             }
@@ -322,12 +342,17 @@ async fn run_server(
         }
         tracing::warn!(%addr, "the sink listens beyond loopback without --token: anyone who reaches it can read and delete callbacks");
     }
-    let sink = sink::Sink::open(config).context("failed to open the sink")?;
+    let sink = sink::Sink::open(config)
+        .await
+        .context("failed to open the sink")?;
     let stats = sink.replay_stats();
-    if stats.frames > 0 || stats.truncated_bytes > 0 {
+    if let Some(store) = sink
+        .store()
+        .filter(|_| stats.frames > 0 || stats.truncated_bytes > 0)
+    {
         tracing::info!(
             frames = stats.frames,
-            callbacks = sink.store().len(),
+            callbacks = store.len(),
             truncated_bytes = stats.truncated_bytes,
             "replayed the callback log"
         );
@@ -338,7 +363,10 @@ async fn run_server(
         if harness_config.sink_url.is_empty() {
             // The built-in sink: phased runs are woken by its inserts directly.
             harness_config.sink_url = format!("http://{addr}");
-            harness_config.sink = Some(harness::SinkAccess::Local(sink.store().clone()));
+            let store = sink
+                .store()
+                .context("the built-in sink of `serve` keeps its callbacks in this process")?;
+            harness_config.sink = Some(harness::SinkAccess::Local(store.clone()));
         } else {
             let mut client = sink::Client::new(harness_config.sink_url.clone());
             if let Some(token) = &harness_config.token {

@@ -69,7 +69,7 @@ fn ingest(c: &mut Criterion) {
         b.to_async(&rt).iter_custom(|iters| {
             let body = body.clone();
             async move {
-                let sink = open(None);
+                let sink = open(None).await;
                 let router = sink.router();
                 let start = Instant::now();
                 for i in 0..iters {
@@ -86,7 +86,7 @@ fn ingest(c: &mut Criterion) {
             let body = body.clone();
             async move {
                 let dir = tempfile::tempdir().expect("failed to create a temporary data dir");
-                let sink = open(Some(dir.path()));
+                let sink = open(Some(dir.path())).await;
                 let router = sink.router();
                 let start = Instant::now();
                 for i in 0..iters {
@@ -104,7 +104,7 @@ fn ingest(c: &mut Criterion) {
             let body = body.clone();
             async move {
                 let dir = tempfile::tempdir().expect("failed to create a temporary data dir");
-                let sink = open(Some(dir.path()));
+                let sink = open(Some(dir.path())).await;
                 let router = sink.router();
                 let start = Instant::now();
                 for i in 0..iters {
@@ -205,7 +205,7 @@ fn wait_wakeup(c: &mut Criterion) {
 /// `iters` times: a long-poll starts and registers, then a POST answers it. Only the time from
 /// the POST to the long-poll's answer is counted, not spawning the waiter nor its registration.
 async fn wake_ups(iters: u64, body: Bytes) -> Duration {
-    let sink = open(None);
+    let sink = open(None).await;
     let router = sink.router();
     let mut measured = Duration::ZERO;
     for i in 0..iters {
@@ -241,7 +241,7 @@ fn runtime() -> Runtime {
 }
 
 /// Opens an in-memory sink, or a persistent one in `data_dir`. Must run inside the runtime.
-fn open(data_dir: Option<&std::path::Path>) -> Sink {
+async fn open(data_dir: Option<&std::path::Path>) -> Sink {
     Sink::open(Config {
         data_dir: data_dir.map(Into::into),
         fsync: FsyncPolicy::Every(Duration::from_secs(1)),
@@ -249,6 +249,7 @@ fn open(data_dir: Option<&std::path::Path>) -> Sink {
         max_callbacks: usize::MAX,
         ..Config::default()
     })
+    .await
     .expect("failed to open the sink")
 }
 
@@ -258,7 +259,7 @@ async fn close(sink: Sink) {
 
 /// A store of `KEYS_PER_PREFIX` keys under each prefix `run-{p}/`, posted through the router.
 async fn preload(prefixes: Range<u32>, body: Bytes) -> Sink {
-    let sink = open(None);
+    let sink = open(None).await;
     let router = sink.router();
     // Spread over the workers: building 100,000 keys one by one is slow in `cargo test` builds.
     let loaders = prefixes.map(|p| {

@@ -2,77 +2,102 @@
 //! store.
 //!
 //! The routes reach the callbacks only through `Backend`'s methods, in the API's terms (store a
-//! record durably, read, wait, list, delete). Today there is one backend, the embedded store (in
-//! memory, with the log under `--data-dir`). A PostgreSQL backend would be a second variant with
-//! an arm in each method; the routes would not change.
+//! record durably, read, wait, list, delete): the embedded store (in memory, with the log under
+//! `--data-dir`) or, in cluster mode, PostgreSQL. Every method is async and may answer
+//! [`Unavailable`] (only the database can be unavailable; the embedded arms never are).
 //!
 //! Why an enum and not a `dyn` trait object: the ingest path stays statically dispatched (a
-//! match on the variant compiles to a direct, inlinable call; with one variant, to nothing), the
-//! async methods need no boxed futures, and which backend runs is chosen at open time from the
-//! configuration, which an enum expresses directly where generics could not.
+//! match on the variant compiles to a direct, inlinable call), the async methods need no boxed
+//! futures, and which backend runs is chosen at open time from the configuration, which an enum
+//! expresses directly where generics could not.
 
 use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use crate::postgres::Unavailable;
 pub(crate) use crate::store::{InsertError, KeySummary, Stored, WaitEnd};
-use crate::{record::Encoded, store::Store};
+use crate::{
+    postgres::{PgInsertError, PgStore},
+    record::Encoded,
+    store::Store,
+};
 
 /// Where the callbacks live.
 #[derive(Debug, Clone)]
 pub(crate) enum Backend {
     /// The in-process store, persisted (with `--data-dir`) by its append-only log.
     Embedded(Store),
+    /// PostgreSQL, shared by every node of a cluster (`--database`).
+    Postgres(PgStore),
 }
 
 impl Backend {
-    /// Records held in all.
-    pub(crate) fn len(&self) -> usize {
+    /// Records held in all (cluster-wide with a database).
+    pub(crate) async fn len(&self) -> Result<usize, Unavailable> {
         match self {
-            Self::Embedded(store) => store.len(),
+            Self::Embedded(store) => Ok(store.len()),
+            Self::Postgres(db) => db.len().await,
         }
     }
 
-    /// Requests waiting for a callback right now.
+    /// Requests waiting for a callback on this node right now.
     pub(crate) fn waiting(&self) -> usize {
         match self {
             Self::Embedded(store) => store.waiting(),
+            Self::Postgres(db) => db.waiting(),
         }
     }
 
-    /// Stores a record under `key` and resolves once it is as durable as configured; answers
-    /// its `seq`. Waiters on `key` are woken by the store itself.
+    /// Stores a record under `key` and resolves once it is as durable as configured (committed,
+    /// with a database); answers its `seq`. Waiters on `key` are woken by the store itself.
     pub(crate) async fn insert(&self, key: &str, encoded: &Encoded) -> Result<u64, InsertError> {
         match self {
             Self::Embedded(store) => store.insert_durable(key, encoded).await,
+            Self::Postgres(db) => db.insert(key, encoded).await.map_err(|e| match e {
+                PgInsertError::Full => InsertError::Full(db.max_callbacks()),
+                PgInsertError::Unavailable(e) => InsertError::Unavailable(e),
+            }),
         }
     }
 
     /// The latest record of `key`, if it is newer than `after`.
-    pub(crate) fn latest_after(&self, key: &str, after: u64) -> Option<Bytes> {
+    pub(crate) async fn latest_after(
+        &self,
+        key: &str,
+        after: u64,
+    ) -> Result<Option<Bytes>, Unavailable> {
         match self {
-            Self::Embedded(store) => store.latest_after(key, after),
+            Self::Embedded(store) => Ok(store.latest_after(key, after)),
+            Self::Postgres(db) => db.latest_after(key, after).await,
         }
     }
 
     /// Every record of `key`, oldest first.
-    pub(crate) fn all(&self, key: &str) -> Vec<Bytes> {
+    pub(crate) async fn all(&self, key: &str) -> Result<Vec<Bytes>, Unavailable> {
         match self {
-            Self::Embedded(store) => store.all(key),
+            Self::Embedded(store) => Ok(store.all(key)),
+            Self::Postgres(db) => db.all(key).await,
         }
     }
 
     /// How many records `key` holds.
-    pub(crate) fn count(&self, key: &str) -> usize {
+    pub(crate) async fn count(&self, key: &str) -> Result<usize, Unavailable> {
         match self {
-            Self::Embedded(store) => store.count(key),
+            Self::Embedded(store) => Ok(store.count(key)),
+            Self::Postgres(db) => db.count(key).await,
         }
     }
 
     /// The record of `key` with this `seq`, or the latest when `seq` is `None`.
-    pub(crate) fn get_seq(&self, key: &str, seq: Option<u64>) -> Option<Bytes> {
+    pub(crate) async fn get_seq(
+        &self,
+        key: &str,
+        seq: Option<u64>,
+    ) -> Result<Option<Bytes>, Unavailable> {
         match self {
-            Self::Embedded(store) => store.get_seq(key, seq),
+            Self::Embedded(store) => Ok(store.get_seq(key, seq)),
+            Self::Postgres(db) => db.get_seq(key, seq).await,
         }
     }
 
@@ -84,11 +109,13 @@ impl Backend {
         after: u64,
         deadline: Instant,
         shutdown: &CancellationToken,
-    ) -> WaitEnd<Bytes> {
+    ) -> Result<WaitEnd<Bytes>, Unavailable> {
         match self {
-            Self::Embedded(store) => {
-                store
-                    .wait_latest_after(key, after, deadline, shutdown)
+            Self::Embedded(store) => Ok(store
+                .wait_latest_after(key, after, deadline, shutdown)
+                .await),
+            Self::Postgres(db) => {
+                db.wait_until(key, deadline, shutdown, || db.latest_after(key, after))
                     .await
             }
         }
@@ -101,9 +128,16 @@ impl Backend {
         need: usize,
         deadline: Instant,
         shutdown: &CancellationToken,
-    ) -> WaitEnd<Vec<Bytes>> {
+    ) -> Result<WaitEnd<Vec<Bytes>>, Unavailable> {
         match self {
-            Self::Embedded(store) => store.wait_all(key, need, deadline, shutdown).await,
+            Self::Embedded(store) => Ok(store.wait_all(key, need, deadline, shutdown).await),
+            Self::Postgres(db) => {
+                db.wait_until(key, deadline, shutdown, || async {
+                    let all = db.all(key).await?;
+                    Ok((all.len() >= need).then_some(all))
+                })
+                .await
+            }
         }
     }
 
@@ -114,30 +148,45 @@ impl Backend {
         after: u64,
         deadline: Instant,
         shutdown: &CancellationToken,
-    ) -> WaitEnd<Vec<Stored>> {
+    ) -> Result<WaitEnd<Vec<Stored>>, Unavailable> {
         match self {
-            Self::Embedded(store) => store.wait_newer(key, after, deadline, shutdown).await,
+            Self::Embedded(store) => Ok(store.wait_newer(key, after, deadline, shutdown).await),
+            Self::Postgres(db) => {
+                db.wait_until(key, deadline, shutdown, || async {
+                    let newer = db.newer(key, after).await?;
+                    Ok((!newer.is_empty()).then_some(newer))
+                })
+                .await
+            }
         }
     }
 
     /// Forgets one key; answers how many records it held.
-    pub(crate) fn delete(&self, key: &str) -> usize {
+    pub(crate) async fn delete(&self, key: &str) -> Result<usize, Unavailable> {
         match self {
-            Self::Embedded(store) => store.delete(key),
+            Self::Embedded(store) => Ok(store.delete(key)),
+            Self::Postgres(db) => db.delete(key).await,
         }
     }
 
     /// Forgets every key under `prefix`; answers how many keys went.
-    pub(crate) fn delete_prefix(&self, prefix: &str) -> usize {
+    pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<usize, Unavailable> {
         match self {
-            Self::Embedded(store) => store.delete_prefix(prefix),
+            Self::Embedded(store) => Ok(store.delete_prefix(prefix)),
+            Self::Postgres(db) => db.delete_prefix(prefix).await,
         }
     }
 
     /// Summaries of the keys under `prefix` in order, after `after`, at most `limit`.
-    pub(crate) fn list(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeySummary> {
+    pub(crate) async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KeySummary>, Unavailable> {
         match self {
-            Self::Embedded(store) => store.list(prefix, after, limit),
+            Self::Embedded(store) => Ok(store.list(prefix, after, limit)),
+            Self::Postgres(db) => db.list(prefix, after, limit).await,
         }
     }
 }

@@ -54,6 +54,9 @@ impl std::str::FromStr for FsyncPolicy {
 pub struct Config {
     /// Where the callback log lives; `None` keeps everything in memory.
     pub data_dir: Option<PathBuf>,
+    /// Cluster mode: the callbacks live in this PostgreSQL database (`--database`), shared by
+    /// every node on it; `data_dir` is then not used for them.
+    pub database: Option<String>,
     /// Largest accepted callback body (`--max-body`, default 1 MiB); larger ones get `413`.
     pub max_body: usize,
     /// Capacity in records (`--max-callbacks`); past it new callbacks get `507`, nothing is evicted.
@@ -79,6 +82,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: None,
+            database: None,
             max_body: 1 << 20,
             max_callbacks: 1_000_000,
             retention: None,

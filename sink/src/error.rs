@@ -19,6 +19,9 @@ pub enum Error {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The database (`--database`) could not be opened.
+    #[error("failed to open the database: {0}")]
+    Database(#[from] crate::postgres::OpenError),
     /// The log could not be flushed at shutdown.
     #[error("failed to flush the callback log: {0}")]
     Flush(#[source] LogError),
@@ -98,6 +101,9 @@ pub enum ApiError {
     /// `Content-Length` (the client closed or broke the connection mid-body).
     #[error("{0}")]
     InvalidBody(String),
+    /// The database (cluster mode) is unreachable or failed: nothing was stored or read.
+    #[error("{0}")]
+    Unavailable(String),
     /// The server is stopping; waits are answered with this.
     #[error("the sink is shutting down; retry against the restarted server")]
     ShuttingDown,
@@ -122,6 +128,7 @@ impl ApiError {
             Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
             Self::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -150,5 +157,13 @@ impl IntoResponse for ApiError {
             Json(json!({ "error": { "code": code, "message": message } })),
         )
             .into_response()
+    }
+}
+
+impl From<crate::postgres::Unavailable> for ApiError {
+    fn from(e: crate::postgres::Unavailable) -> Self {
+        Self::Unavailable(format!(
+            "{e}: the sink's database is unavailable, nothing was stored or read; retry shortly"
+        ))
     }
 }

@@ -15,7 +15,9 @@
 //! - `wal/` — append-only checksummed log of frames, knowing nothing of the store: `frame.rs`,
 //!   `replay.rs` (torn-tail repair), `writer.rs`, `syncer.rs` (group commit), `compaction.rs`.
 //! - `backend.rs` — the one interface the routes reach the callbacks through: an enum of
-//!   backends (today only the embedded store + log), statically dispatched.
+//!   backends (the embedded store + log, or PostgreSQL), statically dispatched.
+//! - `postgres/` — the callback store of cluster mode (`--database`): one committed statement
+//!   per callback, prefixes as key ranges, wake-ups by `LISTEN/NOTIFY`, migrations.
 //! - `routes/` — the HTTP API: `mod.rs` (`router()`), `ingest.rs`, `reads.rs` (latest, all, raw,
 //!   long-poll, SSE), `keys.rs` (listing, deletion), `auth.rs`, `query.rs`, `key.rs` (the `{key}`
 //!   extractor), `state.rs`, `meta.rs` (`/healthz`, 404/405).
@@ -27,7 +29,7 @@
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
 //! - `metrics.rs` — the series of `GET /metrics` (per sink, prometheus-client) and
 //!   [`MetricsSource`], through which the harness adds its own.
-//! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
+//! - `client.rs` — [`Client`]; `testing/` — [`TestSink`], [`TestPostgres`].
 
 mod backend;
 mod client;
@@ -37,6 +39,7 @@ mod duration;
 mod error;
 mod metrics;
 pub mod openapi;
+mod postgres;
 mod record;
 mod routes;
 mod server;
@@ -50,9 +53,10 @@ pub use definitions::DefinitionsError;
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error, LogError};
 pub use metrics::MetricsSource;
+pub use postgres::{OpenError as DatabaseError, RECHECK_INTERVAL, Unavailable};
 pub use record::Record;
 pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::{Sink, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
-pub use testing::TestSink;
+pub use testing::{TestPostgres, TestPostgresError, TestSink};
 pub use wal::ReplayStats;

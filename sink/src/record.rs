@@ -97,6 +97,11 @@ impl Encoded {
         }
     }
 
+    /// The JSON before `"seq":N,` and after it (a database splices in the seq it assigns).
+    pub(crate) fn parts(&self) -> (&[u8], &[u8]) {
+        (&self.head, &self.tail)
+    }
+
     /// The record's final JSON.
     pub(crate) fn finish(&self, seq: u64) -> Bytes {
         let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + 28);

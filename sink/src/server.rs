@@ -10,6 +10,7 @@ use crate::{
     backend::Backend,
     config::Config,
     error::Error,
+    postgres::PgStore,
     routes::{AppState, router},
     store::Store,
     wal::{ReplayStats, Wal},
@@ -19,15 +20,28 @@ use crate::{
 #[derive(Debug)]
 pub struct Sink {
     state: AppState,
-    store: Store,
+    /// The embedded store, when the callbacks are not in a database.
+    store: Option<Store>,
     shutdown: CancellationToken,
     replay: ReplayStats,
 }
 
 impl Sink {
-    /// Opens the store (replaying `data_dir`'s log if there is one) and starts retention expiry.
-    /// Must be called inside a Tokio runtime.
-    pub fn open(config: Config) -> Result<Self, Error> {
+    /// Opens the store — replaying `data_dir`'s log if there is one, or connecting to
+    /// `database` and migrating its schema in cluster mode — and starts retention expiry. Must be
+    /// called inside a Tokio runtime.
+    pub async fn open(config: Config) -> Result<Self, Error> {
+        let shutdown = CancellationToken::new();
+        if let Some(url) = &config.database {
+            let db = PgStore::open(url, config.max_callbacks, config.retention, &shutdown).await?;
+            let state = AppState::new(Backend::Postgres(db), config, shutdown.clone());
+            return Ok(Self {
+                state,
+                store: None,
+                shutdown,
+                replay: ReplayStats::default(),
+            });
+        }
         let (store, replay) = match &config.data_dir {
             None => (
                 Store::new(config.max_callbacks, config.retention, None),
@@ -38,14 +52,13 @@ impl Sink {
                 source,
             })?,
         };
-        let shutdown = CancellationToken::new();
         if config.retention.is_some() {
             tokio::spawn(store.clone().run_expiry(shutdown.clone()));
         }
         let state = AppState::new(Backend::Embedded(store.clone()), config, shutdown.clone());
         Ok(Self {
             state,
-            store,
+            store: Some(store),
             shutdown,
             replay,
         })
@@ -54,6 +67,11 @@ impl Sink {
     /// The sink's routes, ready to be served or merged into a larger router.
     pub fn router(&self) -> Router {
         router(self.state.clone())
+    }
+
+    /// The interface the routes reach the callbacks through.
+    pub(crate) fn backend(&self) -> &Backend {
+        self.state.backend()
     }
 
     /// Serves `source`'s series at this sink's `GET /metrics` too, after its own.
@@ -66,9 +84,10 @@ impl Sink {
         self.state.add_openapi(other);
     }
 
-    /// The store behind the routes (for in-process use such as the test helper).
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The embedded store behind the routes (for in-process use such as the harness's phased
+    /// runs); `None` in cluster mode.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
     }
 
     /// Cancelling this answers every waiter `503 shutting_down` and ends event streams.
@@ -84,7 +103,7 @@ impl Sink {
     /// Flushes the log to disk. Call after serving has stopped.
     pub async fn close(self) -> Result<(), Error> {
         self.shutdown.cancel();
-        match self.store.wal() {
+        match self.store.as_ref().and_then(Store::wal) {
             Some(wal) => wal.flush().await.map_err(Error::Flush),
             None => Ok(()),
         }

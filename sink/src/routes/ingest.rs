@@ -194,6 +194,7 @@ async fn store_callback(
                 dir.display()
             )),
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
+            InsertError::Unavailable(e) => ApiError::from(e),
         })?;
     let mut out = Vec::with_capacity(key.len() + 32);
     out.extend_from_slice(b"{\"key\":");

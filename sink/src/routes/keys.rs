@@ -33,7 +33,10 @@ pub(super) async fn list(State(state): State<AppState>, p: Params) -> Result<Res
         ));
     }
     let prefix = p.prefix.unwrap_or_default();
-    let keys = state.backend().list(&prefix, p.after.as_deref(), limit);
+    let keys = state
+        .backend()
+        .list(&prefix, p.after.as_deref(), limit)
+        .await?;
     let next_after = (keys.len() == limit).then(|| keys.last().map(|k| k.key.clone()));
     let body = serde_json::json!({ "keys": keys, "next_after": next_after.flatten() });
     Ok(json_response(StatusCode::OK, body.to_string().into()))
@@ -48,7 +51,7 @@ pub(super) async fn delete_key(
     State(state): State<AppState>,
     Key(key): Key,
 ) -> Result<StatusCode, ApiError> {
-    state.backend().delete(&key);
+    state.backend().delete(&key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -67,6 +70,6 @@ pub(super) async fn delete_prefix(
             "DELETE /callbacks needs ?prefix=P (use ?prefix= to delete every key)",
         )
     })?;
-    state.backend().delete_prefix(&prefix);
+    state.backend().delete_prefix(&prefix).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -15,17 +15,18 @@ use crate::error::ApiError;
     get, path = "/healthz", tag = "sink",
     responses((status = 200, description = "The sink is up", body = crate::openapi::Health))
 )]
-pub(super) async fn healthz(State(state): State<AppState>) -> Response {
-    json_response(
+pub(super) async fn healthz(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let callbacks = state.backend().len().await?;
+    Ok(json_response(
         StatusCode::OK,
         serde_json::json!({
             "status": "ok",
-            "callbacks": state.backend().len(),
+            "callbacks": callbacks,
             "waiting": state.backend().waiting(),
         })
         .to_string()
         .into(),
-    )
+    ))
 }
 
 /// The OpenAPI 3.1 document of every route this server answers.

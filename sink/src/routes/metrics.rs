@@ -17,11 +17,11 @@ use crate::{error::ApiError, metrics::CONTENT_TYPE};
 )]
 pub(super) async fn scrape(State(state): State<AppState>) -> Response {
     let backend = state.backend();
-    match state
-        .metrics()
-        .render(backend.len(), backend.waiting())
-        .await
-    {
+    let stored = match backend.len().await {
+        Ok(stored) => stored,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    match state.metrics().render(stored, backend.waiting()).await {
         Ok(text) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],

@@ -46,13 +46,14 @@ pub(super) async fn latest(
     let Some(wait) = wait else {
         return backend
             .latest_after(&key, after)
+            .await?
             .map(|json| json_response(StatusCode::OK, json))
             .ok_or_else(|| nothing_for(&key, after));
     };
     let deadline = tokio::time::Instant::now() + wait;
     match backend
         .wait_latest_after(&key, after, deadline, state.shutdown())
-        .await
+        .await?
     {
         WaitEnd::Ready(json) => Ok(json_response(StatusCode::OK, json)),
         WaitEnd::TimedOut => Err(ApiError::Timeout(format!(
@@ -104,19 +105,19 @@ pub(super) async fn all(
     }
     let backend = state.backend();
     let records = match (wait, count) {
-        (None, _) => backend.all(&key),
+        (None, _) => backend.all(&key).await?,
         (Some(wait), count) => {
             let need = count.unwrap_or(1) as usize;
             let deadline = tokio::time::Instant::now() + wait;
             match backend
                 .wait_all(&key, need, deadline, state.shutdown())
-                .await
+                .await?
             {
                 WaitEnd::Ready(records) => records,
                 WaitEnd::TimedOut => {
                     return Err(ApiError::Timeout(format!(
                         "only {} of {need} callbacks for key {key:?} arrived within {}",
-                        backend.count(&key),
+                        backend.count(&key).await?,
                         humantime::format_duration(wait)
                     )));
                 }
@@ -153,6 +154,7 @@ pub(super) async fn raw(
     let json = state
         .backend()
         .get_seq(&key, seq)
+        .await?
         .ok_or_else(|| match seq {
             Some(seq) => ApiError::NotFound(format!("key {key:?} has no record with seq {seq}")),
             None => nothing_for(&key, 0),
@@ -208,9 +210,15 @@ pub(super) async fn events(
                     .wait_newer(&key, last, far, state.shutdown())
                     .await
                 {
-                    WaitEnd::Ready(newer) => pending.extend(newer),
-                    WaitEnd::TimedOut => continue,
-                    WaitEnd::ShuttingDown => return None,
+                    Ok(WaitEnd::Ready(newer)) => pending.extend(newer),
+                    Ok(WaitEnd::TimedOut) => continue,
+                    Ok(WaitEnd::ShuttingDown) => return None,
+                    // The database stayed down for the whole wait: end the stream; the client
+                    // reconnects with Last-Event-ID and misses nothing.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ended an event stream: the database is unavailable");
+                        return None;
+                    }
                 }
             }
         },

@@ -40,7 +40,7 @@ impl AppState {
         }
     }
 
-    pub(super) fn backend(&self) -> &Backend {
+    pub(crate) fn backend(&self) -> &Backend {
         &self.inner.backend
     }
 

@@ -34,6 +34,9 @@ pub enum InsertError {
     /// The write-ahead log could not be written (or synced); nothing was stored.
     #[error("failed to persist the callback: {0}")]
     Persist(#[from] LogError),
+    /// The database (cluster mode) could not commit it; nothing was stored.
+    #[error("failed to store the callback: {0}")]
+    Unavailable(crate::postgres::Unavailable),
 }
 
 /// Shared handle to the store.

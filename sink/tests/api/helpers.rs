@@ -1,6 +1,16 @@
 //! Shared set-up for the sink's API tests: a real sink on `127.0.0.1:0` and a plain HTTP client.
+//!
+//! The same tests run against either backend: by default the embedded store; with
+//! `EVENTUAL_TEST_BACKEND=postgres` every app gets a fresh database of a private PostgreSQL
+//! server started for this test process (and an app "restarted" on the same `data_dir` gets the
+//! same database back, so the persistence tests check the database's durability).
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Mutex, OnceLock},
+    time::Duration,
+};
 
 use serde_json::Value;
 pub(crate) use sink::{Config, TestSink};
@@ -37,8 +47,11 @@ pub(crate) async fn spawn_app() -> TestApp {
     spawn_app_with(Config::default()).await
 }
 
-pub(crate) async fn spawn_app_with(config: Config) -> TestApp {
+pub(crate) async fn spawn_app_with(mut config: Config) -> TestApp {
     init_tracing();
+    if on_postgres() {
+        config.database = Some(database_for(config.data_dir.take()).await);
+    }
     TestApp {
         sink: TestSink::start_with(config).await,
         http: reqwest::Client::builder()
@@ -81,4 +94,37 @@ fn init_tracing() {
             .with_test_writer()
             .try_init();
     }
+}
+
+/// Whether this run tests the PostgreSQL backend (`EVENTUAL_TEST_BACKEND=postgres`).
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("EVENTUAL_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// The private server of this test process, started on first use.
+pub(crate) fn postgres() -> &'static sink::TestPostgres {
+    static SERVER: OnceLock<sink::TestPostgres> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        sink::TestPostgres::start().expect("EVENTUAL_TEST_BACKEND=postgres needs PostgreSQL")
+    })
+}
+
+/// A fresh database, or for a `data_dir` seen before the database it was given then.
+async fn database_for(data_dir: Option<PathBuf>) -> String {
+    static BY_DIR: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let by_dir = BY_DIR.get_or_init(Mutex::default);
+    if let Some(url) = data_dir
+        .as_ref()
+        .and_then(|d| by_dir.lock().unwrap().get(d).cloned())
+    {
+        return url;
+    }
+    let url = postgres()
+        .fresh_database()
+        .await
+        .expect("failed to create a test database");
+    if let Some(dir) = data_dir {
+        by_dir.lock().unwrap().insert(dir, url.clone());
+    }
+    url
 }

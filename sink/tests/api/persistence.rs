@@ -47,6 +47,10 @@ async fn acknowledged_callbacks_and_deletes_survive_a_restart() {
 
 #[tokio::test]
 async fn compaction_reclaims_the_space_of_deleted_callbacks() {
+    if on_postgres() {
+        eprintln!("SKIPPED compaction: the log is the embedded backend's; PostgreSQL has none");
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("callbacks.log");
     let config = Config {

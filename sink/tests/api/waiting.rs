@@ -233,7 +233,7 @@ async fn test_sink_receives_the_callback_of_a_wiremock_driven_fake_sut() {
         .await
         .unwrap();
     assert_eq!(record.body.unwrap()["result"], 42);
-    sink.reset();
+    sink.reset().await;
     assert!(
         sink.all(job_id).await.unwrap().is_empty(),
         "reset forgets everything"

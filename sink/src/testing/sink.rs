@@ -7,6 +7,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    backend::Backend,
     client::{Client, ClientError},
     config::Config,
     record::Record,
@@ -34,7 +35,9 @@ use crate::{
 #[derive(Debug)]
 pub struct TestSink {
     client: Client,
-    store: Store,
+    /// `None` when the sink runs on a database (cluster mode).
+    store: Option<Store>,
+    backend: Backend,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -47,7 +50,9 @@ impl TestSink {
 
     /// Starts a sink with `config` (its `data_dir` is honoured, so a test can check persistence).
     pub async fn start_with(config: Config) -> Self {
-        let sink = Sink::open(config).expect("failed to open the test sink");
+        let sink = Sink::open(config)
+            .await
+            .expect("failed to open the test sink");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("failed to bind a local port for the test sink");
@@ -56,7 +61,8 @@ impl TestSink {
             .expect("bound listener has an address");
         let shutdown = sink.shutdown_token();
         let router = sink.router();
-        let store = sink.store().clone();
+        let store = sink.store().cloned();
+        let backend = sink.backend().clone();
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             let stopped = stop.clone();
@@ -75,6 +81,7 @@ impl TestSink {
         Self {
             client: Client::new(format!("http://{addr}")),
             store,
+            backend,
             shutdown,
             task,
         }
@@ -90,9 +97,12 @@ impl TestSink {
         self.client.callback_url(key)
     }
 
-    /// The store behind it, for in-process waits (e.g. a harness sharing this sink).
+    /// The embedded store behind it, for in-process waits (e.g. a harness sharing this sink).
+    /// Panics in cluster mode, which has none.
     pub fn store(&self) -> &Store {
-        &self.store
+        self.store
+            .as_ref()
+            .expect("a test sink on a database has no embedded store")
     }
 
     /// A client for this sink.
@@ -121,8 +131,18 @@ impl TestSink {
     }
 
     /// Forgets everything received so far.
-    pub fn reset(&self) {
-        self.store.clear();
+    pub async fn reset(&self) {
+        match &self.store {
+            Some(store) => {
+                store.clear();
+            }
+            None => {
+                self.backend
+                    .delete_prefix("")
+                    .await
+                    .expect("failed to reset the test sink's database");
+            }
+        }
     }
 
     /// Stops serving and waits until the server has finished.

@@ -1,0 +1,194 @@
+//! The callback store of cluster mode: several nodes share their callbacks through one
+//! PostgreSQL database (`--database postgres://…`).
+//!
+//! # Design
+//! - **Acknowledged means committed.** A callback is one statement (its own transaction): the
+//!   key's row in `callback_keys` is inserted or bumped (`ON CONFLICT DO UPDATE`), which gives the
+//!   next `seq` under that row's lock — unique per key cluster-wide —, the record is inserted with
+//!   its `seq` spliced into the JSON encoded on arrival, the usage counter is bumped, and a
+//!   `NOTIFY` is queued; the handler answers only after the commit.
+//! - **Prefixes by index.** Keys are `bytea`, ordered byte by byte like the embedded store; a
+//!   prefix is a range of the primary key (`[prefix, successor(prefix))`), so listing or deleting
+//!   one never scans other keys.
+//! - **Capacity cluster-wide.** `--max-callbacks` is checked against the sum of a few counter rows
+//!   inside the inserting statement (spread so that concurrent inserts do not queue on one row).
+//!   Concurrent inserts each see the total before the others commit, so the cap can be passed by
+//!   at most the number of inserts in flight at that moment; it is never passed further.
+//! - **Retention cluster-wide.** Reads ignore records older than `--retention`; every node purges
+//!   them in the background (`retention.rs`), which only reclaims space.
+//! - **Wake-ups by `LISTEN/NOTIFY`** (`wakeups.rs`), treated as hints: a waiter registers, then
+//!   reads the database, then sleeps until a notification for its key, a reconnection of the
+//!   listener (after which every waiter reads again) or [`RECHECK_INTERVAL`], whichever comes first.
+//! - **Schema** (`schema.rs`): versioned migrations (refinery) applied at start under an advisory
+//!   lock, so nodes may start at once; a database newer than this build is refused.
+//!
+//! # Layout
+//! - `mod.rs` — [`PgStore`]: connecting, the pool; `records.rs` — insert, reads, listing,
+//!   deletion, waits; `wakeups.rs` — the listener and the local waiters by key; `schema.rs` —
+//!   migrations; `retention.rs` — the purge task.
+
+mod records;
+mod retention;
+mod schema;
+mod wakeups;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) use records::PgInsertError;
+use wakeups::Wakeups;
+
+/// How often a waiter reads the database again although no notification came: the safety net
+/// for a notification lost while the listening connection was down. Not the main path: a
+/// callback wakes its waiters by `NOTIFY` within milliseconds.
+pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a request waits for a free database connection before it is answered `503`.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// Connections per node.
+const POOL_SIZE: usize = 32;
+
+/// The `NOTIFY` channel of stored callbacks; the payload is the key, hex-encoded.
+const CHANNEL: &str = "eventual_callbacks";
+
+/// Why the database could not answer: it is down, restarting or unreachable, or refused the
+/// statement.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct Unavailable(pub(crate) String);
+
+impl From<tokio_postgres::Error> for Unavailable {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self(match e.as_db_error() {
+            Some(db) => format!("the database refused a statement: {}", db.message()),
+            None => format!("the database is unreachable: {e}"),
+        })
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Unavailable {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        Self(format!("no database connection: {e}"))
+    }
+}
+
+/// Failure to open the PostgreSQL store at start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The `--database` URL does not parse.
+    #[error("invalid --database URL: {0}")]
+    Url(String),
+    /// The database could not be reached or refused us.
+    #[error("{0}")]
+    Unavailable(#[from] Unavailable),
+    /// The database's schema is newer than this build knows.
+    #[error(
+        "the database's schema is at version {found}, newer than this eventual knows (version {known}): upgrade eventual on this node to the version the other nodes run"
+    )]
+    SchemaTooNew {
+        /// What the database holds.
+        found: i64,
+        /// The newest this build has.
+        known: i64,
+    },
+    /// A migration failed.
+    #[error("failed to migrate the database: {0}")]
+    Migration(String),
+}
+
+/// Shared handle to the PostgreSQL callback store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct PgStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Connections for statements (the listener has its own, outside the pool).
+    pool: Pool,
+    /// `--max-callbacks`, cluster-wide.
+    max_callbacks: usize,
+    /// `--retention`, cluster-wide: reads ignore older records.
+    retention: Option<Duration>,
+    /// This node's waiters by key, woken by the listener.
+    wakeups: Arc<Wakeups>,
+    /// Requests of this node waiting for a callback right now.
+    waiting: AtomicUsize,
+}
+
+impl PgStore {
+    /// Connects to `url`, migrates the schema (under an advisory lock) and starts the listener
+    /// and, with a retention, the purge task; both stop with `shutdown`.
+    pub(crate) async fn open(
+        url: &str,
+        max_callbacks: usize,
+        retention: Option<Duration>,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, OpenError> {
+        let mut config: tokio_postgres::Config =
+            url.parse().map_err(|e: tokio_postgres::Error| {
+                OpenError::Url(format!("{e}; expected postgres://user@host:port/database"))
+            })?;
+        config.application_name("eventual");
+        config.keepalives_idle(Duration::from_secs(10));
+        config.connect_timeout(POOL_WAIT);
+        schema::migrate(&config).await?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| OpenError::Url(e.to_string()))?;
+        let wakeups = Arc::new(Wakeups::default());
+        tokio::spawn(wakeups::listen(
+            config,
+            Arc::clone(&wakeups),
+            shutdown.clone(),
+        ));
+        let store = Self {
+            inner: Arc::new(Inner {
+                pool,
+                max_callbacks,
+                retention,
+                wakeups,
+                waiting: AtomicUsize::new(0),
+            }),
+        };
+        if let Some(retention) = retention {
+            tokio::spawn(retention::purge(store.clone(), retention, shutdown.clone()));
+        }
+        Ok(store)
+    }
+
+    /// `--max-callbacks`, cluster-wide.
+    pub(crate) fn max_callbacks(&self) -> usize {
+        self.inner.max_callbacks
+    }
+
+    /// Requests of this node waiting for a callback right now.
+    pub(crate) fn waiting(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, Unavailable> {
+        Ok(self.inner.pool.get().await?)
+    }
+}
