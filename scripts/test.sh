@@ -32,6 +32,20 @@ if command -v python3 >/dev/null 2>&1 && ! python3 -c "import pytest" >/dev/null
   fi
 fi
 
+# Cluster mode's tests start private PostgreSQL servers from the system's binaries (initdb,
+# postgres): Debian's `postgresql` package when missing. Required here, so a missing server fails
+# the cluster tests instead of skipping them.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "==> installing postgresql"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "error: cluster mode's tests need PostgreSQL's server binaries: install postgresql" >&2
+    exit 1
+  fi
+fi
+export EVENTUAL_REQUIRE_POSTGRES=1
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy -D warnings"
@@ -39,6 +53,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> cargo test (unit, API, end-to-end and doc tests)"
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
+# The sink's API suite again, every test against the PostgreSQL backend (a fresh database each).
+echo "==> cargo test: the sink's API suite on PostgreSQL (cluster mode)"
+EVENTUAL_TEST_BACKEND=postgres cargo test -p sink --test api --locked
 
 # The Python package (python/): installed with pip into a fresh virtualenv, as a user would, its
 # suite run against a real sink (its own `eventual_sink` fixture starts the debug binary) and its

@@ -57,6 +57,9 @@ pub struct Config {
     /// Cluster mode: the callbacks live in this PostgreSQL database (`--database`), shared by
     /// every node on it; `data_dir` is then not used for them.
     pub database: Option<String>,
+    /// Cluster mode: how often a waiter reads the database again without a notification (the
+    /// safety net for notifications lost while a node's listener was disconnected).
+    pub recheck_interval: Duration,
     /// Largest accepted callback body (`--max-body`, default 1 MiB); larger ones get `413`.
     pub max_body: usize,
     /// Capacity in records (`--max-callbacks`); past it new callbacks get `507`, nothing is evicted.
@@ -83,6 +86,7 @@ impl Default for Config {
         Self {
             data_dir: None,
             database: None,
+            recheck_interval: crate::postgres::RECHECK_INTERVAL,
             max_body: 1 << 20,
             max_callbacks: 1_000_000,
             retention: None,

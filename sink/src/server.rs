@@ -33,7 +33,7 @@ impl Sink {
     pub async fn open(config: Config) -> Result<Self, Error> {
         let shutdown = CancellationToken::new();
         if let Some(url) = &config.database {
-            let db = PgStore::open(url, config.max_callbacks, config.retention, &shutdown).await?;
+            let db = PgStore::open(url, &config, &shutdown).await?;
             let state = AppState::new(Backend::Postgres(db), config, shutdown.clone());
             return Ok(Self {
                 state,

@@ -45,11 +45,12 @@ use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use records::PgInsertError;
+pub use schema::schema_version;
 use wakeups::Wakeups;
 
-/// How often a waiter reads the database again although no notification came: the safety net
-/// for a notification lost while the listening connection was down. Not the main path: a
-/// callback wakes its waiters by `NOTIFY` within milliseconds.
+/// How often a waiter reads the database again although no notification came, by default: the
+/// safety net for a notification lost while the listening connection was down. Not the main
+/// path: a callback wakes its waiters by `NOTIFY` within milliseconds.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long a request waits for a free database connection before it is answered `503`.
@@ -120,6 +121,8 @@ struct Inner {
     max_callbacks: usize,
     /// `--retention`, cluster-wide: reads ignore older records.
     retention: Option<Duration>,
+    /// How often a waiter reads again without a notification ([`RECHECK_INTERVAL`]).
+    recheck: Duration,
     /// This node's waiters by key, woken by the listener.
     wakeups: Arc<Wakeups>,
     /// Requests of this node waiting for a callback right now.
@@ -127,14 +130,14 @@ struct Inner {
 }
 
 impl PgStore {
-    /// Connects to `url`, migrates the schema (under an advisory lock) and starts the listener
+    /// Connects to `url` (with `settings`' capacity, retention and re-check interval), migrates the schema (under an advisory lock) and starts the listener
     /// and, with a retention, the purge task; both stop with `shutdown`.
     pub(crate) async fn open(
         url: &str,
-        max_callbacks: usize,
-        retention: Option<Duration>,
+        settings: &crate::config::Config,
         shutdown: &CancellationToken,
     ) -> Result<Self, OpenError> {
+        let (max_callbacks, retention) = (settings.max_callbacks, settings.retention);
         let mut config: tokio_postgres::Config =
             url.parse().map_err(|e: tokio_postgres::Error| {
                 OpenError::Url(format!("{e}; expected postgres://user@host:port/database"))
@@ -168,6 +171,7 @@ impl PgStore {
                 pool,
                 max_callbacks,
                 retention,
+                recheck: settings.recheck_interval,
                 wakeups,
                 waiting: AtomicUsize::new(0),
             }),

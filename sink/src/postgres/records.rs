@@ -11,7 +11,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{PgStore, RECHECK_INTERVAL, Unavailable};
+use super::{PgStore, Unavailable};
 use crate::{
     record::Encoded,
     store::{KeySummary, Stored, WaitEnd},
@@ -311,7 +311,7 @@ impl PgStore {
 
     /// Waits until `check` finds something for `key`, or `deadline`, or `shutdown`. Woken by the
     /// notification of a callback under `key` (this node's or another's), by the listener's
-    /// reconnection, or every [`RECHECK_INTERVAL`]. A database that fails meanwhile is retried at
+    /// reconnection, or every `--recheck` ([`super::RECHECK_INTERVAL`]). A database that fails meanwhile is retried at
     /// each wake-up; if it is still failing at the deadline, that is the answer.
     pub(crate) async fn wait_until<T, F, Fut>(
         &self,
@@ -335,7 +335,7 @@ impl PgStore {
                 Ok(None) => None,
                 Err(e) => Some(e),
             };
-            let recheck = Instant::now() + RECHECK_INTERVAL;
+            let recheck = Instant::now() + self.inner.recheck;
             tokio::select! {
                 () = woken => {}
                 () = tokio::time::sleep_until(recheck.min(deadline)) => {

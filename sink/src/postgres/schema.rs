@@ -16,8 +16,8 @@ const HISTORY_TABLE: &str = "eventual_schema_history";
 /// The advisory lock held while migrating (an arbitrary constant: "eventual" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6576_656e_7475_616c;
 
-/// The newest schema version this build knows.
-pub(crate) fn schema_version() -> i64 {
+/// The newest schema version of the database this build knows (cluster mode).
+pub fn schema_version() -> i64 {
     embedded::migrations::runner()
         .get_migrations()
         .iter()

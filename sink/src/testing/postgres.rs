@@ -10,7 +10,7 @@
 //! Run as root (as CI does), the server runs as the `postgres` user (PostgreSQL refuses root).
 
 use std::{
-    io::{BufRead as _, BufReader},
+    io::{BufRead as _, BufReader, Write as _},
     os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
@@ -38,9 +38,20 @@ pub enum TestPostgresError {
 #[derive(Debug)]
 pub struct TestPostgres {
     port: u16,
-    /// The shell's stdin: closing it stops the server.
-    _lifeline: ChildStdin,
+    /// The shell's stdin (closing it stops the server for good; lines stop and start it) and
+    /// the server's changes as its log reports them.
+    control: tokio::sync::Mutex<(
+        ChildStdin,
+        tokio::sync::mpsc::UnboundedReceiver<Result<Change, String>>,
+    )>,
     _shell: Child,
+}
+
+/// The server came up or went down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Up,
+    Down,
 }
 
 impl TestPostgres {
@@ -70,10 +81,12 @@ impl TestPostgres {
         let port = free_port()?;
         // The server logs to our stderr pipe; `cat` returns when our end of stdin closes,
         // whatever way this process ends, and the shell then stops the server and cleans up.
+        // Lines on stdin stop and start the server again (`stop`, `start`).
         let script = format!(
-            "{postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
-             -c fsync=off -c synchronous_commit=off -c max_connections=300 & pid=$!; \
-             cat >/dev/null; kill -INT $pid; wait $pid; rm -rf {dir}",
+            "up() {{ {postgres} -D {data} -p {port} -k {dir} -c listen_addresses=127.0.0.1 \
+             -c fsync=off -c synchronous_commit=off -c max_connections=300 & pid=$!; }}; up; \
+             while read cmd; do case \"$cmd\" in stop) kill -INT $pid; wait $pid;; start) up;; esac; done; \
+             kill -INT $pid; wait $pid; rm -rf {dir}",
             postgres = shell_quote(&bin.join("postgres")),
             data = shell_quote(&data),
             dir = shell_quote(&dir),
@@ -87,32 +100,91 @@ impl TestPostgres {
             .map_err(|e| TestPostgresError::Failed(format!("failed to start postgres: {e}")))?;
         let lifeline = shell.stdin.take().expect("piped stdin");
         let stderr = shell.stderr.take().expect("piped stderr");
-        // Ready when the server says so; its log then goes on being drained by a thread.
-        let mut lines = BufReader::new(stderr).lines();
-        let mut seen = Vec::new();
-        loop {
-            match lines.next() {
-                Some(Ok(line)) => {
-                    let ready = line.contains("ready to accept connections");
-                    seen.push(line);
-                    if ready {
-                        break;
+        // The server's log is read by a thread that reports when it is up or down.
+        // The first change is waited for here, outside any runtime; the later ones by the async
+        // `stop` and `start_again`.
+        let (first, first_change) = std::sync::mpsc::channel();
+        let (events, changes) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            let mut first = Some(first);
+            let mut seen = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let change = if line.contains("ready to accept connections") {
+                    Some(Ok(Change::Up))
+                } else if line.contains("database system is shut down") {
+                    Some(Ok(Change::Down))
+                } else {
+                    None
+                };
+                seen.push(line);
+                if let Some(change) = change {
+                    seen.clear();
+                    match first.take() {
+                        Some(first) => {
+                            let _ = first.send(change);
+                        }
+                        None => {
+                            let _ = events.send(change);
+                        }
                     }
                 }
-                _ => {
-                    return Err(TestPostgresError::Failed(format!(
-                        "postgres stopped before accepting connections:\n{}",
-                        seen.join("\n")
-                    )));
+            }
+            let ended = Err(seen.join("\n"));
+            match first.take() {
+                Some(first) => {
+                    let _ = first.send(ended);
+                }
+                None => {
+                    let _ = events.send(ended);
                 }
             }
+        });
+        match first_change.recv().ok() {
+            Some(Ok(Change::Up)) => {}
+            Some(Ok(Change::Down)) | None => {
+                return Err(TestPostgresError::Failed(
+                    "postgres stopped at start".into(),
+                ));
+            }
+            Some(Err(log)) => {
+                return Err(TestPostgresError::Failed(format!(
+                    "postgres stopped before accepting connections:\n{log}"
+                )));
+            }
         }
-        std::thread::spawn(move || for _ in lines {});
         Ok(Self {
             port,
-            _lifeline: lifeline,
+            control: tokio::sync::Mutex::new((lifeline, changes)),
             _shell: shell,
         })
+    }
+
+    /// Stops the server (fast shutdown: connections are cut) until [`start_again`](Self::start_again).
+    pub async fn stop(&self) -> Result<(), TestPostgresError> {
+        self.command("stop", Change::Down).await
+    }
+
+    /// Starts a stopped server again on the same port and data.
+    pub async fn start_again(&self) -> Result<(), TestPostgresError> {
+        self.command("start", Change::Up).await
+    }
+
+    async fn command(&self, command: &str, expect: Change) -> Result<(), TestPostgresError> {
+        let mut control = self.control.lock().await;
+        let (stdin, changes) = &mut *control;
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| TestPostgresError::Failed(format!("the server's shell is gone: {e}")))?;
+        match changes.recv().await {
+            Some(Ok(change)) if change == expect => Ok(()),
+            Some(Ok(change)) => Err(TestPostgresError::Failed(format!(
+                "asked to {command}, the server went {change:?}"
+            ))),
+            Some(Err(log)) => Err(TestPostgresError::Failed(format!(
+                "the server ended:\n{log}"
+            ))),
+            None => Err(TestPostgresError::Failed("the server ended".into())),
+        }
     }
 
     /// The port it listens on (127.0.0.1).
