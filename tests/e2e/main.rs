@@ -33,6 +33,7 @@
 mod cli;
 mod cli_output;
 mod cli_runs;
+mod cluster;
 mod full_disk;
 mod harness_restart;
 mod harness_serve;
