@@ -4,27 +4,14 @@
 
 use anyhow::ensure;
 use serde_json::json;
-use sink::{TestPostgres, TestPostgresError};
+use sink::TestPostgres;
 
 use crate::helpers::{Launch, spawn_eventual};
-
-fn postgres_or_skip(test: &str) -> Option<TestPostgres> {
-    match TestPostgres::start() {
-        Ok(server) => Some(server),
-        Err(e @ TestPostgresError::NotInstalled)
-            if std::env::var_os("EVENTUAL_REQUIRE_POSTGRES").is_none() =>
-        {
-            eprintln!("SKIPPED {test}: {e}");
-            None
-        }
-        Err(e) => panic!("failed to start PostgreSQL: {e}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callbacks_acknowledged_by_a_node_killed_with_9_are_read_from_another() -> anyhow::Result<()>
 {
-    let Some(pg) = postgres_or_skip("kill -9 of a node") else {
+    let Some(pg) = TestPostgres::start_or_skip("kill -9 of a node") else {
         return Ok(());
     };
     let url = pg.fresh_database().await?;

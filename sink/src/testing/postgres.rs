@@ -159,6 +159,23 @@ impl TestPostgres {
         })
     }
 
+    /// Starts a server for `test`, or — where PostgreSQL is not installed and
+    /// `EVENTUAL_REQUIRE_POSTGRES` is not set — says `SKIPPED <test>: …` on stderr and answers
+    /// `None`, so the default build needs no PostgreSQL. Panics on any other failure (and on a
+    /// missing installation when it is required, as `scripts/test.sh` does).
+    pub fn start_or_skip(test: &str) -> Option<Self> {
+        match Self::start() {
+            Ok(server) => Some(server),
+            Err(e @ TestPostgresError::NotInstalled)
+                if std::env::var_os("EVENTUAL_REQUIRE_POSTGRES").is_none() =>
+            {
+                eprintln!("SKIPPED {test}: {e}");
+                None
+            }
+            Err(e) => panic!("failed to start PostgreSQL: {e}"),
+        }
+    }
+
     /// Stops the server (fast shutdown: connections are cut) until [`start_again`](Self::start_again).
     pub async fn stop(&self) -> Result<(), TestPostgresError> {
         self.command("stop", Change::Down).await

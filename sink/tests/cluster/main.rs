@@ -9,23 +9,8 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures_util::StreamExt as _;
 use serde_json::{Value, json};
-use sink::{Config, Sink, TestPostgres, TestPostgresError, TestSink};
+use sink::{Config, Sink, TestPostgres, TestSink};
 use tokio::sync::Notify;
-
-/// A private server for one test, or `None` (after saying so) where PostgreSQL is not installed
-/// and not required.
-fn postgres_or_skip(test: &str) -> Option<TestPostgres> {
-    match TestPostgres::start() {
-        Ok(server) => Some(server),
-        Err(e @ TestPostgresError::NotInstalled)
-            if std::env::var_os("EVENTUAL_REQUIRE_POSTGRES").is_none() =>
-        {
-            eprintln!("SKIPPED {test}: {e}");
-            None
-        }
-        Err(e) => panic!("failed to start PostgreSQL: {e}"),
-    }
-}
 
 /// A node on `url`. Its waiters never read again on their own (the safety net's interval is
 /// an hour), so a wake-up in these tests can only come from a notification.
@@ -82,7 +67,7 @@ async fn until_waiting(node: &TestSink, n: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_posted_to_one_node_answers_a_long_poll_and_an_event_stream_on_another() {
-    let Some(pg) = postgres_or_skip("cross-node wake-up") else {
+    let Some(pg) = TestPostgres::start_or_skip("cross-node wake-up") else {
         return;
     };
     let url = pg.fresh_database().await.unwrap();
@@ -130,7 +115,7 @@ async fn a_callback_posted_to_one_node_answers_a_long_poll_and_an_event_stream_o
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_posts_to_one_key_through_two_nodes_get_each_seq_exactly_once() {
-    let Some(pg) = postgres_or_skip("seq per key") else {
+    let Some(pg) = TestPostgres::start_or_skip("seq per key") else {
         return;
     };
     let url = pg.fresh_database().await.unwrap();
@@ -171,7 +156,7 @@ async fn concurrent_posts_to_one_key_through_two_nodes_get_each_seq_exactly_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capacity_is_cluster_wide() {
-    let Some(pg) = postgres_or_skip("capacity") else {
+    let Some(pg) = TestPostgres::start_or_skip("capacity") else {
         return;
     };
     let url = pg.fresh_database().await.unwrap();
@@ -199,7 +184,7 @@ async fn capacity_is_cluster_wide() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_starting_at_once_on_an_empty_database_migrate_once_and_all_come_up() {
-    let Some(pg) = postgres_or_skip("concurrent start") else {
+    let Some(pg) = TestPostgres::start_or_skip("concurrent start") else {
         return;
     };
     let url = pg.fresh_database().await.unwrap();
@@ -227,7 +212,7 @@ async fn three_nodes_starting_at_once_on_an_empty_database_migrate_once_and_all_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_with_a_newer_schema_is_refused_saying_so() {
-    let Some(pg) = postgres_or_skip("newer schema") else {
+    let Some(pg) = TestPostgres::start_or_skip("newer schema") else {
         return;
     };
     let url = pg.fresh_database().await.unwrap();
@@ -289,7 +274,7 @@ async fn post_until(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_restart_under_load_loses_nothing_acknowledged_and_nodes_reconnect_by_themselves()
  {
-    let Some(pg) = postgres_or_skip("database restart") else {
+    let Some(pg) = TestPostgres::start_or_skip("database restart") else {
         return;
     };
     let url = pg.fresh_database().await.unwrap();
