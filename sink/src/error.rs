@@ -46,6 +46,10 @@ pub enum LogError {
     /// The log file could not be fsync'd.
     #[error("fsync of the callback log failed: {0}")]
     Sync(#[source] std::io::Error),
+    /// The fsync that should have made the write durable failed (`--fsync always`): it was cut
+    /// off the log again.
+    #[error("fsync of the callback log failed: the callback was not stored")]
+    SyncFailed,
     /// The syncer thread stopped before the write reached the disk.
     #[error("the log's syncer stopped")]
     SyncerStopped,
@@ -101,6 +105,9 @@ pub enum ApiError {
     /// `Content-Length` (the client closed or broke the connection mid-body).
     #[error("{0}")]
     InvalidBody(String),
+    /// The log could not be made durable (an fsync failed): the callback was not stored.
+    #[error("{0}")]
+    StorageFailed(String),
     /// The database (cluster mode) is unreachable or failed: nothing was stored or read.
     #[error("{0}")]
     Unavailable(String),
@@ -128,6 +135,7 @@ impl ApiError {
             Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
             Self::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::StorageFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -193,6 +193,9 @@ async fn store_callback(
                 "the disk holding the sink's data directory {} is full: this callback was not stored; free space on that disk (the sink accepts callbacks again by itself) and retry",
                 dir.display()
             )),
+            InsertError::Persist(LogError::SyncFailed) => ApiError::StorageFailed(
+                "the disk of the sink's data directory failed to make this callback durable (fsync failed): it was not stored; retry, and check that disk (the sink's log says more)".into(),
+            ),
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
             InsertError::Unavailable(e) => ApiError::from(e),
         })?;

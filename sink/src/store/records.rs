@@ -22,7 +22,7 @@ use super::{
 use crate::{
     error::LogError,
     record::{Encoded, format_ms, now_ms},
-    wal::{Compaction, Op, Wal, WalAck},
+    wal::{Compaction, Op, Outcome, Wal, WalAck},
 };
 
 /// Why a callback was not stored.
@@ -126,10 +126,14 @@ impl Store {
         encoded: &Encoded,
     ) -> Result<u64, InsertError> {
         let (seq, ack) = self.insert(key, encoded)?;
-        if let WalAck::Synced(target, _) = &ack {
-            let target = *target;
-            ack.wait().await?;
-            self.publish(key, target);
+        if let WalAck::Synced(..) = &ack {
+            let synced = ack.wait().await;
+            // Made visible, or (its fsync failed) dropped, with whatever came before it.
+            self.publish(key);
+            if let Err(e) = synced {
+                self.forget_if_unused(key);
+                return Err(e.into());
+            }
             if let Some(expiry) = &self.inner.expiry {
                 expiry.schedule(encoded.received_ms, Arc::from(key));
             }
@@ -213,19 +217,35 @@ impl Store {
         Ok((seq, ack))
     }
 
-    /// Makes visible, in seq order, every pending record of `key` that a sync up to `synced`
-    /// made durable (the caller's own, and any earlier one whose request has not woken yet).
-    fn publish(&self, key: &str, synced: u64) {
+    /// Makes visible, in seq order, every pending record of `key` that a sync made durable (the
+    /// caller's own, and any earlier one whose request has not woken yet), and drops those whose
+    /// fsync failed (they were cut off the log: never visible, no longer counted; a later post
+    /// takes their seq again unless one is pending behind them).
+    fn publish(&self, key: &str) {
         let inner = &*self.inner;
+        let Some(wal) = &inner.wal else {
+            return;
+        };
         let Some(mut entry) = inner.map.get_mut(key) else {
             return; // deleted meanwhile: the delete is after the record in the log too
         };
         let slot = &mut *entry;
         let before = slot.records.len();
-        while slot.pending.front().is_some_and(|(at, _)| *at <= synced) {
+        while let Some((at, _)) = slot.pending.front() {
+            let outcome = wal.outcome(*at);
+            if outcome == Outcome::Pending {
+                break;
+            }
             let Some((_, stored)) = slot.pending.pop_front() else {
                 break;
             };
+            if outcome == Outcome::Failed {
+                inner.count.fetch_sub(1, Ordering::AcqRel);
+                inner
+                    .live_bytes
+                    .fetch_sub(stored.json.len() as u64, Ordering::Relaxed);
+                continue;
+            }
             slot.last_seq = stored.seq;
             slot.records.push_back(stored);
         }
@@ -612,14 +632,21 @@ pub(super) mod tests {
             store.latest_after("k", 0).is_none(),
             "visible before its fsync"
         );
-        let (next, _) = store.insert("k", &encoded("k")).expect("insert");
+        let (next, next_ack) = store.insert("k", &encoded("k")).expect("insert");
         assert_eq!(next, 2, "a pending record holds its seq");
+        let WalAck::Synced(next_target, _) = &next_ack else {
+            panic!("with fsync=always the ack waits for a sync: {next_ack:?}");
+        };
         ack.wait().await.expect("synced");
-        store.publish("k", target);
+        let wal = store.wal().expect("a log");
+        assert_eq!(wal.outcome(target), Outcome::Durable);
+        // The second may or may not have been synced by now: visible is exactly what is durable.
+        let second_durable = wal.outcome(*next_target) == Outcome::Durable;
+        store.publish("k");
         assert_eq!(
             store.count("k"),
-            1,
-            "the first is visible after its sync, alone"
+            1 + usize::from(second_durable),
+            "visible after its sync, and only what is synced"
         );
         assert_eq!(
             store
@@ -633,5 +660,59 @@ pub(super) mod tests {
             3,
             "a later sync publishes every earlier record, in order"
         );
+    }
+
+    #[tokio::test]
+    async fn with_fsync_always_a_failed_fsync_refuses_the_callbacks_it_held_and_cuts_them_off_the_log()
+     {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = logged(dir.path(), crate::config::FsyncPolicy::Always);
+        store
+            .insert_durable("k", &encoded("k"))
+            .await
+            .expect("a first callback is stored");
+        let wal = store.wal().expect("a log");
+        wal.set_sync_fails(true);
+        let bodies: Vec<Encoded> = (0..3).map(|_| encoded("k")).collect();
+        let refused =
+            futures_util::future::join_all(bodies.iter().map(|e| store.insert_durable("k", e)))
+                .await;
+        assert!(
+            refused
+                .iter()
+                .all(|r| matches!(r, Err(InsertError::Persist(LogError::SyncFailed)))),
+            "every callback waiting for the failed fsync is refused: {refused:?}"
+        );
+        assert_eq!(store.count("k"), 1, "none of them is visible");
+        assert_eq!(store.len(), 1, "nor counted");
+
+        wal.set_sync_fails(false);
+        let seq = store
+            .insert_durable("k", &encoded("k"))
+            .await
+            .expect("the disk works again");
+        assert_eq!(seq, 2, "the refused ones gave their seqs back");
+        drop(store);
+
+        let reopened = Store::new(100, None, None);
+        let (_wal, _) = Wal::open(
+            dir.path(),
+            crate::config::FsyncPolicy::Never,
+            u64::MAX,
+            |op| {
+                reopened.replay(op);
+            },
+        )
+        .expect("reopen the log");
+        let seqs: Vec<u64> = reopened
+            .all("k")
+            .iter()
+            .map(|json| {
+                serde_json::from_slice::<serde_json::Value>(json).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seqs, [1, 2], "a restart brings back no refused callback");
     }
 }

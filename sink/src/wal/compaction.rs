@@ -111,6 +111,6 @@ fn write_and_swap(shared: &Shared, ops: &[Op], tmp: &std::path::Path) -> io::Res
         // log, which holds everything too.
         File::open(dir)?.sync_all()?;
     }
-    shared.synced.send_modify(|s| *s = (*s).max(written));
+    shared.synced.send_modify(|s| s.reached(written));
     Ok((before, len))
 }

@@ -36,5 +36,6 @@ mod writer;
 pub(crate) use compaction::Compaction;
 pub(crate) use frame::Op;
 pub use replay::ReplayStats;
+pub(crate) use shared::Outcome;
 pub(crate) use syncer::WalAck;
 pub(crate) use writer::Wal;

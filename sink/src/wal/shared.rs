@@ -16,14 +16,57 @@ pub(super) struct Shared {
     pub(super) path: PathBuf,
     pub(super) state: Mutex<State>,
     pub(super) policy: FsyncPolicy,
-    /// Bytes (counted since start, across compactions) known to be on disk.
-    pub(super) synced: watch::Sender<u64>,
+    /// What is known to be on disk, and what failed to get there.
+    pub(super) synced: watch::Sender<Synced>,
     /// Wakes the syncer (a request for `always`, shutdown for every policy).
     pub(super) sync_requests: mpsc::Sender<SyncRequest>,
     /// Set while a compaction is under way, so that only one runs at a time.
     pub(super) compacting: AtomicBool,
     /// Log size below which compaction is not attempted.
     pub(super) compact_min: u64,
+}
+
+/// Where the syncs have got to, in bytes counted since start (across compactions, never reused).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Synced {
+    /// Bytes known to be on disk.
+    pub(crate) upto: u64,
+    /// Ranges `(after, through]` whose fsync failed (`--fsync always`): cut off the log again,
+    /// so never durable, whatever a later sync reaches. Empty unless a disk failed.
+    pub(crate) failed: Vec<(u64, u64)>,
+}
+
+/// What became of the bytes up to a position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// On disk.
+    Durable,
+    /// Their fsync failed; they were cut off the log.
+    Failed,
+    /// Not synced yet.
+    Pending,
+}
+
+impl Synced {
+    /// What became of the frame that ends at `at`.
+    pub(crate) fn outcome(&self, at: u64) -> Outcome {
+        if self
+            .failed
+            .iter()
+            .any(|&(after, through)| after < at && at <= through)
+        {
+            Outcome::Failed
+        } else if self.upto >= at {
+            Outcome::Durable
+        } else {
+            Outcome::Pending
+        }
+    }
+
+    /// Records that everything up to `written` is on disk.
+    pub(crate) fn reached(&mut self, written: u64) {
+        self.upto = self.upto.max(written);
+    }
 }
 
 #[derive(Debug)]
@@ -61,4 +104,6 @@ pub(super) struct State {
 pub(super) struct Faults {
     pub(super) space: Option<u64>,
     pub(super) cut_fails: bool,
+    /// Whether fsync fails (as on a failing disk: EIO).
+    pub(super) sync_fails: bool,
 }

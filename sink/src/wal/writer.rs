@@ -18,7 +18,7 @@ use super::{
     compaction::Compaction,
     frame::{self, Op},
     replay::{ReplayStats, replay},
-    shared::{Shared, State, SyncRequest},
+    shared::{Outcome, Shared, State, SyncRequest, Synced},
     syncer::{WalAck, run_syncer},
 };
 use crate::{config::FsyncPolicy, error::LogError};
@@ -60,7 +60,7 @@ impl Wal {
                 faults: Default::default(),
             }),
             policy: fsync,
-            synced: watch::channel(0).0,
+            synced: watch::channel(Synced::default()).0,
             sync_requests: sync_tx,
             compacting: AtomicBool::new(false),
             compact_min,
@@ -140,6 +140,17 @@ impl Wal {
         self.shared.state.lock().faults.space = space;
     }
 
+    /// Tests only: fsync fails from now on (`true`) or succeeds again.
+    #[cfg(test)]
+    pub(crate) fn set_sync_fails(&self, fails: bool) {
+        self.shared.state.lock().faults.sync_fails = fails;
+    }
+
+    /// What became of the frame appended with an ack target of `at` (`--fsync always`).
+    pub(crate) fn outcome(&self, at: u64) -> Outcome {
+        self.shared.synced.borrow().outcome(at)
+    }
+
     /// Waits until everything appended so far is on disk (fsync'd).
     pub(crate) async fn flush(&self) -> Result<(), LogError> {
         let shared = self.shared.clone();
@@ -149,7 +160,7 @@ impl Wal {
             state.dirty = false;
             let written = state.written;
             drop(state);
-            shared.synced.send_modify(|s| *s = (*s).max(written));
+            shared.synced.send_modify(|s| s.reached(written));
             Ok(())
         })
         .await
@@ -189,7 +200,7 @@ fn write_frame(state: &mut State, frame: &[u8]) -> io::Result<()> {
 }
 
 /// Cuts the file back to its last whole frame.
-fn cut_back(state: &mut State) -> io::Result<()> {
+pub(super) fn cut_back(state: &mut State) -> io::Result<()> {
     #[cfg(test)]
     if state.faults.cut_fails {
         return Err(io::Error::other("injected: the cut fails"));
