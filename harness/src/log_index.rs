@@ -37,7 +37,7 @@ pub(crate) struct LineIndex {
 
 /// A test's part of the log, from its `--- start PATH (i/n)` line to its `--- end PATH STATUS
 /// exit=N in Xs` line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct Section {
     /// The test.
     pub(crate) path: String,

@@ -11,6 +11,56 @@ pub struct RunList {
     pub runs: Vec<crate::Run>,
 }
 
+/// `GET /api/tests`: what can be run, and what supports it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogListing {
+    /// Every test, sorted by path.
+    pub tests: Vec<crate::catalog::TestInfo>,
+    /// Support files (helpers, SUT scripts, data), sorted by path.
+    pub support: Vec<crate::catalog::SupportInfo>,
+    /// Each directory's `eventual.toml`.
+    pub configs: Vec<crate::catalog::ConfigInfo>,
+}
+
+/// `GET /api/tests/{path}/history`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestHistory {
+    /// The test.
+    pub path: String,
+    /// Its recent runs, newest first.
+    pub runs: Vec<crate::history::TestRun>,
+    /// How many of them ended (not pending or running).
+    pub ended: usize,
+    /// How many of those passed.
+    pub passed: usize,
+    /// `passed / ended`, or `null` before any ended.
+    pub pass_rate: Option<f64>,
+}
+
+/// `GET /api/runs/{id}/log/sections`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LogSections {
+    /// Complete lines in the log so far.
+    pub(crate) lines: u64,
+    /// Each test's part of the log, in order.
+    pub(crate) sections: Vec<crate::log_index::Section>,
+}
+
+/// `GET /api/runs/{id}/log/search`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LogSearch {
+    /// What was searched for.
+    pub(crate) query: String,
+    /// Complete lines searched.
+    pub(crate) lines: u64,
+    /// Lines that hold it, in all.
+    pub(crate) count: u64,
+    /// The first of them (0-based line numbers), up to `limit`.
+    pub(crate) matches: Vec<u64>,
+    /// Whether `matches` stops short of `count`.
+    pub(crate) truncated: bool,
+}
+
 /// `POST /api/runs`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NewRunRequest {

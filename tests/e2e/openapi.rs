@@ -100,6 +100,19 @@ async fn check_document(server: &Running, expected: &[&[(&str, &[&str])]]) -> an
                     "{method} {path} documents no response"
                 );
                 documented.insert(format!("{method} {path}"));
+                // Every JSON answer says what it holds (only the document itself is any object).
+                for (status, response) in op["responses"].as_object().into_iter().flatten() {
+                    let schema = &response["content"]["application/json"]["schema"];
+                    ensure!(
+                        path == "/openapi.json"
+                            || schema.is_null()
+                            || schema.get("$ref").is_some()
+                            || schema.get("properties").is_some()
+                            || schema.get("items").is_some()
+                            || schema.get("oneOf").is_some(),
+                        "{method} {path} {status} answers an untyped object: {schema}"
+                    );
+                }
             }
         }
     }

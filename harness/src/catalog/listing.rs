@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{CONFIG_FILE, Catalog, Kind, TestPath};
 
 /// A test as `GET /api/tests` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct TestInfo {
     /// Its ID: the path in the catalog.
     pub path: String,
@@ -23,7 +23,7 @@ pub struct TestInfo {
 }
 
 /// A support file (helper module, SUT script, data) as `GET /api/tests` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SupportInfo {
     /// Its path in the catalog.
     pub path: String,
@@ -36,7 +36,7 @@ pub struct SupportInfo {
 }
 
 /// A directory's `eventual.toml`, as `GET /api/tests` lists it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct ConfigInfo {
     /// The directory it configures (`""` at the top).
     pub dir: String,

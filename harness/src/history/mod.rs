@@ -36,7 +36,7 @@ pub struct RunFilter {
 }
 
 /// How one test went in one run (`GET /api/tests/{path}/history`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct TestRun {
     /// The run.
     pub run_id: i64,

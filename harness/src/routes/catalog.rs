@@ -6,12 +6,12 @@ use axum::{
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::Value;
 
 use crate::{
     catalog::{TestPath, UploadError},
     error::ApiError,
     model::TestStatus,
+    openapi::{CatalogListing, TestHistory},
     runner::Harness,
 };
 
@@ -19,15 +19,15 @@ use super::{extract::ApiQuery, query::HistoryQuery};
 
 #[utoipa::path(
     get, path = "/api/tests", tag = "harness",
-    responses((status = 200, description = "`tests` (`path`, `dir`, `size`, `tags`, `uploaded`), `support` files and `configs` (`dir`, `ports`, `scripts`, `problems`)", body = Object), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
+    responses((status = 200, description = "The tests, support files and `eventual.toml`s", body = crate::openapi::CatalogListing), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
 )]
-pub(super) async fn list_tests(State(h): State<Harness>) -> Json<Value> {
+pub(super) async fn list_tests(State(h): State<Harness>) -> Json<CatalogListing> {
     let (tests, support) = h.catalog().listing();
-    Json(serde_json::json!({
-        "tests": tests,
-        "support": support,
-        "configs": h.catalog().configs(),
-    }))
+    Json(CatalogListing {
+        tests,
+        support,
+        configs: h.catalog().configs(),
+    })
 }
 
 #[utoipa::path(
@@ -192,7 +192,7 @@ fn too_large(max: usize) -> ApiError {
 #[utoipa::path(
     get, path = "/api/tests/{path}/history", tag = "harness",
     params(("path" = String, Path, description = "A catalog path, e.g. `smoke/hello.sh`"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Runs to list, ≤ 1000 (default 50)")),
-    responses((status = 200, description = "`path`, `runs` (newest first: `run_id`, `status`, `exit_code`, `duration_ms`, `env_id`, `username`, `created_at`, `finished_at`), `ended`, `passed`, `pass_rate`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: neither the test nor a run of it", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody))
+    responses((status = 200, description = "The test's recent runs, newest first, and its pass rate", body = crate::openapi::TestHistory), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: neither the test nor a run of it", body = sink::openapi::ErrorBody), (status = 422, description = "`invalid_path`: not a catalog path", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn test_history(
     h: &Harness,
@@ -215,12 +215,13 @@ pub(super) async fn test_history(
         .filter(|r| r.status == TestStatus::Passed)
         .count();
     let pass_rate = (!ended.is_empty()).then(|| passed as f64 / ended.len() as f64);
-    Ok(Json(serde_json::json!({
-        "path": test.as_str(),
-        "runs": runs,
-        "ended": ended.len(),
-        "passed": passed,
-        "pass_rate": pass_rate,
-    }))
+    let ended = ended.len();
+    Ok(Json(TestHistory {
+        path: test.as_str().to_owned(),
+        runs,
+        ended,
+        passed,
+        pass_rate,
+    })
     .into_response())
 }

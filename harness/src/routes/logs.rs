@@ -11,9 +11,13 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures_util::StreamExt;
-use serde_json::json;
 
-use crate::{error::ApiError, log_index, runner::Harness};
+use crate::{
+    error::ApiError,
+    log_index,
+    openapi::{LogSearch, LogSections},
+    runner::Harness,
+};
 
 use super::{
     extract::{ApiQuery, RunId},
@@ -161,7 +165,7 @@ pub(super) async fn download(h: &Harness, id: i64) -> Result<Response, ApiError>
 #[utoipa::path(
     get, path = "/api/runs/{id}/log/sections", tag = "harness",
     params(("id" = i64, Path, description = "The run id")),
-    responses((status = 200, description = "`lines`, `sections` (`path`, `start`, `end`, `status`, `exit_code`, `duration_s`)", body = Object), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+    responses((status = 200, description = "Each test's part of the log, with its status and duration", body = crate::openapi::LogSections), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn sections(
     State(h): State<Harness>,
@@ -172,9 +176,14 @@ pub(super) async fn sections(
     let index = h.log_index(id);
     let value = tokio::task::spawn_blocking(move || {
         absent_is_empty(
-            log_index::open_indexed(&path, &index)
-                .map(|(_, index)| json!({ "lines": index.lines(), "sections": index.sections() })),
-            || json!({ "lines": 0, "sections": [] }),
+            log_index::open_indexed(&path, &index).map(|(_, index)| LogSections {
+                lines: index.lines(),
+                sections: index.sections().to_vec(),
+            }),
+            || LogSections {
+                lines: 0,
+                sections: Vec::new(),
+            },
         )
     })
     .await
@@ -188,7 +197,7 @@ pub(super) async fn sections(
 #[utoipa::path(
     get, path = "/api/runs/{id}/log/search", tag = "harness",
     params(("id" = i64, Path, description = "The run id"), ("q" = String, Query, min_length = 1, description = "The text to find (case-sensitive)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Matches listed, 1–10000 (default 1000)")),
-    responses((status = 200, description = "`query`, `lines`, `count`, `matches` (0-based lines), `truncated`", body = Object), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+    responses((status = 200, description = "The lines holding `q`", body = crate::openapi::LogSearch), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn search(
     State(h): State<Harness>,
@@ -208,15 +217,21 @@ pub(super) async fn search(
                 // The index is not needed while searching: let readers of ranges go on.
                 drop(index);
                 let hits = log_index::search(&mut file, end, needle.as_bytes(), limit)?;
-                Ok(json!({
-                    "query": needle,
-                    "lines": lines,
-                    "count": hits.count,
-                    "matches": hits.matches,
-                    "truncated": hits.truncated,
-                }))
+                Ok(LogSearch {
+                    query: needle,
+                    lines,
+                    count: hits.count,
+                    matches: hits.matches,
+                    truncated: hits.truncated,
+                })
             })(),
-            || json!({ "query": query, "lines": 0, "count": 0, "matches": [], "truncated": false }),
+            || LogSearch {
+                query,
+                lines: 0,
+                count: 0,
+                matches: Vec::new(),
+                truncated: false,
+            },
         )
     })
     .await
