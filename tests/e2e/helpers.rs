@@ -541,7 +541,7 @@ impl Running {
         Ok(SseStream {
             path: path.to_owned(),
             response,
-            buffer: String::new(),
+            parser: testkit::sse::SseParser::default(),
         })
     }
 }
@@ -621,17 +621,11 @@ impl LogFollower {
 pub(crate) struct SseStream {
     path: String,
     response: reqwest::Response,
-    buffer: String,
+    parser: testkit::sse::SseParser,
 }
 
 /// One Server-Sent Event.
-#[derive(Debug, Clone)]
-pub(crate) struct SseEvent {
-    /// `event:` (`message` when absent).
-    pub(crate) event: String,
-    /// Its `data:` lines, joined with `\n`.
-    pub(crate) data: String,
-}
+pub(crate) use testkit::sse::SseEvent;
 
 impl SseStream {
     /// Reads events until one satisfies `done` and returns it.
@@ -644,34 +638,14 @@ impl SseStream {
         let mut seen = Vec::new();
         let found = tokio::time::timeout(timeout, async {
             loop {
-                while let Some(end) = self.buffer.find("\n\n") {
-                    let block: String = self.buffer.drain(..end + 2).collect();
-                    let mut event = SseEvent {
-                        event: "message".to_owned(),
-                        data: String::new(),
-                    };
-                    let mut data = Vec::new();
-                    for line in block.lines() {
-                        if let Some(v) = line.strip_prefix("event:") {
-                            v.trim_start().clone_into(&mut event.event);
-                        } else if let Some(v) = line.strip_prefix("data:") {
-                            data.push(v.strip_prefix(' ').unwrap_or(v));
-                        }
-                    }
-                    // Blocks without data are keep-alive comments.
-                    if data.is_empty() {
-                        continue;
-                    }
-                    event.data = data.join("\n");
+                while let Some(event) = self.parser.next_event() {
                     if done(&event) {
                         return Ok(Some(event));
                     }
                     seen.push(event);
                 }
                 match self.response.chunk().await? {
-                    Some(chunk) => self
-                        .buffer
-                        .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                    Some(chunk) => self.parser.push(&chunk),
                     None => return Ok::<_, reqwest::Error>(None),
                 }
             }
@@ -689,42 +663,7 @@ impl SseStream {
     }
 }
 
-/// Processes (not zombies) whose working directory is `dir` or below it, as `(pid, name)`: the
-/// test processes of one run, found without knowing their pids (`<data-dir>/runs/<id>/work`).
-pub(crate) fn processes_in(dir: &Path) -> Vec<(u32, String)> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        // Unreadable (another user's, or gone, or a zombie): not one of ours.
-        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else {
-            continue;
-        };
-        if !cwd.starts_with(dir) {
-            continue;
-        }
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let state = stat[close + 1..].split_whitespace().next().unwrap_or("");
-        if !matches!(state, "Z" | "X") {
-            found.push((pid, stat[open + 1..close].to_owned()));
-        }
-    }
-    found.sort_unstable();
-    found
-}
+pub(crate) use testkit::procfs::processes_in;
 
 /// SIGKILLs every process [`processes_in`] `dir` finds, and waits until none is left. They are
 /// not our children, so there is no exit to wait on: `/proc` is polled until the deadline.

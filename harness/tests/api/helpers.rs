@@ -269,7 +269,7 @@ impl TestApp {
         assert!(ct.starts_with("text/event-stream"), "content type {ct}");
         SseStream {
             stream: Box::pin(response.bytes_stream()),
-            buffer: String::new(),
+            parser: testkit::sse::SseParser::default(),
         }
     }
 
@@ -299,54 +299,28 @@ pub(crate) enum Part<'a> {
 pub(crate) struct SseStream {
     stream:
         std::pin::Pin<Box<dyn futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
-    buffer: String,
+    parser: testkit::sse::SseParser,
 }
 
 /// One Server-Sent Event.
-#[derive(Debug, Clone)]
-pub(crate) struct SseEvent {
-    pub(crate) event: String,
-    pub(crate) data: String,
-}
-
-impl SseEvent {
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_str(&self.data)
-            .unwrap_or_else(|e| panic!("event {} carries JSON ({e}): {}", self.event, self.data))
-    }
-}
+pub(crate) use testkit::sse::SseEvent;
 
 impl SseStream {
     /// The next event, `None` when the stream ended; fails the test if none comes in time.
     pub(crate) async fn next(&mut self) -> Option<SseEvent> {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            while let Some(end) = self.buffer.find("\n\n") {
-                let block: String = self.buffer.drain(..end + 2).collect();
-                let mut event = String::from("message");
-                let mut data = Vec::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("event:") {
-                        event = v.trim_start().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
-                    }
-                }
-                // Blocks with no data are keep-alive comments.
-                if !data.is_empty() {
-                    return Some(SseEvent {
-                        event,
-                        data: data.join("\n"),
-                    });
-                }
+            if let Some(event) = self.parser.next_event() {
+                return Some(event);
             }
             match tokio::time::timeout_at(deadline, self.stream.next()).await {
-                Ok(Some(Ok(chunk))) => self
-                    .buffer
-                    .push_str(&String::from_utf8_lossy(&chunk).replace("\r\n", "\n")),
+                Ok(Some(Ok(chunk))) => self.parser.push(&chunk),
                 Ok(Some(Err(e))) => panic!("the event stream failed: {e}"),
                 Ok(None) => return None,
-                Err(_) => panic!("no event within {PATIENCE:?} (buffered: {:?})", self.buffer),
+                Err(_) => panic!(
+                    "no event within {PATIENCE:?} (buffered: {:?})",
+                    self.parser.pending()
+                ),
             }
         }
     }
@@ -456,19 +430,9 @@ pub(crate) fn parse_log_line(line: &str) -> (&str, &str) {
     (tag, &text[1..])
 }
 
-/// Whether a process still runs (a zombie has ended: it only waits to be reaped, and the
-/// container's init may not reap orphans).
+/// Whether a process still runs (a zombie has ended).
 pub(crate) fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|close| stat[close + 1..].split_whitespace().next())
-                .unwrap_or("");
-            !matches!(state, "Z" | "X")
-        }
-        Err(_) => false,
-    }
+    u32::try_from(pid).is_ok_and(testkit::procfs::alive)
 }
 
 /// The pids `hang.sh` recorded in its working directory (`<data_dir>/runs/<id>/work/pids`).

@@ -223,20 +223,9 @@ async fn events_stream_past_records_then_live_ones_and_resume_after_last_event_i
 
 /// `(id, data)` of each complete event in an SSE text.
 fn parse_sse(text: &str) -> Vec<(String, Value)> {
-    text.split("\n\n")
-        .filter(|block| block.contains("event: callback"))
-        .map(|block| {
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .unwrap()
-                .to_owned();
-            let data: String = block
-                .lines()
-                .filter_map(|l| l.strip_prefix("data: "))
-                .collect::<Vec<_>>()
-                .join("\n");
-            (id, serde_json::from_str(&data).unwrap())
-        })
+    testkit::sse::SseParser::parse_all(text)
+        .into_iter()
+        .filter(|e| e.event == "callback")
+        .map(|e| (e.id.clone().expect("a callback event has an id"), e.json()))
         .collect()
 }
