@@ -1,9 +1,43 @@
 //! Readiness probes: is a service up yet? (The one place that retries on a timer: an outside
 //! process gives no event when it starts listening.)
 
-use std::time::Duration;
+use std::{future::Future, time::Duration};
 
 use crate::scripts::Probe;
+
+/// How often a failing probe is tried again.
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(100);
+
+/// How a service's wait for readiness ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Readiness {
+    /// The probe succeeded this long after the first try.
+    Ready(Duration),
+    /// It was still failing at the deadline; its last error.
+    TimedOut(String),
+}
+
+/// Tries `attempt` at once and every [`PROBE_EVERY`] until it succeeds or `timeout` has passed
+/// (the attempt at the deadline is the last).
+pub(super) async fn until_ready<F, Fut>(timeout: Duration, mut attempt: F) -> Readiness
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
+    let mut tick = tokio::time::interval(PROBE_EVERY);
+    // A slow attempt (an HTTP probe may take its 2 s timeout) is followed by one, not a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match attempt().await {
+            Ok(()) => return Readiness::Ready(started.elapsed()),
+            Err(e) if tokio::time::Instant::now() >= deadline => return Readiness::TimedOut(e),
+            Err(_) => {}
+        }
+    }
+}
 
 /// `$NAME` and `${NAME}` replaced from `env`.
 fn expand(text: &str, env: &[(String, String)]) -> String {
@@ -73,5 +107,49 @@ pub(super) async fn probe_once(
                 Err(format!("`{cmd}` exited with {status}"))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_is_tried_every_100ms_until_it_succeeds() {
+        let tries = Cell::new(0);
+        let readiness = until_ready(Duration::from_secs(10), || {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move {
+                if n < 4 {
+                    Err(format!("try {n}"))
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert_eq!(readiness, Readiness::Ready(Duration::from_millis(300)));
+        assert_eq!(tries.get(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_still_failing_at_the_deadline_times_out_with_its_last_error() {
+        let tries = Cell::new(0);
+        let started = tokio::time::Instant::now();
+        let readiness = until_ready(Duration::from_secs(1), || {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move { Err(format!("refused ({n})")) }
+        })
+        .await;
+        assert_eq!(readiness, Readiness::TimedOut("refused (11)".into()));
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(1),
+            "no longer than the timeout"
+        );
     }
 }

@@ -1,11 +1,7 @@
 //! Running a run's scripts and its tests: each a task that waits on the board for its `after`,
 //! runs as a supervised process, and reports its state.
 
-use std::{
-    collections::BTreeMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
 
 use futures_util::{StreamExt, stream::FuturesUnordered};
 use parking_lot::Mutex;
@@ -22,7 +18,7 @@ use crate::{
 use super::{
     RunHost,
     board::{Board, Gate, gate},
-    probe::{describe, probe_once},
+    probe::{Readiness, describe, probe_once, until_ready},
 };
 
 /// What the run's scripts decided, for the final status.
@@ -283,26 +279,20 @@ impl<H: RunHost> Ctx<'_, H> {
             return std::future::pending().await;
         };
         let name = &script.name;
-        let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + script.ready_timeout;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tick.tick().await;
-            let last_error = match probe_once(probe, self.env, self.work).await {
-                Ok(()) => {
-                    self.log.line(
-                        Tag::Harness,
-                        &format!(
-                            "script {name} is ready after {:.3}s",
-                            started.elapsed().as_secs_f64()
-                        ),
-                    );
-                    self.board.set(name, ScriptState::Ready, None).await;
-                    return std::future::pending().await;
-                }
-                Err(e) => e,
-            };
-            if tokio::time::Instant::now() >= deadline {
+        match until_ready(script.ready_timeout, || {
+            probe_once(probe, self.env, self.work)
+        })
+        .await
+        {
+            Readiness::Ready(after) => {
+                self.log.line(
+                    Tag::Harness,
+                    &format!("script {name} is ready after {:.3}s", after.as_secs_f64()),
+                );
+                self.board.set(name, ScriptState::Ready, None).await;
+                std::future::pending().await
+            }
+            Readiness::TimedOut(last_error) => {
                 self.log.line(
                     Tag::Harness,
                     &format!(
@@ -313,7 +303,6 @@ impl<H: RunHost> Ctx<'_, H> {
                 );
                 timed_out.store(true, std::sync::atomic::Ordering::Relaxed);
                 stop.cancel();
-                return;
             }
         }
     }

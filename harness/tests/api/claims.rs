@@ -73,7 +73,7 @@ async fn stress() -> (Arc<TestApp>, Served) {
     for runs in served.values_mut() {
         runs.sort_by_key(|r| r.1);
     }
-    app.poll_json("/api/envs", |envs| {
+    app.wait_json("/api/envs", |envs| {
         envs.as_array()
             .is_some_and(|l| l.iter().all(|e| e["state"] == "free"))
     })

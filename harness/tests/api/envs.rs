@@ -53,7 +53,7 @@ async fn an_env_is_busy_with_its_run_while_it_runs_and_free_after() {
 
     json_of(app.post(&format!("/api/runs/{id}/cancel")).await, 200).await;
     let envs = app
-        .poll_json("/api/envs", |envs| envs[1]["state"] == "free")
+        .wait_json("/api/envs", |envs| envs[1]["state"] == "free")
         .await;
     assert!(envs[1]["run_id"].is_null(), "{envs}");
 }
@@ -98,7 +98,7 @@ async fn pausing_a_busy_env_lets_its_run_finish_but_holds_the_next() {
 
     json_of(app.post(&format!("/api/runs/{holder}/cancel")).await, 200).await;
     let envs = app
-        .poll_json("/api/envs", |envs| envs[0]["run_id"].is_null())
+        .wait_json("/api/envs", |envs| envs[0]["run_id"].is_null())
         .await;
     assert_eq!(envs[0]["state"], "paused", "{envs}");
     assert_eq!(envs[0]["queued"], json!([next]), "{envs}");
@@ -165,7 +165,7 @@ async fn workers_bound_how_many_runs_execute_at_once_across_envs() {
 
     json_of(app.post(&format!("/api/runs/{first}/cancel")).await, 200).await;
     assert_eq!(app.wait_finished(waiting).await["status"], "passed");
-    app.poll_json("/api/envs", |envs| {
+    app.wait_json("/api/envs", |envs| {
         envs.as_array()
             .is_some_and(|l| l.iter().all(|e| e["state"] == "free"))
     })

@@ -195,20 +195,22 @@ impl TestApp {
         }
     }
 
-    /// Polls `GET path` until `done` holds for its JSON, or fails after [`PATIENCE`]. For state
-    /// that has no stream to wait on; each poll is a full round trip, not a timed sleep.
-    pub(crate) async fn poll_json(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + PATIENCE;
+    /// Waits until `done` holds for `GET path`'s JSON, or fails after [`PATIENCE`]: reads it,
+    /// and after each read that does not satisfy `done` waits for the next change the harness
+    /// announces on `/api/events` (a `run` or `env` event). The stream is open before the first
+    /// read, so a change between a read and the wait is never missed; nothing spins.
+    pub(crate) async fn wait_json(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut changes = self.sse("/api/events").await;
         loop {
             let value = self.get_json(path).await;
             if done(&value) {
                 return value;
             }
-            assert!(
-                Instant::now() < deadline,
-                "GET {path} never reached the expected state; last: {value}"
-            );
-            tokio::task::yield_now().await;
+            if changes.next().await.is_none() {
+                panic!(
+                    "the event stream ended before GET {path} reached the expected state; last: {value}"
+                );
+            }
         }
     }
 

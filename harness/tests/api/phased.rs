@@ -32,7 +32,7 @@ async fn spawn_phased(sink: &sink::TestSink, local: bool) -> TestApp {
 }
 
 async fn wait_awaiting(app: &TestApp, id: i64) -> Value {
-    app.poll_json(&format!("/api/runs/{id}"), |run| {
+    app.wait_json(&format!("/api/runs/{id}"), |run| {
         run["phase"] == "awaiting" && !run["awaiting"].as_array().is_none_or(Vec::is_empty)
     })
     .await

@@ -175,7 +175,7 @@ async fn cancelling_a_running_test_kills_its_tree_and_skips_the_rest() {
         !log.contains("start pass.sh"),
         "skipped tests do not start:\n{log}"
     );
-    app.poll_json("/api/envs", |envs| envs[0]["state"] == "free")
+    app.wait_json("/api/envs", |envs| envs[0]["state"] == "free")
         .await;
 }
 
@@ -224,6 +224,6 @@ async fn cancelling_a_queued_run_skips_its_tests_and_the_queue_goes_on() {
     json_of(app.post(&format!("/api/runs/{holder}/cancel")).await, 200).await;
     let run = app.wait_finished(after).await;
     assert_eq!(run["status"], "passed", "the queue went on: {run}");
-    app.poll_json("/api/envs", |envs| envs[0]["state"] == "free")
+    app.wait_json("/api/envs", |envs| envs[0]["state"] == "free")
         .await;
 }
