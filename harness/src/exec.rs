@@ -63,7 +63,7 @@ pub(crate) struct Outcome {
     pub(crate) duration: Duration,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stream {
     Out,
     Err,
@@ -264,7 +264,7 @@ async fn read_lines(
             };
             if buf.is_empty() {
                 if !line.is_empty() {
-                    let _ = tx.send((stream_copy(&stream), line)).await;
+                    let _ = tx.send((stream, line)).await;
                 }
                 return;
             }
@@ -283,16 +283,9 @@ async fn read_lines(
                 break;
             }
         }
-        if tx.send((stream_copy(&stream), line)).await.is_err() {
+        if tx.send((stream, line)).await.is_err() {
             return;
         }
-    }
-}
-
-fn stream_copy(stream: &Stream) -> Stream {
-    match stream {
-        Stream::Out => Stream::Out,
-        Stream::Err => Stream::Err,
     }
 }
 
@@ -424,4 +417,41 @@ async fn kill_leftovers(pgid: i32, grace: Duration, log: &RunLog) {
         Tag::Harness,
         &format!("killed {} leftover {noun}: {list}", found.len()),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines `read_lines` sends for `input`.
+    async fn lines_of(input: &[u8]) -> Vec<Vec<u8>> {
+        let (tx, mut rx) = mpsc::channel(1024);
+        read_lines(input, Stream::Out, tx).await;
+        let mut lines = Vec::new();
+        while let Some((stream, line)) = rx.recv().await {
+            assert_eq!(stream, Stream::Out);
+            lines.push(line);
+        }
+        lines
+    }
+
+    #[tokio::test]
+    async fn lines_keep_their_newline_and_a_last_line_without_one_is_not_lost() {
+        assert_eq!(
+            lines_of(b"one\r\ntwo\n\nlast").await,
+            [&b"one\r\n"[..], b"two\n", b"\n", b"last"]
+        );
+        assert!(lines_of(b"").await.is_empty(), "no output, no line");
+    }
+
+    #[tokio::test]
+    async fn a_line_longer_than_max_line_is_cut_into_pieces_of_max_line() {
+        let mut input = vec![b'x'; 2 * MAX_LINE + 10];
+        input.push(b'\n');
+        input.extend_from_slice(b"after\n");
+        let lines = lines_of(&input).await;
+        let lengths: Vec<usize> = lines.iter().map(Vec::len).collect();
+        assert_eq!(lengths, [MAX_LINE, MAX_LINE, 11, 6]);
+        assert_eq!(lines[3], b"after\n", "the next line starts clean");
+    }
 }
