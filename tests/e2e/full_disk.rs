@@ -243,7 +243,7 @@ async fn full_disk_episode(fsync: &str) -> anyhow::Result<()> {
         );
     }
     eprintln!(
-        "full disk (--fsync {fsync}): {} acknowledged, {} recovered after the restart, 4 refused",
+        "FIGURE full disk (--fsync {fsync}): {} acknowledged, {} recovered after the restart, 4 refused",
         acked.len(),
         found.len()
     );

@@ -131,6 +131,12 @@ async fn kill_9_mid_stream_loses_no_acknowledged_callback() -> anyhow::Result<()
             ));
         }
     }
+    eprintln!(
+        "FIGURE kill -9 of the sink under load: {} acknowledged, {} recovered after the restart, {} lost",
+        acked.len(),
+        acked.len() - missing.len(),
+        missing.len()
+    );
     ensure!(
         missing.is_empty(),
         "{} of {} acknowledged callbacks are missing or changed after the restart, e.g.:\n{}",

@@ -321,6 +321,11 @@ async fn a_database_restart_under_load_loses_nothing_acknowledged_and_nodes_reco
         .map(|r| r.body.as_ref().unwrap()["n"].as_u64().unwrap())
         .collect();
     let lost: Vec<_> = acked.iter().filter(|n| !stored.contains(n)).collect();
+    eprintln!(
+        "FIGURE database restart under load: {} acknowledged, {refused} refused (503), {} lost",
+        acked.len(),
+        lost.len()
+    );
     assert!(lost.is_empty(), "acknowledged and lost: {lost:?}");
 
     let poll = tokio::spawn({
