@@ -154,7 +154,12 @@ function runsPage(main) {
     for (const k of Object.keys(filters)) filters[k] = String(f.get(k) || "").trim();
     load(true);
   });
-  listeners.add((kind, data) => { if (kind === "run") { live.set(data.id, data); upsert(data, !rows.has(data.id)); } });
+  listeners.add((kind, data) => {
+    if (kind === "run") { live.set(data.id, data); upsert(data, !rows.has(data.id)); }
+    // (Re)connected: events sent meanwhile are lost; what the page shows is read again, and only
+    // events from now on count as newer than it.
+    if (kind === "open") { live.clear(); load(true).catch(() => {}); }
+  });
   const tick = setInterval(() => {
     for (const tr of rows.values()) if (tr.run.status === "running") tr.querySelector(".duration").textContent = duration(tr.run);
   }, 1000);
@@ -743,19 +748,24 @@ function envsPage(main) {
       // A new user name, or services that changed: redraw the environment that shows this run.
       for (const { env } of rows.values()) if (env.run_id === data.id || (!known && env.queued.includes(data.id))) put(env);
     }
+    // (Re)connected: events sent meanwhile are lost, so the board is read again.
+    if (kind === "open") { live.clear(); loadAll(); }
   });
-  Promise.all([
-    api("/api/runs?status=queued&limit=1000").catch(() => ({ runs: [] })),
-    api("/api/runs?status=running&limit=1000").catch(() => ({ runs: [] })),
-  ]).then(([q, r]) => {
-    for (const run of [...q.runs, ...r.runs]) if (!runs.has(run.id)) runs.set(run.id, run);
-    return api("/api/envs");
-  }).then((envs) => {
-    envs.forEach((env) => put(live.get(env.id) || env));
-    layout();
-    performance.mark("envs-ready");
-    board.dataset.ready = "true";
-  });
+  function loadAll() {
+    return Promise.all([
+      api("/api/runs?status=queued&limit=1000").catch(() => ({ runs: [] })),
+      api("/api/runs?status=running&limit=1000").catch(() => ({ runs: [] })),
+    ]).then(([q, r]) => {
+      for (const run of [...q.runs, ...r.runs]) if (!runs.has(run.id)) runs.set(run.id, run);
+      return api("/api/envs");
+    }).then((envs) => {
+      envs.forEach((env) => put(live.get(env.id) || env));
+      layout();
+      performance.mark("envs-ready");
+      board.dataset.ready = "true";
+    }).catch(() => {});
+  }
+  loadAll();
   cleanup = () => { if (frame) cancelAnimationFrame(frame); };
 }
 
