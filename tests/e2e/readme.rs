@@ -60,6 +60,14 @@ const TOURS: &[&str] = &[
 /// Headings whose `sh` blocks are not run, and why.
 const NOT_TOURS: &[(&str, &str)] = &[
     (
+        "Running several nodes (cluster mode)",
+        "installs PostgreSQL as root and starts three long-running nodes; sink/tests/cluster and tests/e2e/cluster.rs run nodes on a real PostgreSQL",
+    ),
+    (
+        "Fault suite",
+        "runs the whole suite, which `scripts/test.sh` runs",
+    ),
+    (
         "The two commands",
         "`serve` in the foreground and `scripts/test.sh`, the suite this test is part of",
     ),
