@@ -10,7 +10,8 @@ use crate::{
     client::{Client, ClientError},
     config::Config,
     record::Record,
-    server::{Sink, serve},
+    server::Sink,
+    serving::serve,
     store::Store,
 };
 
@@ -47,6 +48,7 @@ impl TestSink {
 
     /// Starts a sink with `config` (its `data_dir` is honoured, so a test can check persistence).
     pub async fn start_with(config: Config) -> Self {
+        let serving = config.serving.clone();
         let sink = Sink::open(config).expect("failed to open the test sink");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -65,6 +67,7 @@ impl TestSink {
                 router,
                 stop,
                 async move { stopped.cancelled().await },
+                &serving,
             )
             .await
             {
