@@ -4,9 +4,10 @@
 #   slow   — wrk POST throughput and p99 alone, then with SLOW (1000) clients sending a header byte
 #            a second (bench/slow_clients.py; they reconnect when the header-read timeout closes them).
 #   h2     — RSS of the sink holding N (10000) long-polls over HTTP/2 on C (10) connections (h2load),
-#            against its RSS before; then one POST answers them all.
+#            against its RSS before; then one POST answers them all. `h1`: the same over HTTP/1.1,
+#            one connection per long-poll (needs `ulimit -n` above N).
 # Needs wrk and h2load (Debian: wrk, nghttp2-client) and python3.
-#   cargo build --release && bench/serving.sh slow|h2|all
+#   cargo build --release && bench/serving.sh slow|h2|h1|all
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${EVENTUAL_BIN:-target/release/eventual}
@@ -42,18 +43,20 @@ slow() {
   stop_sink
 }
 
-h2() {
+h2() { # h2 [--h1]
+  local proto=h2 c=$C
+  if [ "${1:-}" = --h1 ]; then proto=h1 c=$N; fi
   start_sink
   curl -s -o /dev/null "$URL/healthz"
   local before; before=$(rss_kib "$PID")
   local out; out=$(mktemp)
-  h2load -n "$N" -c "$C" -m $(((N + C - 1) / C)) "$URL/callbacks/h2-wait?wait=120s" >"$out" 2>&1 &
+  h2load ${1:-} -n "$N" -c "$c" -m $(((N + c - 1) / c)) "$URL/callbacks/h2-wait?wait=120s" >"$out" 2>&1 &
   local h2_pid=$!
   until [ "$(curl -s "$URL/healthz" | python3 -c 'import json,sys; print(json.load(sys.stdin)["waiting"])')" -ge "$N" ]; do sleep 0.2; done
   local held; held=$(rss_kib "$PID")
   curl -s -o /dev/null -X POST "$URL/callbacks/h2-wait" -d '{}'
   wait "$h2_pid" || true
-  echo "h2 long-polls=$N connections=$C rss_before_kib=$before rss_holding_kib=$held extra_mib=$(awk -v a="$before" -v b="$held" 'BEGIN {printf "%.1f", (b-a)/1024}')"
+  echo "$proto long-polls=$N connections=$c rss_before_kib=$before rss_holding_kib=$held extra_mib=$(awk -v a="$before" -v b="$held" 'BEGIN {printf "%.1f", (b-a)/1024}')"
   grep -E "^requests:|^status codes:" "$out"; rm -f "$out"
   stop_sink
 }
@@ -61,6 +64,7 @@ h2() {
 case "${1:-all}" in
   slow) slow ;;
   h2) h2 ;;
-  all) slow; h2 ;;
-  *) echo "usage: $0 slow|h2|all" >&2; exit 2 ;;
+  h1) h2 --h1 ;;
+  all) slow; h2; h2 --h1 ;;
+  *) echo "usage: $0 slow|h2|h1|all" >&2; exit 2 ;;
 esac
