@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures how the sink's accept loop holds up (both on one run of the release binary, so compare
 # the figures within one run):
-#   slow   — wrk POST throughput and p99 alone, then with SLOW (1000) clients sending a header byte
+#   slow   — wrk throughput and p99 of GET /callbacks/KEY (a steady state: the store does not grow) alone, then with SLOW (1000) clients sending a header byte
 #            a second (bench/slow_clients.py; they reconnect when the header-read timeout closes them).
 #   h2     — RSS of the sink holding N (10000) long-polls over HTTP/2 on C (10) connections (h2load),
 #            against its RSS before; then one POST answers them all. `h1`: the same over HTTP/1.1,
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${EVENTUAL_BIN:-target/release/eventual}
-SLOW=${SLOW:-1000} DURATION=${DURATION:-15} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
+SLOW=${SLOW:-1000} DURATION=${DURATION:-10} CONNS=${CONNS:-32} THREADS=${THREADS:-2}
 N=${N:-10000} C=${C:-10}
 
 start_sink() { # start_sink [flags…]: sets PID and URL
@@ -24,22 +24,26 @@ start_sink() { # start_sink [flags…]: sets PID and URL
 rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 stop_sink() { kill "$PID"; wait "$PID" 2>/dev/null || true; }
 wrk_line() { # wrk_line LABEL: one line, requests/s and p99
-  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s bench/post.lua "$URL" |
+  wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency "$URL/callbacks/bench" |
     awk -v l="$1" '/Requests\/sec/ {r=$2} /^ +99%/ {p=$2} END {printf "%-28s requests/s=%s p99=%s\n", l, r, p}'
 }
 
 slow() {
   start_sink
-  wrk -t"$THREADS" -c"$CONNS" -d3s -s bench/post.lua "$URL" >/dev/null # warm-up
-  wrk_line "alone"
-  python3 bench/slow_clients.py "${URL#http://}" "$SLOW" 2>/tmp/slow_clients.$$ &
-  local slow_pid=$!
-  sleep 12 # let them connect and the header-read timeout start cycling them
-  echo "sockets to the sink while slow clients run: $(ss -tn state established "( sport = :${URL##*:} )" | tail -n +2 | wc -l)"
-  wrk_line "with $SLOW slow clients"
-  kill "$slow_pid"; wait "$slow_pid" 2>/dev/null || true
-  tail -1 /tmp/slow_clients.$$; rm -f /tmp/slow_clients.$$
-  wrk_line "alone again"
+  curl -s -o /dev/null -X POST "$URL/callbacks/bench" -d '{"status":"done"}'
+  wrk -t"$THREADS" -c"$CONNS" -d3s "$URL/callbacks/bench" >/dev/null # warm-up
+  local slow_pid=
+  for round in 1 2; do
+    wrk_line "alone ($round)"
+    python3 bench/slow_clients.py "${URL#http://}" "$SLOW" 2>/tmp/slow_clients.$$ &
+    slow_pid=$!
+    sleep 12 # let them connect and the header-read timeout start cycling them
+    echo "sockets to the sink with slow clients: $(ss -tn state established "( sport = :${URL##*:} )" | tail -n +2 | wc -l)"
+    wrk_line "with $SLOW slow clients ($round)"
+    kill "$slow_pid"; wait "$slow_pid" 2>/dev/null || true
+    tail -1 /tmp/slow_clients.$$; rm -f /tmp/slow_clients.$$
+  done
+  wrk_line "alone (3)"
   stop_sink
 }
 
