@@ -178,6 +178,14 @@ struct SinkFlags {
         value_name = "POLICY"
     )]
     fsync: sink::FsyncPolicy,
+    /// Close a connection that has not sent a request's whole header within this (slow or silent
+    /// clients; also idle keep-alive connections). DURATION: 30s, 500ms, 3m; a bare number is
+    /// seconds.
+    #[arg(long, env = "EVENTUAL_HEADER_READ_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    header_read_timeout: Duration,
+    /// Most requests in flight at once on one HTTP/2 connection (e.g. long-polls sharing it).
+    #[arg(long, env = "EVENTUAL_HTTP2_MAX_STREAMS", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    http2_max_streams: u32,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +220,8 @@ impl SinkFlags {
             fsync: self.fsync,
             ..sink::Config::default()
         };
+        config.serving.header_read_timeout = self.header_read_timeout;
+        config.serving.http2_max_streams = self.http2_max_streams;
         if !self.key_headers.is_empty() {
             config.key_headers = self.key_headers;
         }
@@ -342,6 +352,7 @@ async fn run_server(
         }
         tracing::warn!(%addr, "the sink listens beyond loopback without --token: anyone who reaches it can read and delete callbacks");
     }
+    let serving = config.serving.clone();
     let sink = sink::Sink::open(config)
         .await
         .context("failed to open the sink")?;
@@ -399,7 +410,7 @@ async fn run_server(
             h.begin_stop();
         }
     };
-    sink::serve(listener, router, sink.shutdown_token(), stop).await?;
+    sink::serve(listener, router, sink.shutdown_token(), stop, &serving).await?;
     if let Some(h) = harness_handle {
         h.stop().await;
     }

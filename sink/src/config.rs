@@ -79,6 +79,8 @@ pub struct Config {
     pub max_wait: Duration,
     /// Log size below which compaction is not attempted.
     pub compact_min_bytes: u64,
+    /// How connections are served: timeouts and limits per connection.
+    pub serving: crate::ServeOptions,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             fsync: FsyncPolicy::default(),
             max_wait: Duration::from_secs(300),
             compact_min_bytes: DEFAULT_COMPACT_MIN,
+            serving: crate::ServeOptions::default(),
         }
     }
 }

@@ -21,7 +21,9 @@
 //! - `routes/` — the HTTP API: `mod.rs` (`router()`), `ingest.rs`, `reads.rs` (latest, all, raw,
 //!   long-poll, SSE), `keys.rs` (listing, deletion), `auth.rs`, `query.rs`, `key.rs` (the `{key}`
 //!   extractor), `state.rs`, `meta.rs` (`/healthz`, 404/405).
-//! - `server.rs` — opening (replaying the log into the store) and serving a [`Sink`].
+//! - `server.rs` — opening a [`Sink`] (replaying the log into the store).
+//! - `serving.rs` — [`serve`]: accepting connections for both servers, HTTP/1.1 and HTTP/2 with
+//!   prior knowledge on one port, per-connection limits ([`ServeOptions`]), graceful shutdown.
 //! - `definitions.rs` — named definitions (stubs, verifiers) in memory and, with a data
 //!   directory, in one JSON file per kind, replaced atomically.
 //! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
@@ -43,6 +45,7 @@ mod postgres;
 mod record;
 mod routes;
 mod server;
+mod serving;
 mod store;
 mod testing;
 mod wal;
@@ -56,7 +59,8 @@ pub use metrics::MetricsSource;
 pub use postgres::{OpenError as DatabaseError, RECHECK_INTERVAL, Unavailable, schema_version};
 pub use record::Record;
 pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
-pub use server::{Sink, serve};
+pub use server::Sink;
+pub use serving::{ServeOptions, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
 pub use testing::{TestPostgres, TestPostgresError, TestSink};
 pub use wal::ReplayStats;

@@ -1,9 +1,8 @@
-//! Opening a sink (store + log + expiry task) and serving it with graceful shutdown.
+//! Opening a sink: store, log and expiry task (serving it is `serving.rs`).
 
-use std::{future::Future, io, path::Path};
+use std::{io, path::Path};
 
 use axum::Router;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -118,58 +117,4 @@ fn open_logged(config: &Config, dir: &Path) -> io::Result<(Store, ReplayStats)> 
         store.replay(op);
     })?;
     Ok((store.with_wal(wal), replay))
-}
-
-/// Serves `router` on `listener` until `stop` resolves; in-flight requests then finish, and
-/// `shutdown` is cancelled first so long-polls answer at once instead of holding the exit.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    let token = shutdown.clone();
-    axum::serve(nodelay(listener), router)
-        .with_graceful_shutdown(async move {
-            tokio::select! {
-                () = stop => token.cancel(),
-                () = token.cancelled() => {}
-            }
-        })
-        .await
-}
-
-/// Accepts connections with `TCP_NODELAY` set. Without it, the last small write of a streamed
-/// answer (a log being followed, an SSE event, the end of a chunked body) waits for the peer's
-/// delayed ACK: about 40 ms per request on Linux.
-fn nodelay(
-    listener: TcpListener,
-) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt as _;
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "failed to set TCP_NODELAY");
-        }
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::serve::Listener as _;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_have_nodelay_set() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let mut listener = nodelay(listener);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(addr));
-        let (stream, _) = listener.accept().await;
-        assert!(
-            stream.nodelay().expect("getsockopt"),
-            "TCP_NODELAY must be on"
-        );
-        client.await.expect("join").expect("connect");
-    }
 }

@@ -61,13 +61,19 @@ pub(crate) async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config
         .expect("bind a free port");
     let addr = listener.local_addr().expect("local address");
     let (shutdown, stop) = oneshot::channel::<()>();
+    // The accept loop `eventual serve` uses (HTTP/1.1 and HTTP/2, its limits).
     let server = tokio::spawn(async move {
-        axum::serve(listener, harness::router(harness))
-            .with_graceful_shutdown(async {
+        sink::serve(
+            listener,
+            harness::router(harness),
+            tokio_util::sync::CancellationToken::new(),
+            async {
                 let _ = stop.await;
-            })
-            .await
-            .expect("the server runs");
+            },
+            &sink::ServeOptions::default(),
+        )
+        .await
+        .expect("the server runs");
     });
     TestApp {
         addr,

@@ -15,4 +15,5 @@ mod phased;
 mod restart;
 mod runs;
 mod services;
+mod serving;
 mod supervision;

@@ -11,7 +11,8 @@ use crate::{
     client::{Client, ClientError},
     config::Config,
     record::Record,
-    server::{Sink, serve},
+    server::Sink,
+    serving::serve,
     store::Store,
 };
 
@@ -50,6 +51,7 @@ impl TestSink {
 
     /// Starts a sink with `config` (its `data_dir` is honoured, so a test can check persistence).
     pub async fn start_with(config: Config) -> Self {
+        let serving = config.serving.clone();
         let sink = Sink::open(config)
             .await
             .expect("failed to open the test sink");
@@ -71,6 +73,7 @@ impl TestSink {
                 router,
                 stop,
                 async move { stopped.cancelled().await },
+                &serving,
             )
             .await
             {

@@ -2,6 +2,7 @@
 //! guarantees, against a real server on port 0.
 
 mod bodies;
+mod connections;
 mod helpers;
 mod ingest;
 mod metrics;
