@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::store::{InsertError, KeySummary, Stored, WaitEnd};
-use crate::{record::Encoded, store::Store};
+use crate::{annotate::Annotation, record::Encoded, store::Store};
 
 /// Where the callbacks live.
 #[derive(Debug, Clone)]
@@ -42,9 +42,19 @@ impl Backend {
 
     /// Stores a record under `key` and resolves once it is as durable as configured; answers
     /// its `seq`. Waiters on `key` are woken by the store itself.
-    pub(crate) async fn insert(&self, key: &str, encoded: &Encoded) -> Result<u64, InsertError> {
+    ///
+    /// `annotate` is the insert's one hook (see `annotate.rs`): every backend calls it exactly
+    /// once, with the `seq` it just assigned and before it writes the record; the annotation's
+    /// `response` becomes the record's `"response"` field and its `answer` is returned with the
+    /// `seq` (`None` when the hook annotated nothing).
+    pub(crate) async fn insert<A>(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+        annotate: impl FnOnce(u64) -> Option<Annotation<A>>,
+    ) -> Result<(u64, Option<A>), InsertError> {
         match self {
-            Self::Embedded(store) => store.insert_durable(key, encoded).await,
+            Self::Embedded(store) => store.insert_durable(key, encoded, annotate).await,
         }
     }
 

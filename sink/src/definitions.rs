@@ -77,12 +77,12 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
     pub(crate) fn open(dir: &Path, name: &str) -> Result<Self, DefinitionsError> {
         let path = dir.join(format!("{name}.json"));
         let map = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| {
-                DefinitionsError::Corrupt {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| DefinitionsError::Corrupt {
                     path: path.clone(),
                     source,
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(source) => return Err(DefinitionsError::Io { path, source }),
         };

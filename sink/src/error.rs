@@ -19,6 +19,9 @@ pub enum Error {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The definitions kept in the data directory (`stubs.json`) could not be read.
+    #[error("failed to load the sink's definitions: {0}")]
+    Definitions(#[source] crate::definitions::DefinitionsError),
     /// The log could not be flushed at shutdown.
     #[error("failed to flush the callback log: {0}")]
     Flush(#[source] LogError),
@@ -98,6 +101,10 @@ pub enum ApiError {
     /// `Content-Length` (the client closed or broke the connection mid-body).
     #[error("{0}")]
     InvalidBody(String),
+    /// A definition (a stub) failed validation: every problem, by field (`responses[1].status`),
+    /// answered at once as `422 invalid_fields` with `"fields": {field: problem}`.
+    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
     /// The server is stopping; waits are answered with this.
     #[error("the sink is shutting down; retry against the restarted server")]
     ShuttingDown,
@@ -122,6 +129,7 @@ impl ApiError {
             Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
             Self::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -145,10 +153,20 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response()
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::Invalid(fields) = &self {
+            // The harness's shape (`harness/src/error.rs`); two problems of one field are joined.
+            let mut map = serde_json::Map::new();
+            for (field, problem) in fields {
+                match map.get_mut(field) {
+                    Some(serde_json::Value::String(old)) => *old = format!("{old}; {problem}"),
+                    _ => {
+                        map.insert(field.clone(), json!(problem));
+                    }
+                }
+            }
+            body["error"]["fields"] = map.into();
+        }
+        (status, Json(body)).into_response()
     }
 }

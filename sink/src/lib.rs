@@ -20,6 +20,9 @@
 //!   long-poll, SSE), `keys.rs` (listing, deletion), `auth.rs`, `query.rs`, `key.rs` (the `{key}`
 //!   extractor), `state.rs`, `meta.rs` (`/healthz`, 404/405).
 //! - `server.rs` — opening (replaying the log into the store) and serving a [`Sink`].
+//! - `stubs/` — scripted answers (`/stubs/{id}`): types and validation, matching a key to a
+//!   stub, the seq → response plan, the delayed or dropped answer.
+//! - `annotate.rs` — the one hook of an insert (`seq` → the record's `"response"` field).
 //! - `definitions.rs` — named definitions (stubs, verifiers) in memory and, with a data
 //!   directory, in one JSON file per kind, replaced atomically.
 //! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
@@ -29,6 +32,7 @@
 //!   [`MetricsSource`], through which the harness adds its own.
 //! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
 
+mod annotate;
 mod backend;
 mod client;
 mod config;
@@ -41,6 +45,7 @@ mod record;
 mod routes;
 mod server;
 mod store;
+mod stubs;
 mod testing;
 mod wal;
 
@@ -54,5 +59,6 @@ pub use record::Record;
 pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::{Sink, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
+pub use stubs::{MAX_DELAY, Responded, Stub, StubInfo, StubResponse, Then};
 pub use testing::TestSink;
 pub use wal::ReplayStats;

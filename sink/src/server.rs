@@ -12,6 +12,7 @@ use crate::{
     error::Error,
     routes::{AppState, router},
     store::Store,
+    stubs::StubSet,
     wal::{ReplayStats, Wal},
 };
 
@@ -25,7 +26,8 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Opens the store (replaying `data_dir`'s log if there is one) and starts retention expiry.
+    /// Opens the store (replaying `data_dir`'s log if there is one), loads the stubs kept there
+    /// and starts retention expiry.
     /// Must be called inside a Tokio runtime.
     pub fn open(config: Config) -> Result<Self, Error> {
         let (store, replay) = match &config.data_dir {
@@ -38,11 +40,20 @@ impl Sink {
                 source,
             })?,
         };
+        let stubs = match &config.data_dir {
+            None => StubSet::in_memory(),
+            Some(dir) => StubSet::open(dir).map_err(Error::Definitions)?,
+        };
         let shutdown = CancellationToken::new();
         if config.retention.is_some() {
             tokio::spawn(store.clone().run_expiry(shutdown.clone()));
         }
-        let state = AppState::new(Backend::Embedded(store.clone()), config, shutdown.clone());
+        let state = AppState::new(
+            Backend::Embedded(store.clone()),
+            stubs,
+            config,
+            shutdown.clone(),
+        );
         Ok(Self {
             state,
             store,

@@ -181,9 +181,11 @@ async fn store_callback(
         body,
     };
     let encoded = Encoded::new(&key, &incoming, std::time::SystemTime::now());
-    let seq = state
+    // A stub is chosen by key before the insert; its response by seq, inside it (the hook).
+    let plan = state.stubs().plan(&key);
+    let (seq, answer) = state
         .backend()
-        .insert(&key, &encoded)
+        .insert(&key, &encoded, |seq| plan.as_ref()?.annotate(seq))
         .await
         .map_err(|e| match e {
             InsertError::Full(max) => ApiError::Full(format!(
@@ -195,6 +197,11 @@ async fn store_callback(
             )),
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
         })?;
+    if let Some(answer) = answer {
+        // Stored and durable, every lock released: now the scripted answer (maybe delayed).
+        state.stubs().hit(answer.stub_id());
+        return Ok(answer.respond(&key, seq, state.shutdown()).await);
+    }
     let mut out = Vec::with_capacity(key.len() + 32);
     out.extend_from_slice(b"{\"key\":");
     write_json_str(&mut out, &key);
