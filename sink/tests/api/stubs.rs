@@ -654,3 +654,45 @@ fn rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn the_rust_client_puts_lists_and_deletes_stubs() {
+    use sink::{Stub, StubResponse, Then};
+    let app = spawn_app().await;
+    let client = app.sink.client();
+    let stub = Stub::for_key(
+        "job-42",
+        [
+            StubResponse::status(503).times(2),
+            StubResponse::status(200).delay(Duration::from_millis(10)),
+        ],
+    )
+    .then(Then::Cycle);
+    let info = client.stub("flaky", &stub).await.unwrap();
+    assert_eq!(
+        (info.id.as_str(), &info.stub, info.hits),
+        ("flaky", &stub, 0)
+    );
+    assert_eq!(app.call("job-42").await.0, 503);
+    let listed = client.stubs().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].hits, 1);
+    let bad = Stub::for_key("k", [StubResponse::status(42).times(0)]);
+    match client.stub("bad", &bad).await {
+        Err(sink::ClientError::Api {
+            status,
+            code,
+            message,
+        }) => {
+            assert_eq!((status, code.as_str()), (422, "invalid_fields"));
+            assert!(
+                message.contains("status") && message.contains("times"),
+                "{message}"
+            );
+        }
+        other => panic!("not refused: {other:?}"),
+    }
+    client.delete_stub("flaky").await.unwrap();
+    assert!(client.stub_info("flaky").await.unwrap().is_none());
+    assert!(client.delete_stub("flaky").await.is_err());
+}
