@@ -5,10 +5,7 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    record::Record,
-    stubs::{Stub, StubInfo},
-};
+use crate::{record::Record, stubs::StubInfo};
 
 /// Characters escaped when a key is put in a path: all but RFC 3986's unreserved ones.
 const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
@@ -260,7 +257,7 @@ impl Client {
         }
     }
 
-    /// Sets stub `id` (`PUT /stubs/{id}`): from now on it answers its key's callbacks. A bad
+    /// Sets stub `id` (`PUT /stubs/{id}`, a [`Stub`](crate::Stub)): from now on it answers its key's callbacks. A bad
     /// stub is refused with `422 invalid_fields`, its message listing every problem.
     ///
     /// ```no_run
@@ -271,7 +268,12 @@ impl Client {
     /// client.stub("flaky", &flaky).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn stub(&self, id: &str, stub: &Stub) -> Result<StubInfo, ClientError> {
+    /// `stub` is a [`Stub`] or any JSON that serialises to one (the sink validates it).
+    pub async fn stub<T: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        stub: &T,
+    ) -> Result<StubInfo, ClientError> {
         let response = self
             .authed(self.http.put(self.stub_url(id)))
             .json(stub)
