@@ -96,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/callbacks/{key}/raw", get(reads::raw))
         .route("/callbacks/{key}/events", get(reads::events))
         .route("/stubs", get(stubs::list).delete(stubs::delete_prefix))
+        .route("/stubs/", any(stubs::empty_id))
         .route(
             "/stubs/{id}",
             get(stubs::get).put(stubs::put).delete(stubs::delete),

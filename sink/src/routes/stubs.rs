@@ -41,6 +41,14 @@ impl<S: Send + Sync> FromRequestParts<S> for StubId {
     }
 }
 
+/// `/stubs/` (an empty id), for any method.
+pub(super) async fn empty_id() -> ApiError {
+    ApiError::param(
+        "invalid_id",
+        "the stub id is empty: use /stubs/{id} with a non-empty id",
+    )
+}
+
 fn persist_error(e: DefinitionsError) -> ApiError {
     ApiError::Internal(format!("the stubs could not be saved: {e}"))
 }
@@ -90,6 +98,7 @@ pub(super) async fn put(
     params(("id" = String, Path, description = "The stub's id")),
     responses(
         (status = 200, description = "The stub and its `hits` (callbacks it answered since the sink started or it was put)", body = crate::StubInfo),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::ErrorBody),
         (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`", body = crate::openapi::ErrorBody),
     )
@@ -110,6 +119,7 @@ pub(super) async fn get(
     params(("id" = String, Path, description = "The stub's id")),
     responses(
         (status = 204, description = "Deleted: its key's callbacks get the usual answer again"),
+        (status = 400, description = "`invalid_id`", body = crate::openapi::ErrorBody),
         (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody),
         (status = 404, description = "`not_found`", body = crate::openapi::ErrorBody),
     )

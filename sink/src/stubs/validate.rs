@@ -184,32 +184,25 @@ fn response(at: &str, item: &Value, problems: &mut Problems) -> Option<StubRespo
     };
     let delay = match fields.get("delay") {
         None | Some(Value::Null) => None,
-        Some(v) => {
-            let text = match v {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            };
-            match text.as_deref().map(crate::parse_duration) {
-                Some(Ok(d)) if d <= MAX_DELAY => Some(d),
-                Some(Ok(_)) => {
-                    problem(
-                        "delay",
-                        format!("{v} is longer than the longest delay, 60s"),
-                    );
-                    None
-                }
-                _ => {
-                    problem(
-                        "delay",
-                        format!(
-                            "must be a duration such as \"300ms\" or \"2s\" (at most 60s), not {v}"
-                        ),
-                    );
-                    None
-                }
+        Some(v) => match v.as_str().map(crate::parse_duration) {
+            Some(Ok(d)) if d <= MAX_DELAY => Some(d),
+            Some(Ok(_)) => {
+                problem(
+                    "delay",
+                    format!("{v} is longer than the longest delay, 60s"),
+                );
+                None
             }
-        }
+            _ => {
+                problem(
+                    "delay",
+                    format!(
+                        "must be a duration such as \"300ms\" or \"2s\" (at most 60s), not {v}"
+                    ),
+                );
+                None
+            }
+        },
     };
     let body = fields.get("body").filter(|b| !b.is_null()).cloned();
     let mut headers = BTreeMap::new();
