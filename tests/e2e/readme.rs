@@ -60,6 +60,10 @@ const TOURS: &[&str] = &[
 /// Headings whose `sh` blocks are not run, and why.
 const NOT_TOURS: &[(&str, &str)] = &[
     (
+        "Scripted responses (stubs)",
+        "examples against a running sink; the same requests are tested in sink/tests/api/stubs.rs",
+    ),
+    (
         "The two commands",
         "`serve` in the foreground and `scripts/test.sh`, the suite this test is part of",
     ),
