@@ -243,7 +243,8 @@ fn response(at: &str, item: &Value, problems: &mut Problems) -> Option<StubRespo
         }
     };
     if drop {
-        for sent in ["status", "body", "headers"] {
+        // (`status` is allowed and ignored: the stored form always has one.)
+        for sent in ["body", "headers"] {
             if fields.contains_key(sent) {
                 problem(
                     sent,
@@ -300,7 +301,7 @@ mod tests {
             fields(
                 json!({"key": "k", "prefix": "p", "then": "sometimes", "extra": 1,
                 "responses": [{"status": 42, "times": 0, "delay": "61s", "colour": "red"},
-                              "nope", {"drop": true, "status": 200}, {"headers": {"content-length": "1", "x": 2}}]})
+                              "nope", {"drop": true, "status": 200, "body": 1}, {"headers": {"content-length": "1", "x": 2}}]})
             ),
             [
                 "extra",
@@ -310,7 +311,7 @@ mod tests {
                 "responses[0].times",
                 "responses[0].delay",
                 "responses[1]",
-                "responses[2].status",
+                "responses[2].body",
                 "responses[3].headers.content-length",
                 "responses[3].headers.x",
                 "then",
