@@ -111,7 +111,8 @@ impl Stub {
 /// One scripted answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StubResponse {
-    /// HTTP status, 100–599 (default 200).
+    /// HTTP status, 100–599 (default 200). A 1xx is not a final HTTP/1.1 answer: hyper sends
+    /// `500` instead (the record keeps the scripted status).
     #[serde(default = "ok")]
     pub status: u16,
     /// How many callbacks in a row it answers (default 1).
