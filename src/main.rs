@@ -64,6 +64,14 @@ enum Command {
     ///
     /// The log goes to stdout; errors go to stderr.
     Logs(cli::LogsArgs),
+    /// Script the sink's answers to a key's callbacks (a stub), or --delete one.
+    ///
+    /// `eventual stub flaky --key job-42 --status 503 --times 2` answers the first two
+    /// callbacks of job-42 with 503 (then, by default, the last response again); several
+    /// responses are `--response JSON` repeated. Prints the stub as stored on stdout.
+    Stub(cli::StubArgs),
+    /// List the sink's stubs: id, key or prefix, script, hits (with --json as `GET /stubs`).
+    Stubs(cli::StubsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -282,6 +290,8 @@ fn main() -> ExitCode {
             Command::Cancel(args) => Ok(cli::cancel(args).await),
             Command::Rerun(args) => Ok(cli::rerun(args).await),
             Command::Logs(args) => Ok(cli::logs(args).await),
+            Command::Stub(args) => Ok(cli::stub(args).await),
+            Command::Stubs(args) => Ok(cli::stubs(args).await),
         }
     });
     match result {

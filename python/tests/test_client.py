@@ -189,3 +189,36 @@ def test_body_decodes_base64_records_and_passes_others() -> None:
     assert eventual.body({"body_base64": "AP8="}) == b"\x00\xff"
     assert eventual.body({"body": {"a": 1}}) == {"a": 1}
     assert eventual.body({}) is None
+
+
+def test_stub_scripts_the_answers_by_seq_and_records_them(eventual_sink: Client,
+                                                          callback_key: str) -> None:
+    stub = eventual_sink.stub(callback_key, responses=[{"status": 503, "times": 2}, {}])
+    assert (stub["id"], stub["key"], stub["then"], stub["hits"]) == (callback_key, callback_key,
+                                                                      "last", 0)
+    answers = []
+    for n in range(3):
+        try:
+            eventual_sink.post(callback_key, {"n": n})
+            answers.append(200)
+        except SinkError as e:
+            answers.append(e.status or 0)
+    assert answers == [503, 503, 200]
+    records = eventual_sink.all(callback_key)
+    assert [r["response"]["status"] for r in records] == [503, 503, 200]
+    assert records[0]["response"]["stub"] == callback_key
+    info = eventual_sink.stub_info(callback_key)
+    assert info is not None and info["hits"] == 3
+    assert callback_key in [s["id"] for s in eventual_sink.stubs()]
+    assert eventual_sink.delete_stub(callback_key) == [callback_key]
+    assert eventual_sink.stub_info(callback_key) is None
+
+
+def test_a_bad_stub_is_refused_listing_every_problem(eventual_sink: Client,
+                                                     callback_key: str) -> None:
+    with pytest.raises(SinkError) as refused:
+        eventual_sink.stub(callback_key, status=42, times=1, delay="90s", then="forever")
+    assert refused.value.status == 422 and refused.value.code == "invalid_fields"
+    message = str(refused.value)
+    for field in ("responses[0].status", "responses[0].delay", "then"):
+        assert field in message, message

@@ -7,10 +7,11 @@ In mode `retry` the demo SUT retries a callback that is answered 5xx or cannot b
     demo_sut: job …: callback attempt 1/5 to http://127.0.0.1:PORT/… failed: cannot connect: …
     demo_sut: job …: retrying in 0.1s
 
-The sink itself cannot be told to answer 5xx, so the first test checks that with a healthy sink the
-callback arrives once (and the job reports `called_back` with its attempt count), and the second
-points the callback at a port where nothing listens and checks that the SUT gives up after 5
-attempts, reporting `failed_to_call_back` - the state to look for when a callback never comes.
+The first test checks that with a healthy sink the callback arrives once (and the job reports
+`called_back` with its attempt count), and the second points the callback at a port where nothing
+listens and checks that the SUT gives up after 5 attempts, reporting `failed_to_call_back` - the
+state to look for when a callback never comes. To make the sink itself answer 5xx or drop the
+connection, stub it: see `test_stubbed_receiver.py`.
 """
 
 import socket

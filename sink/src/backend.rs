@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use crate::postgres::Unavailable;
 pub(crate) use crate::store::{InsertError, KeySummary, Stored, WaitEnd};
 use crate::{
+    annotate::Annotation,
     postgres::{PgInsertError, PgStore},
     record::Encoded,
     store::Store,
@@ -51,13 +52,44 @@ impl Backend {
 
     /// Stores a record under `key` and resolves once it is as durable as configured (committed,
     /// with a database); answers its `seq`. Waiters on `key` are woken by the store itself.
-    pub(crate) async fn insert(&self, key: &str, encoded: &Encoded) -> Result<u64, InsertError> {
+    ///
+    /// `annotate` is the insert's one hook (see `annotate.rs`): every backend calls it exactly
+    /// once, with the `seq` it just assigned and before it writes the record; the annotation's
+    /// `response` becomes the record's `"response"` field and its `answer` is returned with the
+    /// `seq` (`None` when the hook annotated nothing). When nothing can annotate the record (no
+    /// stub for its key), [`insert_plain`](Self::insert_plain) is the faster path.
+    pub(crate) async fn insert<A>(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+        annotate: impl FnOnce(u64) -> Option<Annotation<A>>,
+    ) -> Result<(u64, Option<A>), InsertError> {
         match self {
-            Self::Embedded(store) => store.insert_durable(key, encoded).await,
-            Self::Postgres(db) => db.insert(key, encoded).await.map_err(|e| match e {
-                PgInsertError::Full => InsertError::Full(db.max_callbacks()),
-                PgInsertError::Unavailable(e) => InsertError::Unavailable(e),
-            }),
+            Self::Embedded(store) => store.insert_durable(key, encoded, annotate).await,
+            Self::Postgres(db) => db
+                .insert_annotated(key, encoded, annotate)
+                .await
+                .map_err(|e| db_insert_error(db, e)),
+        }
+    }
+
+    /// Stores a record that nothing annotates, like [`insert`](Self::insert): with a database in
+    /// one statement (the seq is assigned and spliced in by PostgreSQL) instead of a transaction
+    /// of two around the hook.
+    pub(crate) async fn insert_plain(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+    ) -> Result<u64, InsertError> {
+        match self {
+            Self::Embedded(store) => store
+                .insert_durable(key, encoded, |_| None::<Annotation<()>>)
+                .await
+                .map(|(seq, _)| seq),
+            Self::Postgres(db) => db
+                .insert(key, encoded)
+                .await
+                .map_err(|e| db_insert_error(db, e)),
         }
     }
 
@@ -188,5 +220,12 @@ impl Backend {
             Self::Embedded(store) => Ok(store.list(prefix, after, limit)),
             Self::Postgres(db) => db.list(prefix, after, limit).await,
         }
+    }
+}
+
+fn db_insert_error(db: &PgStore, e: PgInsertError) -> InsertError {
+    match e {
+        PgInsertError::Full => InsertError::Full(db.max_callbacks()),
+        PgInsertError::Unavailable(e) => InsertError::Unavailable(e),
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::{Deserialize, Serialize};
 
-use crate::record::Record;
+use crate::{record::Record, stubs::StubInfo};
 
 /// Characters escaped when a key is put in a path: all but RFC 3986's unreserved ones.
 const KEY_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
@@ -78,6 +78,11 @@ struct ErrorBody {
 struct ErrorDetail {
     code: String,
     message: String,
+}
+
+#[derive(Deserialize)]
+struct StubList {
+    stubs: Vec<StubInfo>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +244,62 @@ impl Client {
             encode_key(prefix)
         ))
         .await
+    }
+
+    fn stub_url(&self, id: &str) -> String {
+        format!("{}/stubs/{}", self.base, encode_key(id))
+    }
+
+    fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Sets stub `id` (`PUT /stubs/{id}`, a [`Stub`](crate::Stub)): from now on it answers its key's callbacks. A bad
+    /// stub is refused with `422 invalid_fields`, its message listing every problem.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sink::ClientError> {
+    /// use sink::{Stub, StubResponse};
+    /// let client = sink::Client::new("http://127.0.0.1:7700");
+    /// let flaky = Stub::for_key("job-42", [StubResponse::status(503).times(2), StubResponse::status(200)]);
+    /// client.stub("flaky", &flaky).await?;
+    /// # Ok(()) }
+    /// ```
+    /// `stub` is a [`Stub`] or any JSON that serialises to one (the sink validates it).
+    pub async fn stub<T: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        stub: &T,
+    ) -> Result<StubInfo, ClientError> {
+        let response = self
+            .authed(self.http.put(self.stub_url(id)))
+            .json(stub)
+            .send()
+            .await?;
+        read_json(response).await
+    }
+
+    /// Stub `id` with its hits, or `None` if there is none.
+    pub async fn stub_info(&self, id: &str) -> Result<Option<StubInfo>, ClientError> {
+        let response = self.get(self.stub_url(id)).send().await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(read_json(response).await?))
+    }
+
+    /// Every stub, by id.
+    pub async fn stubs(&self) -> Result<Vec<StubInfo>, ClientError> {
+        let response = self.get(format!("{}/stubs", self.base)).send().await?;
+        Ok(read_json::<StubList>(response).await?.stubs)
+    }
+
+    /// Deletes stub `id` (`404 not_found` if there is none).
+    pub async fn delete_stub(&self, id: &str) -> Result<(), ClientError> {
+        self.send_delete(self.stub_url(id)).await
     }
 
     async fn send_delete(&self, url: String) -> Result<(), ClientError> {

@@ -22,6 +22,9 @@ pub enum Error {
     /// The database (`--database`) could not be opened.
     #[error("failed to open the database: {0}")]
     Database(#[from] crate::postgres::OpenError),
+    /// The definitions kept in the data directory (`stubs.json`) could not be read.
+    #[error("failed to load the sink's definitions: {0}")]
+    Definitions(#[source] crate::definitions::DefinitionsError),
     /// The log could not be flushed at shutdown.
     #[error("failed to flush the callback log: {0}")]
     Flush(#[source] LogError),
@@ -111,6 +114,10 @@ pub enum ApiError {
     /// The database (cluster mode) is unreachable or failed: nothing was stored or read.
     #[error("{0}")]
     Unavailable(String),
+    /// A definition (a stub) failed validation: every problem, by field (`responses[1].status`),
+    /// answered at once as `422 invalid_fields` with `"fields": {field: problem}`.
+    #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<(String, String)>),
     /// The server is stopping; waits are answered with this.
     #[error("the sink is shutting down; retry against the restarted server")]
     ShuttingDown,
@@ -137,6 +144,7 @@ impl ApiError {
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
             Self::StorageFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -160,11 +168,21 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response()
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::Invalid(fields) = &self {
+            // The harness's shape (`harness/src/error.rs`); two problems of one field are joined.
+            let mut map = serde_json::Map::new();
+            for (field, problem) in fields {
+                match map.get_mut(field) {
+                    Some(serde_json::Value::String(old)) => *old = format!("{old}; {problem}"),
+                    _ => {
+                        map.insert(field.clone(), json!(problem));
+                    }
+                }
+            }
+            body["error"]["fields"] = map.into();
+        }
+        (status, Json(body)).into_response()
     }
 }
 

@@ -24,6 +24,9 @@
 //! - `server.rs` — opening a [`Sink`] (replaying the log into the store).
 //! - `serving.rs` — [`serve`]: accepting connections for both servers, HTTP/1.1 and HTTP/2 with
 //!   prior knowledge on one port, per-connection limits ([`ServeOptions`]), graceful shutdown.
+//! - `stubs/` — scripted answers (`/stubs/{id}`): types and validation, matching a key to a
+//!   stub, the seq → response plan, the delayed or dropped answer.
+//! - `annotate.rs` — the one hook of an insert (`seq` → the record's `"response"` field).
 //! - `definitions.rs` — named definitions (stubs, verifiers) in memory and, with a data
 //!   directory, in one JSON file per kind, replaced atomically.
 //! - `config.rs` — [`Config`], [`FsyncPolicy`]; `duration.rs` — [`parse_duration`]: humantime or
@@ -33,6 +36,7 @@
 //!   [`MetricsSource`], through which the harness adds its own.
 //! - `client.rs` — [`Client`]; `testing/` — [`TestSink`], [`TestPostgres`].
 
+mod annotate;
 mod backend;
 mod client;
 mod config;
@@ -47,6 +51,7 @@ mod routes;
 mod server;
 mod serving;
 mod store;
+mod stubs;
 mod testing;
 mod wal;
 
@@ -62,5 +67,6 @@ pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::Sink;
 pub use serving::{ServeOptions, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
+pub use stubs::{MAX_DELAY, Responded, Stub, StubInfo, StubResponse, Then};
 pub use testing::{TestPostgres, TestPostgresError, TestSink};
 pub use wal::ReplayStats;

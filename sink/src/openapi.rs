@@ -21,7 +21,8 @@ pub struct ErrorDetail {
     pub code: String,
     /// What was wrong and what to do about it.
     pub message: String,
-    /// `422 invalid_fields` (harness): every invalid field with what is wrong with it.
+    /// `422 invalid_fields` (a stub; a run, under the harness): every invalid field with what is
+    /// wrong with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<BTreeMap<String, String>>,
     /// `422 invalid_config` (harness): every problem of the `eventual.toml`.
@@ -65,6 +66,20 @@ pub struct KeyList {
     pub keys: Vec<crate::KeySummary>,
     /// When the page is full: the `after` of the next page.
     pub next_after: Option<String>,
+}
+
+/// `GET /stubs`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StubList {
+    /// Every stub, by id.
+    pub stubs: Vec<crate::StubInfo>,
+}
+
+/// `DELETE /stubs?prefix=P`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StubsDeleted {
+    /// The ids of the stubs deleted.
+    pub deleted: Vec<String>,
 }
 
 /// The sink's routes as an OpenAPI 3.1 document.

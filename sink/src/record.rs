@@ -21,6 +21,9 @@ pub struct Record {
     pub key: String,
     /// Position of this record under its key: 1, 2, … in arrival order.
     pub seq: u64,
+    /// How a stub answered this callback (`PUT /stubs/{id}`); absent when no stub did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<crate::stubs::Responded>,
     /// When the sink received it, RFC 3339 in UTC with milliseconds.
     pub received_at: String,
     /// HTTP method the system under test used.
@@ -103,12 +106,25 @@ impl Encoded {
     }
 
     /// The record's final JSON.
+    #[cfg(test)]
     pub(crate) fn finish(&self, seq: u64) -> Bytes {
-        let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + 28);
+        self.finish_with(seq, None)
+    }
+
+    /// The record's final JSON, with `response` (a JSON object, from the insert's hook: see
+    /// `annotate.rs`) as its `"response"` field, placed after `seq` so the body stays last.
+    pub(crate) fn finish_with(&self, seq: u64, response: Option<&[u8]>) -> Bytes {
+        let extra = response.map_or(0, |r| r.len() + 12);
+        let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + 28 + extra);
         out.extend_from_slice(&self.head);
         out.extend_from_slice(b"\"seq\":");
         out.extend_from_slice(seq.to_string().as_bytes());
         out.push(b',');
+        if let Some(response) = response {
+            out.extend_from_slice(b"\"response\":");
+            out.extend_from_slice(response);
+            out.push(b',');
+        }
         out.extend_from_slice(&self.tail);
         Bytes::from(out)
     }

@@ -12,6 +12,7 @@ use crate::{
     postgres::PgStore,
     routes::{AppState, router},
     store::Store,
+    stubs::StubSet,
     wal::{ReplayStats, Wal},
 };
 
@@ -27,13 +28,17 @@ pub struct Sink {
 
 impl Sink {
     /// Opens the store — replaying `data_dir`'s log if there is one, or connecting to
-    /// `database` and migrating its schema in cluster mode — and starts retention expiry. Must be
-    /// called inside a Tokio runtime.
+    /// `database` and migrating its schema in cluster mode —, loads the stubs kept in the data
+    /// directory and starts retention expiry. Must be called inside a Tokio runtime.
     pub async fn open(config: Config) -> Result<Self, Error> {
         let shutdown = CancellationToken::new();
+        let stubs = match &config.data_dir {
+            None => StubSet::in_memory(),
+            Some(dir) => StubSet::open(dir).map_err(Error::Definitions)?,
+        };
         if let Some(url) = &config.database {
             let db = PgStore::open(url, &config, &shutdown).await?;
-            let state = AppState::new(Backend::Postgres(db), config, shutdown.clone());
+            let state = AppState::new(Backend::Postgres(db), stubs, config, shutdown.clone());
             return Ok(Self {
                 state,
                 store: None,
@@ -54,7 +59,12 @@ impl Sink {
         if config.retention.is_some() {
             tokio::spawn(store.clone().run_expiry(shutdown.clone()));
         }
-        let state = AppState::new(Backend::Embedded(store.clone()), config, shutdown.clone());
+        let state = AppState::new(
+            Backend::Embedded(store.clone()),
+            stubs,
+            config,
+            shutdown.clone(),
+        );
         Ok(Self {
             state,
             store: Some(store),

@@ -1,4 +1,5 @@
-//! Client commands against a running server: `run`, `upload`, `runs`, `show`, `cancel`, `rerun`, `logs`.
+//! Client commands against a running server: `run`, `upload`, `runs`, `show`, `cancel`, `rerun`,
+//! `logs`, `stub`, `stubs`.
 //!
 //! Exit codes (for CI scripts): 0 the run passed / the command worked; 1 the run did not pass
 //! (or `wait` timed out); 2 usage, connection or server errors. Server errors print as one line,
@@ -14,10 +15,12 @@
 //! - `upload.rs` — `eventual upload`.
 //! - `inspect.rs` — `eventual runs`, `show`, `logs`.
 //! - `manage.rs` — `eventual cancel`, `rerun`.
+//! - `stub.rs` — `eventual stub`, `stubs` (the sink's scripted answers).
 
 mod inspect;
 mod manage;
 mod run;
+mod stub;
 mod upload;
 
 use std::process::ExitCode;
@@ -30,6 +33,7 @@ use harness::{
 pub(crate) use inspect::{LogsArgs, RunsArgs, ShowArgs, logs, runs, show};
 pub(crate) use manage::{RerunArgs, RunIdArgs, cancel, rerun};
 pub(crate) use run::{RunArgs, run};
+pub(crate) use stub::{StubArgs, StubsArgs, stub, stubs};
 pub(crate) use upload::{UploadArgs, upload};
 
 /// How to reach the server.

@@ -24,6 +24,8 @@ const SINK_PATHS: &[(&str, &[&str])] = &[
     ("/callbacks/{key}/all", &["get"]),
     ("/callbacks/{key}/raw", &["get"]),
     ("/callbacks/{key}/events", &["get"]),
+    ("/stubs", &["get", "delete"]),
+    ("/stubs/{id}", &["put", "get", "delete"]),
 ];
 
 /// The harness router's paths (`harness/src/routes/mod.rs`); its `/api/tests/{*path}` wildcard

@@ -584,6 +584,46 @@ async fn the_async_job_pytest_sample_passes_through_the_harness() -> anyhow::Res
 }
 
 #[tokio::test]
+async fn the_stubbed_receiver_sample_passes_with_the_sink_answering_as_scripted()
+-> anyhow::Result<()> {
+    require_pytest()?;
+    let sut = DemoSut::spawn().await?;
+    let dir = tempfile::tempdir()?;
+    let server = serve(dir.path(), SAMPLE_TESTS, &sut).await?;
+    let run = server
+        .create_run("ann", 4, &["misbehaving/test_stubbed_receiver.py"])
+        .await?;
+    let id = id_of(&run)?;
+    let (run, log) = server.wait_run_finished(id).await?;
+    ensure!(
+        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
+        "{run}\nlog:\n{log}"
+    );
+    ensure!(
+        log.lines()
+            .any(|l| l.contains(" out ") && l.contains("2 passed")),
+        "pytest should report both tests passed:\n{log}"
+    );
+    // Every attempt went through this server's sink, under the run's prefix: 3 + 5.
+    let (status, keys) = server.get(&format!("/callbacks?prefix=run-{id}.")).await?;
+    let mut counts: Vec<u64> = match keys["keys"].as_array() {
+        Some(keys) if status == 200 => keys.iter().filter_map(|k| k["count"].as_u64()).collect(),
+        _ => bail!("GET /callbacks?prefix=run-{id}. answered {status}: {keys}"),
+    };
+    counts.sort_unstable();
+    ensure!(
+        counts == [3, 5],
+        "three attempts, then five dropped ones: {keys}"
+    );
+    let (_, stubs) = server.get("/stubs").await?;
+    ensure!(
+        stubs == serde_json::json!({"stubs": []}),
+        "the sample deletes its stubs: {stubs}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_pytest_sample_gets_the_eventual_fixtures_from_the_binary_without_installing_anything()
 -> anyhow::Result<()> {
     require_pytest()?;

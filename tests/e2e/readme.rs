@@ -68,6 +68,10 @@ const NOT_TOURS: &[(&str, &str)] = &[
         "runs the whole suite, which `scripts/test.sh` runs",
     ),
     (
+        "Scripted responses (stubs)",
+        "examples against a running sink; the same requests are tested in sink/tests/api/stubs.rs",
+    ),
+    (
         "The two commands",
         "`serve` in the foreground and `scripts/test.sh`, the suite this test is part of",
     ),

@@ -48,20 +48,27 @@ else; `eventual.body(record)` decodes either); `eventual.raw(key)` gives the exa
 Errors: `TimeoutError` when a wait is over (its message names the key, how long it waited and how
 many records arrived), `SinkError` when the sink cannot be reached or refuses a request.
 
-Not here yet: `stub` and `verify` (scripted responses from the sink to the system under test) come
-with scripted responses, which the sink does not have yet.
+Scripted answers (stubs): make the sink answer a key's callbacks as a failing receiver would, by
+seq, and check how the system under test copes; every callback is still recorded, its record's
+`"response"` saying how it was answered:
+
+    eventual.stub(k, responses=[{"status": 503, "times": 2}, {"status": 200}])
+    eventual.stub(k, drop=True)                  # close the connection without answering
+    eventual.stub(k, status=200, delay="300ms")  # answer late
 """
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, List, Mapping, Optional, Union
 
 from .client import (
     DEFAULT_SINK_URL,
     Client,
     Record,
+    Response,
     Seconds,
     SinkError,
+    Stub,
     await_callback,
     body,
     callbacks,
@@ -70,9 +77,9 @@ from .client import (
 __version__ = "0.1.0"
 
 # `all` is left out so that `from eventual import *` does not hide the builtin: use `eventual.all`.
-__all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Seconds", "SinkError", "await_callback", "body",
-           "callback_url", "callbacks", "key", "latest", "raw", "sink_url", "wait_for",
-           "wait_for_count"]
+__all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Response", "Seconds", "SinkError", "Stub",
+           "await_callback", "body", "callback_url", "callbacks", "delete_stub", "key", "latest",
+           "raw", "sink_url", "stub", "stubs", "wait_for", "wait_for_count"]
 
 
 def _client() -> Client:
@@ -130,3 +137,32 @@ def wait_for_count(key: str, count: int, timeout: Seconds = 30) -> List[Record]:
     __tracebackhide__ = True  # pytest: show the failure at the caller, not in here
     return _client().wait_for_count(key, count, timeout=timeout)
 
+
+
+def stub(key: Optional[str] = None, *, prefix: Optional[str] = None, status: int = 200,
+         times: int = 1, delay: Union[Seconds, str, None] = None, body: Any = None,
+         headers: Optional[Mapping[str, str]] = None, drop: bool = False,
+         responses: Optional[List[Response]] = None, then: str = "last",
+         id: Optional[str] = None) -> Stub:  # noqa: A002 (the API's name)
+    """Script the sink's answers to `key`'s callbacks (see `Client.stub`); returns the stub.
+
+    `eventual.stub(k, responses=[{"status": 503, "times": 2}, {"status": 200}])`: the first two
+    callbacks of `k` get 503, every later one 200. `body=None` keeps the sink's default body.
+    """
+    client = _client()
+    if body is None:
+        return client.stub(key, prefix=prefix, status=status, times=times, delay=delay,
+                           headers=headers, drop=drop, responses=responses, then=then, id=id)
+    return client.stub(key, prefix=prefix, status=status, times=times, delay=delay, body=body,
+                       headers=headers, drop=drop, responses=responses, then=then, id=id)
+
+
+def stubs() -> List[Stub]:
+    """Every stub on the sink, each with its `hits`."""
+    return _client().stubs()
+
+
+def delete_stub(id: Optional[str] = None, *,  # noqa: A002 (the API's name)
+                prefix: Optional[str] = None) -> List[str]:
+    """Delete stub `id`, or every stub under `prefix`; returns the ids deleted."""
+    return _client().delete_stub(id, prefix=prefix)

@@ -24,6 +24,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 Record = Dict[str, Any]
 #: Seconds (int or float) or a `timedelta`.
 Seconds = Union[int, float, timedelta]
+#: A stub as the sink answers it: `id`, `key` or `prefix`, `responses`, `then`, `hits`.
+Stub = Dict[str, Any]
+#: One scripted response: `status`, `times`, `delay`, `body`, `headers`, `drop` (all optional).
+Response = Dict[str, Any]
+
+_NO_BODY: Any = object()
 
 DEFAULT_SINK_URL = "http://127.0.0.1:7700"
 # The sink answers a long-poll after at most 5 minutes; longer waits are made of shorter ones.
@@ -165,6 +171,68 @@ class Client:
                     "only %d of %d callbacks for key %r arrived at the sink within %s (sink %s; "
                     "the system under test should call %s)"
                     % (arrived, count, key, _human(secs), self.url, self.callback_url(key)))
+
+    def stub(self, key: Optional[str] = None, *, prefix: Optional[str] = None,
+             status: int = 200, times: int = 1, delay: Union[Seconds, str, None] = None,
+             body: Any = _NO_BODY, headers: Optional[Mapping[str, str]] = None,
+             drop: bool = False, responses: Optional[List[Response]] = None,
+             then: str = "last", id: Optional[str] = None) -> Stub:  # noqa: A002 (the API's name)
+        """Script the sink's answers to the callbacks of `key` (or of every key under `prefix`),
+        by seq: `PUT /stubs/{id}`. Returns the stub as the sink stored it.
+
+        One response from `status`, `times`, `delay` (seconds or "300ms", at most 60 s), `body`
+        (a str is sent as text, anything else as JSON), `headers` and `drop` (close the connection
+        without answering); or several as `responses=[{"status": 503, "times": 2}, {}]`. Past the
+        end `then` decides: "last" (again), "cycle" (from the first) or "default" (no stub).
+        `id` defaults to the key (or the prefix). Every callback is still recorded, with
+        `"response"` saying how it was answered. SinkError (`status` 422) lists every problem.
+        """
+        if (key is None) == (prefix is None):
+            raise ValueError("give either a key or prefix=…")
+        if responses is None:
+            one: Response = {"times": _whole(times, "times")}
+            if drop:
+                one["drop"] = True
+            else:
+                one["status"] = status
+            if delay is not None:
+                one["delay"] = delay if isinstance(delay, str) else "%g" % _seconds(delay, "delay")
+            if body is not _NO_BODY:
+                one["body"] = body
+            if headers:
+                one["headers"] = dict(headers)
+            responses = [one]
+        stub: Dict[str, Any] = {"responses": list(responses), "then": then}
+        if key is not None:
+            stub["key"] = key
+        else:
+            stub["prefix"] = prefix
+        stub_id = id if id is not None else str(key if key is not None else prefix)
+        answer = self._request("PUT", "/stubs/%s" % _quote(stub_id),
+                               data=json.dumps(stub).encode("utf-8"),
+                               headers={"Content-Type": "application/json"})[1]
+        return dict(json.loads(answer))
+
+    def stub_info(self, id: str) -> Optional[Stub]:  # noqa: A002 (the API's name)
+        """Stub `id` with its `hits` (callbacks it answered), or None if there is none."""
+        status, answer = self._get_json("/stubs/%s" % _quote(id), missing_ok=True)
+        return dict(answer) if status == 200 else None
+
+    def stubs(self) -> List[Stub]:
+        """Every stub on the sink, by id."""
+        return list(self._get_json("/stubs")[1]["stubs"])
+
+    def delete_stub(self, id: Optional[str] = None, *,  # noqa: A002 (the API's name)
+                    prefix: Optional[str] = None) -> List[str]:
+        """Delete stub `id`, or every stub whose key or prefix starts with `prefix`; returns the
+        ids deleted."""
+        if (id is None) == (prefix is None):
+            raise ValueError("give either an id or prefix=…")
+        if id is not None:
+            self._request("DELETE", "/stubs/%s" % _quote(id))
+            return [id]
+        answer = self._request("DELETE", "/stubs?prefix=%s" % _quote(prefix or ""))[1]
+        return list(json.loads(answer)["deleted"])
 
     def await_callback(self, key: str, count: int = 1,
                        timeout: Union[Seconds, str, None] = None) -> str:

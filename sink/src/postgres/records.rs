@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PgStore, Unavailable};
 use crate::{
+    annotate::Annotation,
     record::Encoded,
     store::{KeySummary, Stored, WaitEnd},
 };
@@ -39,6 +40,26 @@ WITH k AS (
     WHERE shard = $6::smallint AND EXISTS (SELECT 1 FROM r)
 )
 SELECT seq, pg_notify('eventual_callbacks', encode($1::bytea, 'hex'))::text FROM r";
+
+/// The first statement of an annotated insert: the key's next seq (under its row's lock until
+/// the transaction ends), unless the cluster-wide total has reached `$3`.
+const NEXT_SEQ: &str = "
+INSERT INTO callback_keys AS c (key, last_seq, count, last_ms)
+SELECT $1::bytea, 1, 1, $2::bigint
+WHERE (SELECT sum(stored) FROM callback_usage)::bigint < $3::bigint
+ON CONFLICT (key) DO UPDATE
+    SET last_seq = c.last_seq + 1, count = c.count + 1, last_ms = EXCLUDED.last_ms
+RETURNING last_seq";
+
+/// The second: the record, finished with its seq and annotation; counted; notified.
+const PUT_RECORD: &str = "
+WITH r AS (
+    INSERT INTO callbacks (key, seq, received_ms, record)
+    VALUES ($1::bytea, $2::bigint, $3::bigint, $4::bytea)
+), u AS (
+    UPDATE callback_usage SET stored = stored + 1 WHERE shard = $5::smallint
+)
+SELECT pg_notify('eventual_callbacks', encode($1::bytea, 'hex'))::text";
 
 /// Counter rows of `callback_usage` (see the migration).
 const USAGE_SHARDS: i16 = 16;
@@ -86,6 +107,52 @@ impl PgStore {
         // Local waiters need not wait for the notification's round trip.
         self.inner.wakeups.wake(key.as_bytes());
         Ok(seq as u64)
+    }
+
+    /// Stores a record whose `"response"` depends on its seq (see `annotate.rs`): one
+    /// transaction takes the key's next seq, calls `annotate` with it, and inserts the record
+    /// finished with both; answered after the commit.
+    pub(crate) async fn insert_annotated<A>(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+        annotate: impl FnOnce(u64) -> Option<Annotation<A>>,
+    ) -> Result<(u64, Option<A>), PgInsertError> {
+        let max = i64::try_from(self.inner.max_callbacks).unwrap_or(i64::MAX);
+        let shard = (encoded.received_ms.rem_euclid(i64::from(USAGE_SHARDS))) as i16;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(Unavailable::from)?;
+        let next = tx
+            .prepare_cached(NEXT_SEQ)
+            .await
+            .map_err(Unavailable::from)?;
+        let row = tx
+            .query_opt(&next, &[&key.as_bytes(), &encoded.received_ms, &max])
+            .await
+            .map_err(Unavailable::from)?;
+        let seq = row.ok_or(PgInsertError::Full)?.get::<_, i64>(0) as u64;
+        let annotation = annotate(seq);
+        let record = encoded.finish_with(seq, annotation.as_ref().map(|a| a.response.as_slice()));
+        let put = tx
+            .prepare_cached(PUT_RECORD)
+            .await
+            .map_err(Unavailable::from)?;
+        tx.query_one(
+            &put,
+            &[
+                &key.as_bytes(),
+                &(seq as i64),
+                &encoded.received_ms,
+                &record.as_ref(),
+                &shard,
+            ],
+        )
+        .await
+        .map_err(Unavailable::from)?;
+        tx.commit().await.map_err(Unavailable::from)?;
+        drop(client);
+        self.inner.wakeups.wake(key.as_bytes());
+        Ok((seq, annotation.map(|a| a.answer)))
     }
 
     /// Records held, cluster-wide.

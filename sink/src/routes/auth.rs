@@ -1,4 +1,5 @@
-//! `--token`: reading and deleting need the bearer token; posting callbacks and `/healthz` do not.
+//! `--token`: reading, deleting and stubs need the bearer token; posting callbacks and
+//! `/healthz` do not.
 
 use axum::{
     extract::{Request, State},
@@ -24,17 +25,18 @@ pub(super) async fn require_token(
         return next.run(request).await;
     };
     // (Only installed when a token is configured; the check above is belt and braces.)
+    // `PUT /stubs/{id}` is not a callback: only the `/callbacks` routes take unauthenticated posts.
     let is_ingest = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH
-    );
+    ) && request.uri().path().starts_with("/callbacks");
     if is_ingest || request.uri().path() == "/healthz" {
         return next.run(request).await;
     }
     match authorize(request.method(), request.headers(), token) {
         Ok(()) => next.run(request).await,
         Err(AuthRefusal::Missing) => ApiError::Unauthorized(
-            "this sink needs `Authorization: Bearer <token>` to read or delete callbacks (the --token it was started with)".into(),
+            "this sink needs `Authorization: Bearer <token>` to read or delete callbacks and to manage stubs (the --token it was started with)".into(),
         )
         .into_response(),
         Err(AuthRefusal::CrossSite) => ApiError::Forbidden(CROSS_SITE.into()).into_response(),

@@ -181,11 +181,22 @@ async fn store_callback(
         body,
     };
     let encoded = Encoded::new(&key, &incoming, std::time::SystemTime::now());
-    let seq = state
-        .backend()
-        .insert(&key, &encoded)
-        .await
-        .map_err(|e| match e {
+    // A stub is chosen by key before the insert; its response by seq, inside it (the hook).
+    let plan = state.stubs().plan(&key);
+    let inserted = match &plan {
+        Some(plan) => {
+            state
+                .backend()
+                .insert(&key, &encoded, |seq| plan.annotate(seq))
+                .await
+        }
+        None => state
+            .backend()
+            .insert_plain(&key, &encoded)
+            .await
+            .map(|seq| (seq, None)),
+    };
+    let (seq, answer) = inserted.map_err(|e| match e {
             InsertError::Full(max) => ApiError::Full(format!(
                 "the sink is full: it holds {max} callbacks; delete keys you no longer need (DELETE /callbacks?prefix=…) or restart it with a larger --max-callbacks"
             )),
@@ -199,6 +210,11 @@ async fn store_callback(
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
             InsertError::Unavailable(e) => ApiError::from(e),
         })?;
+    if let Some(answer) = answer {
+        // Stored and durable, every lock released: now the scripted answer (maybe delayed).
+        state.stubs().hit(answer.stub_id());
+        return Ok(answer.respond(&key, seq, state.shutdown()).await);
+    }
     let mut out = Vec::with_capacity(key.len() + 32);
     out.extend_from_slice(b"{\"key\":");
     write_json_str(&mut out, &key);

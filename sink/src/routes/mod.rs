@@ -9,6 +9,7 @@
 //! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
 //! - `meta.rs` — `/healthz`, `/openapi.json`, the JSON 404/405 fallbacks, the JSON response helper.
 //! - `metrics.rs` — `GET /metrics` and the layer counting the answers to posted callbacks.
+//! - `stubs.rs` — scripted answers: `/stubs`, `/stubs/{id}` (the logic is in `crate::stubs`).
 
 mod auth;
 mod ingest;
@@ -19,6 +20,7 @@ mod metrics;
 mod query;
 mod reads;
 mod state;
+mod stubs;
 
 use axum::{
     Router,
@@ -30,7 +32,9 @@ use utoipa::OpenApi;
 
 pub use auth::{AuthRefusal, CROSS_SITE, authorize};
 
-use crate::openapi::{Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored};
+use crate::openapi::{
+    Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored, StubList, StubsDeleted,
+};
 
 /// The sink's routes, for [`crate::openapi::document`].
 #[derive(OpenApi)]
@@ -52,9 +56,14 @@ use crate::openapi::{Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored}
         reads::all,
         reads::raw,
         reads::events,
+        stubs::list,
+        stubs::delete_prefix,
+        stubs::put,
+        stubs::get,
+        stubs::delete,
     ),
-    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, crate::Record, crate::KeySummary)),
-    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"))
+    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, StubList, StubsDeleted, crate::Record, crate::KeySummary, crate::Stub, crate::StubResponse, crate::Then, crate::StubInfo, crate::Responded)),
+    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"), (name = "stubs", description = "Scripted answers to callbacks: status, delay, body, dropped connection"))
 )]
 pub(crate) struct SinkApi;
 
@@ -86,6 +95,12 @@ pub fn router(state: AppState) -> Router {
         .route("/callbacks/{key}/all", get(reads::all))
         .route("/callbacks/{key}/raw", get(reads::raw))
         .route("/callbacks/{key}/events", get(reads::events))
+        .route("/stubs", get(stubs::list).delete(stubs::delete_prefix))
+        .route("/stubs/", any(stubs::empty_id))
+        .route(
+            "/stubs/{id}",
+            get(stubs::get).put(stubs::put).delete(stubs::delete),
+        )
         .fallback(meta::route_not_found)
         .method_not_allowed_fallback(meta::method_not_allowed);
     // Only pay for the auth layer (a boxed future per request) when there is a token to check.

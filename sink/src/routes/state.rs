@@ -6,7 +6,7 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use crate::{backend::Backend, config::Config, metrics::Metrics};
+use crate::{backend::Backend, config::Config, metrics::Metrics, stubs::StubSet};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -18,6 +18,8 @@ pub struct AppState {
 struct StateInner {
     /// The callbacks, behind the one interface the routes use.
     backend: Backend,
+    /// The scripted answers (`/stubs`), consulted on every callback.
+    stubs: StubSet,
     config: Config,
     /// The series of `GET /metrics` (per sink, not process-global: see `metrics.rs`).
     metrics: Metrics,
@@ -28,11 +30,17 @@ struct StateInner {
 }
 
 impl AppState {
-    pub(crate) fn new(backend: Backend, config: Config, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        backend: Backend,
+        stubs: StubSet,
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Self {
         Self {
             inner: Arc::new(StateInner {
                 metrics: Metrics::new(config.max_callbacks),
                 backend,
+                stubs,
                 config,
                 shutdown,
                 openapi: RwLock::new(with_json(crate::openapi::document())),
@@ -42,6 +50,10 @@ impl AppState {
 
     pub(crate) fn backend(&self) -> &Backend {
         &self.inner.backend
+    }
+
+    pub(super) fn stubs(&self) -> &StubSet {
+        &self.inner.stubs
     }
 
     pub(super) fn config(&self) -> &Config {

@@ -20,6 +20,7 @@ use super::{
     slot::{Slot, Stored},
 };
 use crate::{
+    annotate::Annotation,
     error::LogError,
     record::{Encoded, format_ms, now_ms},
     wal::{Compaction, Op, Outcome, Wal, WalAck},
@@ -120,12 +121,16 @@ impl Store {
     /// Stores a record under `key` and resolves once it is as durable as `--fsync` promises;
     /// answers its `seq`. The record becomes visible (readable, waking waiters) only then, and
     /// a record that is refused is never visible and consumes no seq.
-    pub(crate) async fn insert_durable(
+    ///
+    /// `annotate` is the insert's hook (see `annotate.rs`): called once with the assigned `seq`,
+    /// under the key's lock; its answer comes back with the `seq`.
+    pub(crate) async fn insert_durable<A>(
         &self,
         key: &str,
         encoded: &Encoded,
-    ) -> Result<u64, InsertError> {
-        let (seq, ack) = self.insert(key, encoded)?;
+        annotate: impl FnOnce(u64) -> Option<Annotation<A>>,
+    ) -> Result<(u64, Option<A>), InsertError> {
+        let (seq, ack, answer) = self.insert_annotated(key, encoded, annotate)?;
         if let WalAck::Synced(..) = &ack {
             let synced = ack.wait().await;
             // Made visible, or (its fsync failed) dropped, with whatever came before it.
@@ -138,17 +143,30 @@ impl Store {
                 expiry.schedule(encoded.received_ms, Arc::from(key));
             }
         }
-        Ok(seq)
+        Ok((seq, answer))
     }
 
     /// Writes a record to the log under its key's lock and, if that makes it durable by the
     /// policy, makes it visible; otherwise (`--fsync always`) it waits in the slot's `pending`
     /// until [`publish`](Self::publish) after the returned ack.
+    #[cfg(test)]
     pub(crate) fn insert(
         &self,
         key: &str,
         encoded: &Encoded,
     ) -> Result<(u64, WalAck), InsertError> {
+        self.insert_annotated(key, encoded, crate::annotate::nothing)
+            .map(|(seq, ack, _)| (seq, ack))
+    }
+
+    /// [`insert`](Self::insert) with the insert's hook, called with the new `seq` before the
+    /// record is encoded and logged.
+    fn insert_annotated<A>(
+        &self,
+        key: &str,
+        encoded: &Encoded,
+        annotate: impl FnOnce(u64) -> Option<Annotation<A>>,
+    ) -> Result<(u64, WalAck, Option<A>), InsertError> {
         let inner = &*self.inner;
         if inner.count.fetch_add(1, Ordering::AcqRel) >= inner.max_callbacks {
             inner.count.fetch_sub(1, Ordering::AcqRel);
@@ -160,7 +178,11 @@ impl Store {
             None => inner.map.entry(Arc::from(key)).or_default(),
         };
         let seq = slot.next_seq();
-        let json = encoded.finish(seq);
+        let (response, answer) = match annotate(seq) {
+            Some(Annotation { response, answer }) => (Some(response), Some(answer)),
+            None => (None, None),
+        };
+        let json = encoded.finish_with(seq, response.as_deref());
         let key_arc = slot.key().clone();
         let (ack, log_len) = match &inner.wal {
             Some(wal) => {
@@ -214,7 +236,7 @@ impl Store {
         if let Some(len) = log_len {
             self.compact_if_due(len);
         }
-        Ok((seq, ack))
+        Ok((seq, ack, answer))
     }
 
     /// Makes visible, in seq order, every pending record of `key` that a sync made durable (the
@@ -583,7 +605,7 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = logged(dir.path(), crate::config::FsyncPolicy::Never);
         store
-            .insert_durable("k", &encoded("k"))
+            .insert_durable("k", &encoded("k"), crate::annotate::nothing)
             .await
             .expect("first");
         let woken = store
@@ -595,7 +617,9 @@ pub(super) mod tests {
             .get_or_insert_with(|| tokio::sync::watch::channel(0).0)
             .subscribe();
         store.wal().expect("a log").set_space(Some(3));
-        let refused = store.insert_durable("k", &encoded("k")).await;
+        let refused = store
+            .insert_durable("k", &encoded("k"), crate::annotate::nothing)
+            .await;
         assert!(
             matches!(
                 refused,
@@ -610,8 +634,8 @@ pub(super) mod tests {
             "nor did it wake a waiter"
         );
         store.wal().expect("a log").set_space(None);
-        let seq = store
-            .insert_durable("k", &encoded("k"))
+        let (seq, _) = store
+            .insert_durable("k", &encoded("k"), crate::annotate::nothing)
             .await
             .expect("space is back");
         assert_eq!(seq, 2, "the refused record consumed no seq");
@@ -650,9 +674,10 @@ pub(super) mod tests {
         );
         assert_eq!(
             store
-                .insert_durable("k", &encoded("k"))
+                .insert_durable("k", &encoded("k"), crate::annotate::nothing)
                 .await
-                .expect("insert"),
+                .expect("insert")
+                .0,
             3
         );
         assert_eq!(
@@ -668,15 +693,18 @@ pub(super) mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = logged(dir.path(), crate::config::FsyncPolicy::Always);
         store
-            .insert_durable("k", &encoded("k"))
+            .insert_durable("k", &encoded("k"), crate::annotate::nothing)
             .await
             .expect("a first callback is stored");
         let wal = store.wal().expect("a log");
         wal.set_sync_fails(true);
         let bodies: Vec<Encoded> = (0..3).map(|_| encoded("k")).collect();
-        let refused =
-            futures_util::future::join_all(bodies.iter().map(|e| store.insert_durable("k", e)))
-                .await;
+        let refused = futures_util::future::join_all(
+            bodies
+                .iter()
+                .map(|e| store.insert_durable("k", e, crate::annotate::nothing)),
+        )
+        .await;
         assert!(
             refused
                 .iter()
@@ -687,8 +715,8 @@ pub(super) mod tests {
         assert_eq!(store.len(), 1, "nor counted");
 
         wal.set_sync_fails(false);
-        let seq = store
-            .insert_durable("k", &encoded("k"))
+        let (seq, _) = store
+            .insert_durable("k", &encoded("k"), crate::annotate::nothing)
             .await
             .expect("the disk works again");
         assert_eq!(seq, 2, "the refused ones gave their seqs back");

@@ -3,7 +3,8 @@
 //! The same tests run against either backend: by default the embedded store; with
 //! `EVENTUAL_TEST_BACKEND=postgres` every app gets a fresh database of a private PostgreSQL
 //! server started for this test process (and an app "restarted" on the same `data_dir` gets the
-//! same database back, so the persistence tests check the database's durability).
+//! same database back, so the persistence tests check the database's durability; the data
+//! directory then holds only the stubs).
 
 use std::{
     collections::HashMap,
@@ -50,7 +51,8 @@ pub(crate) async fn spawn_app() -> TestApp {
 pub(crate) async fn spawn_app_with(mut config: Config) -> TestApp {
     init_tracing();
     if on_postgres() {
-        config.database = Some(database_for(config.data_dir.take()).await);
+        // The callbacks go to the database; the data directory keeps only the stubs.
+        config.database = Some(database_for(config.data_dir.clone()).await);
     }
     TestApp {
         sink: TestSink::start_with(config).await,

@@ -8,4 +8,5 @@ mod ingest;
 mod metrics;
 mod persistence;
 mod reading;
+mod stubs;
 mod waiting;
