@@ -19,6 +19,9 @@ pub enum Error {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// A definitions file (`verifiers.json`) could not be read.
+    #[error(transparent)]
+    Definitions(#[from] crate::definitions::DefinitionsError),
     /// The log could not be flushed at shutdown.
     #[error("failed to flush the callback log: {0}")]
     Flush(#[source] LogError),
@@ -98,6 +101,12 @@ pub enum ApiError {
     /// `Content-Length` (the client closed or broke the connection mid-body).
     #[error("{0}")]
     InvalidBody(String),
+    /// A definition's body (a verifier) has invalid fields: every one, with what is wrong.
+    #[error("invalid fields: {}", .0.iter().map(|(f, m)| format!("{f} {m}")).collect::<Vec<_>>().join("; "))]
+    InvalidFields(Vec<(String, String)>),
+    /// A verifier with `reject: true` found the callback's signature invalid (it was recorded).
+    #[error("{0}")]
+    InvalidSignature(String),
     /// The server is stopping; waits are answered with this.
     #[error("the sink is shutting down; retry against the restarted server")]
     ShuttingDown,
@@ -122,6 +131,8 @@ impl ApiError {
             Self::Full(_) => (StatusCode::INSUFFICIENT_STORAGE, "sink_full"),
             Self::StorageFull(_) => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Self::InvalidBody(_) => (StatusCode::BAD_REQUEST, "invalid_body"),
+            Self::InvalidFields(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
+            Self::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -145,10 +156,14 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response()
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        if let Self::InvalidFields(fields) = &self {
+            body["error"]["fields"] = fields
+                .iter()
+                .map(|(f, m)| (f.clone(), json!(m)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
+        (status, Json(body)).into_response()
     }
 }

@@ -27,6 +27,8 @@
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
 //! - `metrics.rs` — the series of `GET /metrics` (per sink, prometheus-client) and
 //!   [`MetricsSource`], through which the harness adds its own.
+//! - `verify/` — signature verifiers (`/verifiers/{id}`): definition, validation, selection by
+//!   longest prefix, and the schemes (`schemes.rs`).
 //! - `client.rs` — [`Client`]; `testing.rs` — [`TestSink`].
 
 mod backend;
@@ -42,6 +44,7 @@ mod routes;
 mod server;
 mod store;
 mod testing;
+mod verify;
 mod wal;
 
 pub use client::{Ack, Client, ClientError, encode_key};
@@ -55,4 +58,5 @@ pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::{Sink, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
 pub use testing::TestSink;
+pub use verify::Signature;
 pub use wal::ReplayStats;

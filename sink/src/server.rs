@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     backend::Backend,
     config::Config,
+    definitions::Definitions,
     error::Error,
     routes::{AppState, router},
     store::Store,
@@ -38,11 +39,20 @@ impl Sink {
                 source,
             })?,
         };
+        let verifiers = match &config.data_dir {
+            None => Definitions::in_memory(),
+            Some(dir) => Definitions::open(dir, "verifiers")?,
+        };
         let shutdown = CancellationToken::new();
         if config.retention.is_some() {
             tokio::spawn(store.clone().run_expiry(shutdown.clone()));
         }
-        let state = AppState::new(Backend::Embedded(store.clone()), config, shutdown.clone());
+        let state = AppState::new(
+            Backend::Embedded(store.clone()),
+            config,
+            shutdown.clone(),
+            verifiers,
+        );
         Ok(Self {
             state,
             store,

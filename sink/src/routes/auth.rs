@@ -24,10 +24,11 @@ pub(super) async fn require_token(
         return next.run(request).await;
     };
     // (Only installed when a token is configured; the check above is belt and braces.)
+    // (`/verifiers` is not ingest: a verifier holds a secret, its PUT needs the token.)
     let is_ingest = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH
-    );
+    ) && !request.uri().path().starts_with("/verifiers");
     if is_ingest || request.uri().path() == "/healthz" {
         return next.run(request).await;
     }

@@ -180,7 +180,17 @@ async fn store_callback(
         headers,
         body,
     };
-    let encoded = Encoded::new(&key, &incoming, std::time::SystemTime::now());
+    // Verified on the raw bytes before encoding: the outcome is part of the record.
+    let checked = state
+        .verifiers()
+        .read(|map| crate::verify::verify(map, &key, headers, body));
+    let (signature, refuse) = checked.map_or((None, false), |(s, r)| (Some(s), r));
+    let encoded = Encoded::signed(
+        &key,
+        &incoming,
+        std::time::SystemTime::now(),
+        signature.as_ref(),
+    );
     let seq = state
         .backend()
         .insert(&key, &encoded)
@@ -195,6 +205,14 @@ async fn store_callback(
             )),
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
         })?;
+    if let (true, Some(sig)) = (refuse, &signature) {
+        return Err(ApiError::InvalidSignature(format!(
+            "the callback was recorded as {key:?} seq {seq}, but its signature is invalid for verifier {:?} ({}): {}",
+            sig.verifier,
+            sig.scheme,
+            sig.reason.as_deref().unwrap_or("invalid")
+        )));
+    }
     let mut out = Vec::with_capacity(key.len() + 32);
     out.extend_from_slice(b"{\"key\":");
     write_json_str(&mut out, &key);

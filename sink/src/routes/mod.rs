@@ -8,6 +8,7 @@
 //! - `auth.rs` — `--token`; `query.rs` — query parameters and their specific `400` codes.
 //! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
 //! - `meta.rs` — `/healthz`, `/openapi.json`, the JSON 404/405 fallbacks, the JSON response helper.
+//! - `verifiers.rs` — signature verifiers (`/verifiers`, `/verifiers/{id}`).
 //! - `metrics.rs` — `GET /metrics` and the layer counting the answers to posted callbacks.
 
 mod auth;
@@ -19,6 +20,7 @@ mod metrics;
 mod query;
 mod reads;
 mod state;
+mod verifiers;
 
 use axum::{
     Router,
@@ -30,7 +32,10 @@ use utoipa::OpenApi;
 
 pub use auth::{AuthRefusal, CROSS_SITE, authorize};
 
-use crate::openapi::{Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored};
+use crate::openapi::{
+    Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Removed, Stored, VerifierBody,
+    VerifierList, VerifierView,
+};
 
 /// The sink's routes, for [`crate::openapi::document`].
 #[derive(OpenApi)]
@@ -52,9 +57,14 @@ use crate::openapi::{Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored}
         reads::all,
         reads::raw,
         reads::events,
+        verifiers::list,
+        verifiers::delete_prefix,
+        verifiers::get_one,
+        verifiers::put,
+        verifiers::delete_one,
     ),
-    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, crate::Record, crate::KeySummary)),
-    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"))
+    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, crate::Record, crate::KeySummary, crate::Signature, VerifierBody, VerifierView, VerifierList, Removed)),
+    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"), (name = "verifiers", description = "Signature verification of callbacks by key prefix"))
 )]
 pub(crate) struct SinkApi;
 
@@ -86,6 +96,16 @@ pub fn router(state: AppState) -> Router {
         .route("/callbacks/{key}/all", get(reads::all))
         .route("/callbacks/{key}/raw", get(reads::raw))
         .route("/callbacks/{key}/events", get(reads::events))
+        .route(
+            "/verifiers",
+            get(verifiers::list).delete(verifiers::delete_prefix),
+        )
+        .route(
+            "/verifiers/{id}",
+            get(verifiers::get_one)
+                .put(verifiers::put)
+                .delete(verifiers::delete_one),
+        )
         .fallback(meta::route_not_found)
         .method_not_allowed_fallback(meta::method_not_allowed);
     // Only pay for the auth layer (a boxed future per request) when there is a token to check.

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use crate::{backend::Backend, config::Config, metrics::Metrics};
+use crate::{
+    backend::Backend, config::Config, definitions::Definitions, metrics::Metrics, verify::Verifier,
+};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -23,18 +25,26 @@ struct StateInner {
     metrics: Metrics,
     /// Cancelled on SIGINT/SIGTERM: waiters answer `503 shutting_down`, event streams end.
     shutdown: CancellationToken,
+    /// `PUT /verifiers/{id}`: signature verifiers by id.
+    verifiers: Definitions<Verifier>,
     /// `GET /openapi.json`: the sink's document, merged with what [`AppState::add_openapi`] added.
     openapi: RwLock<Document>,
 }
 
 impl AppState {
-    pub(crate) fn new(backend: Backend, config: Config, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        backend: Backend,
+        config: Config,
+        shutdown: CancellationToken,
+        verifiers: Definitions<Verifier>,
+    ) -> Self {
         Self {
             inner: Arc::new(StateInner {
                 metrics: Metrics::new(config.max_callbacks),
                 backend,
                 config,
                 shutdown,
+                verifiers,
                 openapi: RwLock::new(with_json(crate::openapi::document())),
             }),
         }
@@ -50,6 +60,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(super) fn verifiers(&self) -> &Definitions<Verifier> {
+        &self.inner.verifiers
     }
 
     pub(super) fn shutdown(&self) -> &CancellationToken {
