@@ -7,4 +7,5 @@ mod ingest;
 mod metrics;
 mod persistence;
 mod reading;
+mod verifiers;
 mod waiting;
