@@ -189,3 +189,26 @@ def test_body_decodes_base64_records_and_passes_others() -> None:
     assert eventual.body({"body_base64": "AP8="}) == b"\x00\xff"
     assert eventual.body({"body": {"a": 1}}) == {"a": 1}
     assert eventual.body({}) is None
+
+
+def test_verify_sets_a_verifier_and_records_say_whether_callbacks_are_signed(
+        eventual_sink: Client, callback_key: str) -> None:
+    import hashlib
+    import hmac
+
+    answer = eventual_sink.verify("py-" + callback_key, prefix=callback_key, scheme="github",
+                                  secret="py-secret", reject=True)
+    assert answer["secret"] == "***"
+    body = b'{"ok": true}'
+    sig = "sha256=" + hmac.new(b"py-secret", body, hashlib.sha256).hexdigest()
+    eventual_sink.post(callback_key, body, content_type="application/json",
+                       headers={"X-Hub-Signature-256": sig})
+    record = eventual_sink.latest(callback_key)
+    assert record is not None
+    assert record["signature"] == {"verifier": "py-" + callback_key, "scheme": "github",
+                                   "valid": True}
+    with pytest.raises(SinkError) as refused:
+        eventual_sink.post(callback_key, b'{"ok": false}', content_type="application/json",
+                           headers={"X-Hub-Signature-256": sig})
+    assert refused.value.status == 401
+    assert len(eventual_sink.all(callback_key)) == 2, "the refused one is still recorded"

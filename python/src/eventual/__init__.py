@@ -54,7 +54,7 @@ with scripted responses, which the sink does not have yet.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from .client import (
     DEFAULT_SINK_URL,
@@ -71,7 +71,7 @@ __version__ = "0.1.0"
 
 # `all` is left out so that `from eventual import *` does not hide the builtin: use `eventual.all`.
 __all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Seconds", "SinkError", "await_callback", "body",
-           "callback_url", "callbacks", "key", "latest", "raw", "sink_url", "wait_for",
+           "callback_url", "callbacks", "key", "latest", "raw", "sink_url", "verify", "wait_for",
            "wait_for_count"]
 
 
@@ -110,6 +110,13 @@ def raw(key: str, seq: Optional[int] = None) -> bytes:
     """The exact body bytes of the latest record for `key` (or of record `seq`); SinkError with
     `status` 404 when there is no such record."""
     return _client().raw(key, seq)
+
+
+def verify(verifier_id: str, *, prefix: str, scheme: str, secret: str,
+           tolerance: Optional[str] = None, reject: bool = False) -> Dict[str, Any]:
+    """Set a signature verifier for the keys under `prefix` (see `Client.verify`)."""
+    return _client().verify(verifier_id, prefix=prefix, scheme=scheme, secret=secret,
+                            tolerance=tolerance, reject=reject)
 
 
 def wait_for(key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:
