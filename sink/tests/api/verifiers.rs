@@ -349,3 +349,23 @@ async fn verifiers_survive_a_restart_in_an_owner_only_file() {
         "the secret survived"
     );
 }
+
+#[tokio::test]
+async fn the_rust_client_sets_and_removes_a_verifier() {
+    let app = spawn_app().await;
+    let client = sink::Client::new(app.sink.url());
+    let v = sink::NewVerifier {
+        prefix: "c.".into(),
+        scheme: "github".into(),
+        secret: "client-secret".into(),
+        ..Default::default()
+    };
+    assert!(!format!("{v:?}").contains("client-secret"));
+    client.verify("c", &v).await.unwrap();
+    let one: Value = app.get("/verifiers/c").await.json().await.unwrap();
+    assert_eq!(one["prefix"], "c.");
+    let bad = sink::NewVerifier::default();
+    assert!(client.verify("c", &bad).await.is_err());
+    client.delete_verifier("c").await.unwrap();
+    assert_eq!(app.get("/verifiers/c").await.status(), 404);
+}
