@@ -78,6 +78,14 @@ echo "==> Prometheus metrics (tests/metrics: prometheus_client's OpenMetrics par
 env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
   "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/metrics
 
+# Signature verification (tests/signatures): a real `eventual sink` checks callbacks signed by each
+# scheme's own library — standardwebhooks, slack_sdk, stripe (which verifies the fixture it is
+# given) from PyPI, into the same virtualenv — valid, one byte flipped, stale, reject → 401.
+echo "==> signature verification (tests/signatures: standardwebhooks, stripe, slack_sdk)"
+"$pyenv_dir/venv/bin/python" -m pip install --quiet standardwebhooks stripe slack_sdk
+env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
+  "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/signatures
+
 # OpenAPI: schemathesis (PyPI, into the same virtualenv) fuzzes a real `eventual serve` (the debug
 # binary, fresh state) from its own GET /openapi.json: no server error, every answer conforming to
 # the document (status codes, content types, headers, schemas), negative data rejected, 405s for
