@@ -64,6 +64,10 @@ enum Command {
     ///
     /// The log goes to stdout; errors go to stderr.
     Logs(cli::LogsArgs),
+    /// Set a signature verifier on a running sink (the secret from --secret-env VAR or stdin).
+    ///
+    /// Prints `verifier ID set` on stdout; errors go to stderr with exit 2.
+    Verify(cli::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -252,6 +256,7 @@ fn main() -> ExitCode {
             Command::Cancel(args) => Ok(cli::cancel(args).await),
             Command::Rerun(args) => Ok(cli::rerun(args).await),
             Command::Logs(args) => Ok(cli::logs(args).await),
+            Command::Verify(args) => Ok(cli::verify(args).await),
         }
     });
     match result {

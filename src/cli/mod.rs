@@ -14,11 +14,13 @@
 //! - `upload.rs` — `eventual upload`.
 //! - `inspect.rs` — `eventual runs`, `show`, `logs`.
 //! - `manage.rs` — `eventual cancel`, `rerun`.
+//! - `verify.rs` — `eventual verify`: a signature verifier on a sink, the secret from env or stdin.
 
 mod inspect;
 mod manage;
 mod run;
 mod upload;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,7 @@ pub(crate) use inspect::{LogsArgs, RunsArgs, ShowArgs, logs, runs, show};
 pub(crate) use manage::{RerunArgs, RunIdArgs, cancel, rerun};
 pub(crate) use run::{RunArgs, run};
 pub(crate) use upload::{UploadArgs, upload};
+pub(crate) use verify::{VerifyArgs, verify};
 
 /// How to reach the server.
 #[derive(Debug, clap::Args)]
