@@ -24,6 +24,8 @@ const SINK_PATHS: &[(&str, &[&str])] = &[
     ("/callbacks/{key}/all", &["get"]),
     ("/callbacks/{key}/raw", &["get"]),
     ("/callbacks/{key}/events", &["get"]),
+    ("/verifiers", &["get", "delete"]),
+    ("/verifiers/{id}", &["get", "put", "delete"]),
 ];
 
 /// The harness router's paths (`harness/src/routes/mod.rs`); its `/api/tests/{*path}` wildcard
