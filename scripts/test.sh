@@ -117,9 +117,11 @@ st_status=0
   --checks all --exclude-checks positive_data_acceptance,allow_header_conformance \
   --exclude-path-regex '/events$' --max-examples 20 --request-timeout 10 --no-shrink \
   --warnings off) || st_status=$?
-# Healthy afterwards: still running, /healthz answers, a callback still round-trips.
+# Healthy afterwards: still running, /healthz answers, a callback still round-trips (once the
+# verifiers the fuzzing set are gone: one with `reject` would refuse it).
 if ! kill -0 "$st_pid" 2>/dev/null \
   || ! curl -sf "$st_url/healthz" >/dev/null \
+  || ! curl -sf -X DELETE "$st_url/verifiers?prefix=" >/dev/null \
   || ! curl -sf -X POST "$st_url/callbacks/st-after" -d done >/dev/null \
   || [ "$(curl -sf "$st_url/callbacks/st-after/raw")" != done ]; then
   echo "error: eventual serve is not healthy after schemathesis; its stderr:" >&2

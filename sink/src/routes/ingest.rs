@@ -28,7 +28,7 @@ use crate::{
     method(post, put, patch), path = "/callbacks/{key}", tag = "sink",
     params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)")),
     request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
-    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
+    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 401, description = "`invalid_signature`: a verifier with `reject` found the signature invalid (the callback was recorded)", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn record_keyed(
     State(state): State<AppState>,
@@ -46,7 +46,7 @@ pub(super) async fn record_keyed(
     post, path = "/callbacks", tag = "sink",
     params(("X-Request-Id" = Option<String>, Header, description = "The key (or the `--key-header`s); else the body's `/request_id`, `/requestId`, `/id`")),
     request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
-    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`missing_key`, `invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
+    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`missing_key`, `invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 401, description = "`invalid_signature`: a verifier with `reject` found the signature invalid (the callback was recorded)", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn record_by_lookup(
     State(state): State<AppState>,
