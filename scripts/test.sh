@@ -95,6 +95,14 @@ echo "==> Prometheus metrics (tests/metrics: prometheus_client's OpenMetrics par
 env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
   "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/metrics
 
+# Signature verification (tests/signatures): a real `eventual sink` checks callbacks signed by each
+# scheme's own library — standardwebhooks, slack_sdk, stripe (which verifies the fixture it is
+# given) from PyPI, into the same virtualenv — valid, one byte flipped, stale, reject → 401.
+echo "==> signature verification (tests/signatures: standardwebhooks, stripe, slack_sdk)"
+"$pyenv_dir/venv/bin/python" -m pip install --quiet standardwebhooks stripe slack_sdk
+env -u EVENTUAL_URL -u EVENTUAL_TOKEN EVENTUAL_BIN="$PWD/target/debug/eventual" \
+  "$pyenv_dir/venv/bin/python" -m pytest -p no:cacheprovider tests/signatures
+
 # OpenAPI: schemathesis (PyPI, into the same virtualenv) fuzzes a real `eventual serve` (the debug
 # binary, fresh state) from its own GET /openapi.json: no server error, every answer conforming to
 # the document (status codes, content types, headers, schemas), negative data rejected, 405s for
@@ -134,9 +142,11 @@ st_status=0
   --include-path-regex '^/stubs' --max-examples 20 --request-timeout 10 --no-shrink \
   --warnings off) || st_status=$?
 curl -sf -X DELETE "$st_url/stubs?prefix=" >/dev/null || st_status=1
-# Healthy afterwards: still running, /healthz answers, a callback still round-trips.
+# Healthy afterwards: still running, /healthz answers, a callback still round-trips (once the
+# verifiers the fuzzing set are gone: one with `reject` would refuse it).
 if ! kill -0 "$st_pid" 2>/dev/null \
   || ! curl -sf "$st_url/healthz" >/dev/null \
+  || ! curl -sf -X DELETE "$st_url/verifiers?prefix=" >/dev/null \
   || ! curl -sf -X POST "$st_url/callbacks/st-after" -d done >/dev/null \
   || [ "$(curl -sf "$st_url/callbacks/st-after/raw")" != done ]; then
   echo "error: eventual serve is not healthy after schemathesis; its stderr:" >&2

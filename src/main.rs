@@ -72,6 +72,10 @@ enum Command {
     Stub(cli::StubArgs),
     /// List the sink's stubs: id, key or prefix, script, hits (with --json as `GET /stubs`).
     Stubs(cli::StubsArgs),
+    /// Set a signature verifier on a running sink (the secret from --secret-env VAR or stdin).
+    ///
+    /// Prints `verifier ID set` on stdout; errors go to stderr with exit 2.
+    Verify(cli::VerifyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -292,6 +296,7 @@ fn main() -> ExitCode {
             Command::Logs(args) => Ok(cli::logs(args).await),
             Command::Stub(args) => Ok(cli::stub(args).await),
             Command::Stubs(args) => Ok(cli::stubs(args).await),
+            Command::Verify(args) => Ok(cli::verify(args).await),
         }
     });
     match result {

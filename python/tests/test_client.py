@@ -222,3 +222,26 @@ def test_a_bad_stub_is_refused_listing_every_problem(eventual_sink: Client,
     message = str(refused.value)
     for field in ("responses[0].status", "responses[0].delay", "then"):
         assert field in message, message
+
+
+def test_verify_sets_a_verifier_and_records_say_whether_callbacks_are_signed(
+        eventual_sink: Client, callback_key: str) -> None:
+    import hashlib
+    import hmac
+
+    answer = eventual_sink.verify("py-" + callback_key, prefix=callback_key, scheme="github",
+                                  secret="py-secret", reject=True)
+    assert answer["secret"] == "***"
+    body = b'{"ok": true}'
+    sig = "sha256=" + hmac.new(b"py-secret", body, hashlib.sha256).hexdigest()
+    eventual_sink.post(callback_key, body, content_type="application/json",
+                       headers={"X-Hub-Signature-256": sig})
+    record = eventual_sink.latest(callback_key)
+    assert record is not None
+    assert record["signature"] == {"verifier": "py-" + callback_key, "scheme": "github",
+                                   "valid": True}
+    with pytest.raises(SinkError) as refused:
+        eventual_sink.post(callback_key, b'{"ok": false}', content_type="application/json",
+                           headers={"X-Hub-Signature-256": sig})
+    assert refused.value.status == 401
+    assert len(eventual_sink.all(callback_key)) == 2, "the refused one is still recorded"

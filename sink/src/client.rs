@@ -302,6 +302,30 @@ impl Client {
         self.send_delete(self.stub_url(id)).await
     }
 
+    /// Sets verifier `id` (`PUT /verifiers/{id}`): callbacks under its prefix get a `signature`.
+    pub async fn verify(&self, id: &str, verifier: &NewVerifier) -> Result<(), ClientError> {
+        let req = self
+            .http
+            .put(format!("{}/verifiers/{}", self.base, encode_key(id)))
+            .json(verifier);
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let response = req.send().await?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(api_error(response).await)
+        }
+    }
+
+    /// Removes verifier `id`.
+    pub async fn delete_verifier(&self, id: &str) -> Result<(), ClientError> {
+        self.send_delete(format!("{}/verifiers/{}", self.base, encode_key(id)))
+            .await
+    }
+
     async fn send_delete(&self, url: String) -> Result<(), ClientError> {
         let req = self.http.delete(url);
         let req = match &self.token {
@@ -352,5 +376,42 @@ async fn api_error(response: reqwest::Response) -> ClientError {
             message: body.error.message,
         },
         Err(e) => ClientError::Http(e),
+    }
+}
+
+/// A signature verifier for [`Client::verify`]; its `Debug` redacts the secret.
+#[derive(Clone, Default, Serialize)]
+pub struct NewVerifier {
+    /// Keys it covers (the longest matching prefix applies).
+    pub prefix: String,
+    /// `github`, `stripe`, `standard-webhooks`, `slack`, `shopify` or `hmac-sha256`.
+    pub scheme: String,
+    /// The signing secret.
+    pub secret: String,
+    /// Timestamp tolerance (default `5m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tolerance: Option<String>,
+    /// Answer invalid signatures `401`.
+    pub reject: bool,
+    /// `hmac-sha256`: the signature's header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// `hmac-sha256`: `hex` or `base64`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
+    /// `hmac-sha256`: text before the signature.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for NewVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewVerifier")
+            .field("prefix", &self.prefix)
+            .field("scheme", &self.scheme)
+            .field("secret", &"***")
+            .field("tolerance", &self.tolerance)
+            .field("reject", &self.reject)
+            .finish_non_exhaustive()
     }
 }

@@ -6,7 +6,8 @@
 //! lock on an in-memory map and a change rewrites the whole file: written beside it, fsync'd and
 //! renamed over it (then the directory fsync'd), so the file on disk is always either the old
 //! set or the new one, never half of either. A change is answered only once it is on disk, the
-//! same promise as a callback under `--fsync always`.
+//! same promise as a callback under `--fsync always`. Files are created mode 0600 (verifiers hold
+//! secrets).
 
 use std::{
     collections::BTreeMap,
@@ -172,7 +173,12 @@ fn write_replacing<T: Serialize>(
     };
     let tmp = path.with_extension("json.tmp");
     let bytes = serde_json::to_vec_pretty(map).map_err(|e| io(std::io::Error::other(e)))?;
-    let mut file = File::create(&tmp).map_err(io)?;
+    // Owner-only: verifiers.json holds secrets.
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(io)?;
     file.write_all(&bytes).map_err(io)?;
     file.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)?;

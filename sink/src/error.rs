@@ -22,7 +22,8 @@ pub enum Error {
     /// The database (`--database`) could not be opened.
     #[error("failed to open the database: {0}")]
     Database(#[from] crate::postgres::OpenError),
-    /// The definitions kept in the data directory (`stubs.json`) could not be read.
+    /// A definitions file kept in the data directory (`stubs.json`, `verifiers.json`) could not
+    /// be read.
     #[error("failed to load the sink's definitions: {0}")]
     Definitions(#[source] crate::definitions::DefinitionsError),
     /// The log could not be flushed at shutdown.
@@ -114,10 +115,13 @@ pub enum ApiError {
     /// The database (cluster mode) is unreachable or failed: nothing was stored or read.
     #[error("{0}")]
     Unavailable(String),
-    /// A definition (a stub) failed validation: every problem, by field (`responses[1].status`),
+    /// A definition (a stub, a verifier) failed validation: every problem, by field (`responses[1].status`),
     /// answered at once as `422 invalid_fields` with `"fields": {field: problem}`.
     #[error("{}", .0.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<(String, String)>),
+    /// A verifier with `reject: true` found the callback's signature invalid (it was recorded).
+    #[error("{0}")]
+    InvalidSignature(String),
     /// The server is stopping; waits are answered with this.
     #[error("the sink is shutting down; retry against the restarted server")]
     ShuttingDown,
@@ -145,6 +149,7 @@ impl ApiError {
             Self::StorageFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "storage_failed"),
             Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_fields"),
+            Self::InvalidSignature(_) => (StatusCode::UNAUTHORIZED, "invalid_signature"),
             Self::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }

@@ -34,6 +34,8 @@
 //! - `error.rs` — [`ApiError`] (`{"error":{"code","message"}}`), startup [`Error`], [`LogError`].
 //! - `metrics.rs` — the series of `GET /metrics` (per sink, prometheus-client) and
 //!   [`MetricsSource`], through which the harness adds its own.
+//! - `verify/` — signature verifiers (`/verifiers/{id}`): definition, validation, selection by
+//!   longest prefix, and the schemes (`schemes.rs`).
 //! - `client.rs` — [`Client`]; `testing/` — [`TestSink`], [`TestPostgres`].
 
 mod annotate;
@@ -53,9 +55,10 @@ mod serving;
 mod store;
 mod stubs;
 mod testing;
+mod verify;
 mod wal;
 
-pub use client::{Ack, Client, ClientError, encode_key};
+pub use client::{Ack, Client, ClientError, NewVerifier, encode_key};
 pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
 pub use definitions::DefinitionsError;
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
@@ -69,4 +72,5 @@ pub use serving::{ServeOptions, serve};
 pub use store::{CountWait, InsertError, KeySummary, Store};
 pub use stubs::{MAX_DELAY, Responded, Stub, StubInfo, StubResponse, Then};
 pub use testing::{TestPostgres, TestPostgresError, TestSink};
+pub use verify::Signature;
 pub use wal::ReplayStats;

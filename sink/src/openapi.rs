@@ -105,3 +105,61 @@ pub fn optional_body(doc: &mut utoipa::openapi::OpenApi, path: &str) {
         }
     }
 }
+
+/// `PUT /verifiers/{id}`: a signature verifier for the keys under `prefix`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifierBody {
+    /// Keys it covers; the longest matching prefix applies.
+    pub prefix: String,
+    /// `github`, `stripe`, `standard-webhooks`, `slack`, `shopify` or `hmac-sha256`.
+    pub scheme: String,
+    /// The signing secret (`whsec_…` for standard-webhooks). Never returned.
+    pub secret: String,
+    /// For schemes that sign a timestamp (default `5m`).
+    pub tolerance: Option<String>,
+    /// Answer an invalid signature `401 invalid_signature` (still recorded).
+    pub reject: Option<bool>,
+    /// `hmac-sha256`: the header carrying the signature.
+    pub header: Option<String>,
+    /// `hmac-sha256`: `hex` (default) or `base64`.
+    pub encoding: Option<String>,
+    /// `hmac-sha256`: text before the signature, e.g. `sha256=`.
+    pub signature_prefix: Option<String>,
+}
+
+/// A verifier as answered: its fields with `"secret": "***"`, and its `id`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifierView {
+    /// Its id.
+    pub id: String,
+    /// Keys it covers.
+    pub prefix: String,
+    /// Its scheme.
+    pub scheme: String,
+    /// Always `***`.
+    pub secret: String,
+    /// As given.
+    pub tolerance: Option<String>,
+    /// Whether invalid signatures are answered `401`.
+    pub reject: bool,
+    /// `hmac-sha256` only.
+    pub header: Option<String>,
+    /// `hmac-sha256` only.
+    pub encoding: Option<String>,
+    /// `hmac-sha256` only.
+    pub signature_prefix: Option<String>,
+}
+
+/// `GET /verifiers`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifierList {
+    /// Every verifier, by id.
+    pub verifiers: Vec<VerifierView>,
+}
+
+/// `DELETE /verifiers?prefix=P`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removed {
+    /// The ids removed.
+    pub removed: Vec<String>,
+}

@@ -44,6 +44,9 @@ pub struct Record {
     /// Base64 (standard alphabet) of a body that is neither JSON nor UTF-8 text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body_base64: Option<String>,
+    /// The signature check of the verifier that covers the key (`PUT /verifiers/{id}`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::verify::Signature>,
 }
 
 impl Record {
@@ -83,12 +86,23 @@ pub(crate) struct Encoded {
 
 impl Encoded {
     /// Prefix form for a later `seq`, so the expensive part happens outside the key's lock.
+    #[cfg(test)]
     pub(crate) fn new(key: &str, incoming: &Incoming<'_>, received: SystemTime) -> Self {
+        Self::signed(key, incoming, received, None)
+    }
+
+    /// As [`new`](Self::new), with the outcome of a signature check in the record.
+    pub(crate) fn signed(
+        key: &str,
+        incoming: &Incoming<'_>,
+        received: SystemTime,
+        signature: Option<&crate::verify::Signature>,
+    ) -> Self {
         let mut head = Vec::with_capacity(key.len() + 10);
         head.extend_from_slice(b"{\"key\":");
         write_json_str(&mut head, key);
         head.push(b',');
-        let tail = encode_tail(incoming, received);
+        let tail = encode_tail(incoming, received, signature);
         let received_ms = received
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
@@ -130,7 +144,11 @@ impl Encoded {
     }
 }
 
-fn encode_tail(incoming: &Incoming<'_>, received: SystemTime) -> Vec<u8> {
+fn encode_tail(
+    incoming: &Incoming<'_>,
+    received: SystemTime,
+    signature: Option<&crate::verify::Signature>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(incoming.body.len() + 256);
     out.extend_from_slice(b"\"received_at\":\"");
     out.extend_from_slice(
@@ -182,6 +200,11 @@ fn encode_tail(incoming: &Incoming<'_>, received: SystemTime) -> Vec<u8> {
     match &content_type {
         Some(ct) => write_json_str(&mut out, ct),
         None => out.extend_from_slice(b"null"),
+    }
+    if let Some(sig) = signature {
+        // Before the body, which must stay the last field (see `raw_body`).
+        out.extend_from_slice(b",\"signature\":");
+        let _ = serde_json::to_writer(&mut out, sig);
     }
     out.extend_from_slice(b",\"size\":");
     out.extend_from_slice(incoming.body.len().to_string().as_bytes());

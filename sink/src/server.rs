@@ -8,6 +8,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     backend::Backend,
     config::Config,
+    definitions::Definitions,
     error::Error,
     postgres::PgStore,
     routes::{AppState, router},
@@ -28,17 +29,27 @@ pub struct Sink {
 
 impl Sink {
     /// Opens the store — replaying `data_dir`'s log if there is one, or connecting to
-    /// `database` and migrating its schema in cluster mode —, loads the stubs kept in the data
-    /// directory and starts retention expiry. Must be called inside a Tokio runtime.
+    /// `database` and migrating its schema in cluster mode —, loads the stubs and verifiers kept in
+    /// the data directory and starts retention expiry. Must be called inside a Tokio runtime.
     pub async fn open(config: Config) -> Result<Self, Error> {
         let shutdown = CancellationToken::new();
         let stubs = match &config.data_dir {
             None => StubSet::in_memory(),
             Some(dir) => StubSet::open(dir).map_err(Error::Definitions)?,
         };
+        let verifiers = match &config.data_dir {
+            None => Definitions::in_memory(),
+            Some(dir) => Definitions::open(dir, "verifiers").map_err(Error::Definitions)?,
+        };
         if let Some(url) = &config.database {
             let db = PgStore::open(url, &config, &shutdown).await?;
-            let state = AppState::new(Backend::Postgres(db), stubs, config, shutdown.clone());
+            let state = AppState::new(
+                Backend::Postgres(db),
+                stubs,
+                config,
+                shutdown.clone(),
+                verifiers,
+            );
             return Ok(Self {
                 state,
                 store: None,
@@ -64,6 +75,7 @@ impl Sink {
             stubs,
             config,
             shutdown.clone(),
+            verifiers,
         );
         Ok(Self {
             state,

@@ -16,12 +16,14 @@
 //! - `inspect.rs` — `eventual runs`, `show`, `logs`.
 //! - `manage.rs` — `eventual cancel`, `rerun`.
 //! - `stub.rs` — `eventual stub`, `stubs` (the sink's scripted answers).
+//! - `verify.rs` — `eventual verify`: a signature verifier on a sink, the secret from env or stdin.
 
 mod inspect;
 mod manage;
 mod run;
 mod stub;
 mod upload;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -35,6 +37,7 @@ pub(crate) use manage::{RerunArgs, RunIdArgs, cancel, rerun};
 pub(crate) use run::{RunArgs, run};
 pub(crate) use stub::{StubArgs, StubsArgs, stub, stubs};
 pub(crate) use upload::{UploadArgs, upload};
+pub(crate) use verify::{VerifyArgs, verify};
 
 /// How to reach the server.
 #[derive(Debug, clap::Args)]

@@ -26,6 +26,8 @@ const SINK_PATHS: &[(&str, &[&str])] = &[
     ("/callbacks/{key}/events", &["get"]),
     ("/stubs", &["get", "delete"]),
     ("/stubs/{id}", &["put", "get", "delete"]),
+    ("/verifiers", &["get", "delete"]),
+    ("/verifiers/{id}", &["get", "put", "delete"]),
 ];
 
 /// The harness router's paths (`harness/src/routes/mod.rs`); its `/api/tests/{*path}` wildcard

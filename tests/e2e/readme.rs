@@ -96,6 +96,10 @@ const NOT_TOURS: &[(&str, &str)] = &[
         "`pip install` into the reader's Python; `scripts/test.sh` installs it into a fresh \
          virtualenv and runs its suite",
     ),
+    (
+        "Signature verification",
+        "one `curl` with the reader's token; sink/tests/api/verifiers.rs drives every route",
+    ),
     ("Benchmarks", "measurements that take minutes"),
 ];
 

@@ -59,7 +59,7 @@ seq, and check how the system under test copes; every callback is still recorded
 
 from __future__ import annotations
 
-from typing import Any, List, Mapping, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .client import (
     DEFAULT_SINK_URL,
@@ -79,7 +79,7 @@ __version__ = "0.1.0"
 # `all` is left out so that `from eventual import *` does not hide the builtin: use `eventual.all`.
 __all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Response", "Seconds", "SinkError", "Stub",
            "await_callback", "body", "callback_url", "callbacks", "delete_stub", "key", "latest",
-           "raw", "sink_url", "stub", "stubs", "wait_for", "wait_for_count"]
+           "raw", "sink_url", "stub", "stubs", "verify", "wait_for", "wait_for_count"]
 
 
 def _client() -> Client:
@@ -117,6 +117,13 @@ def raw(key: str, seq: Optional[int] = None) -> bytes:
     """The exact body bytes of the latest record for `key` (or of record `seq`); SinkError with
     `status` 404 when there is no such record."""
     return _client().raw(key, seq)
+
+
+def verify(verifier_id: str, *, prefix: str, scheme: str, secret: str,
+           tolerance: Optional[str] = None, reject: bool = False) -> Dict[str, Any]:
+    """Set a signature verifier for the keys under `prefix` (see `Client.verify`)."""
+    return _client().verify(verifier_id, prefix=prefix, scheme=scheme, secret=secret,
+                            tolerance=tolerance, reject=reject)
 
 
 def wait_for(key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:

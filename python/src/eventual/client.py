@@ -125,6 +125,25 @@ class Client:
         else:
             self._request("DELETE", "/callbacks?prefix=%s" % _quote(prefix or ""))
 
+    def verify(self, verifier_id: str, *, prefix: str, scheme: str, secret: str,
+               tolerance: Optional[str] = None, reject: bool = False,
+               header: Optional[str] = None, encoding: Optional[str] = None,
+               signature_prefix: Optional[str] = None) -> Dict[str, Any]:
+        """Set verifier `verifier_id` (PUT /verifiers/{id}): callbacks under `prefix` get a
+        `signature` in their record, checked with `scheme` and `secret`; the answer shows the
+        verifier with its secret redacted (`"***"`)."""
+        body: Dict[str, Any] = {"prefix": prefix, "scheme": scheme, "secret": secret,
+                                "reject": reject}
+        for name, value in (("tolerance", tolerance), ("header", header),
+                            ("encoding", encoding), ("signature_prefix", signature_prefix)):
+            if value is not None:
+                body[name] = value
+        raw = self._request("PUT", "/verifiers/%s" % _quote(verifier_id),
+                            data=json.dumps(body).encode(),
+                            headers={"Content-Type": "application/json"})[1]
+        answer: Dict[str, Any] = json.loads(raw)
+        return answer
+
     def wait_for(self, key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:
         """Wait until a record exists for `key` (newer than seq `after`, if given) and return it.
 

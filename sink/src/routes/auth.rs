@@ -25,7 +25,7 @@ pub(super) async fn require_token(
         return next.run(request).await;
     };
     // (Only installed when a token is configured; the check above is belt and braces.)
-    // `PUT /stubs/{id}` is not a callback: only the `/callbacks` routes take unauthenticated posts.
+    // `PUT /stubs/{id}`, `PUT /verifiers/{id}` (a secret) are not callbacks: only the `/callbacks` routes take unauthenticated posts.
     let is_ingest = matches!(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH

@@ -28,7 +28,7 @@ use crate::{
     method(post, put, patch), path = "/callbacks/{key}", tag = "sink",
     params(("key" = String, Path, description = "The key (1–1024 bytes of UTF-8, URL-encoded)")),
     request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
-    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
+    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 401, description = "`invalid_signature`: a verifier with `reject` found the signature invalid (the callback was recorded)", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn record_keyed(
     State(state): State<AppState>,
@@ -46,7 +46,7 @@ pub(super) async fn record_keyed(
     post, path = "/callbacks", tag = "sink",
     params(("X-Request-Id" = Option<String>, Header, description = "The key (or the `--key-header`s); else the body's `/request_id`, `/requestId`, `/id`")),
     request_body(description = "Any body of any content type", content((serde_json::Value = "application/json"), (String = "text/plain"))),
-    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`missing_key`, `invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
+    responses((status = 200, description = "Recorded", body = crate::openapi::Stored), (status = 400, description = "`missing_key`, `invalid_key`, `invalid_body`", body = crate::openapi::ErrorBody), (status = 401, description = "`invalid_signature`: a verifier with `reject` found the signature invalid (the callback was recorded)", body = crate::openapi::ErrorBody), (status = 413, description = "`body_too_large`: over `--max-body`", body = crate::openapi::ErrorBody), (status = 507, description = "`sink_full` at `--max-callbacks`, `storage_full`", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn record_by_lookup(
     State(state): State<AppState>,
@@ -180,9 +180,24 @@ async fn store_callback(
         headers,
         body,
     };
-    let encoded = Encoded::new(&key, &incoming, std::time::SystemTime::now());
-    // A stub is chosen by key before the insert; its response by seq, inside it (the hook).
-    let plan = state.stubs().plan(&key);
+    // Verified on the raw bytes before encoding: the outcome is part of the record.
+    let checked = state
+        .verifiers()
+        .read(|map| crate::verify::verify(map, &key, headers, body));
+    let (signature, refuse) = checked.map_or((None, false), |(s, r)| (Some(s), r));
+    let encoded = Encoded::signed(
+        &key,
+        &incoming,
+        std::time::SystemTime::now(),
+        signature.as_ref(),
+    );
+    // A stub is chosen by key before the insert; its response by seq, inside it (the hook). A
+    // callback a verifier rejects is answered 401, not by a stub (its record has no response).
+    let plan = if refuse {
+        None
+    } else {
+        state.stubs().plan(&key)
+    };
     let inserted = match &plan {
         Some(plan) => {
             state
@@ -210,6 +225,14 @@ async fn store_callback(
             InsertError::Persist(e) => ApiError::Internal(e.to_string()),
             InsertError::Unavailable(e) => ApiError::from(e),
         })?;
+    if let (true, Some(sig)) = (refuse, &signature) {
+        return Err(ApiError::InvalidSignature(format!(
+            "the callback was recorded as {key:?} seq {seq}, but its signature is invalid for verifier {:?} ({}): {}",
+            sig.verifier,
+            sig.scheme,
+            sig.reason.as_deref().unwrap_or("invalid")
+        )));
+    }
     if let Some(answer) = answer {
         // Stored and durable, every lock released: now the scripted answer (maybe delayed).
         state.stubs().hit(answer.stub_id());

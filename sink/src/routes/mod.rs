@@ -8,6 +8,7 @@
 //! - `auth.rs` — `--token`; `query.rs` — query parameters and their specific `400` codes.
 //! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
 //! - `meta.rs` — `/healthz`, `/openapi.json`, the JSON 404/405 fallbacks, the JSON response helper.
+//! - `verifiers.rs` — signature verifiers (`/verifiers`, `/verifiers/{id}`).
 //! - `metrics.rs` — `GET /metrics` and the layer counting the answers to posted callbacks.
 //! - `stubs.rs` — scripted answers: `/stubs`, `/stubs/{id}` (the logic is in `crate::stubs`).
 
@@ -21,6 +22,7 @@ mod query;
 mod reads;
 mod state;
 mod stubs;
+mod verifiers;
 
 use axum::{
     Router,
@@ -33,7 +35,8 @@ use utoipa::OpenApi;
 pub use auth::{AuthRefusal, CROSS_SITE, authorize};
 
 use crate::openapi::{
-    Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Stored, StubList, StubsDeleted,
+    Callbacks, ErrorBody, ErrorDetail, Health, KeyList, Removed, Stored, StubList, StubsDeleted,
+    VerifierBody, VerifierList, VerifierView,
 };
 
 /// The sink's routes, for [`crate::openapi::document`].
@@ -61,9 +64,14 @@ use crate::openapi::{
         stubs::put,
         stubs::get,
         stubs::delete,
+        verifiers::list,
+        verifiers::delete_prefix,
+        verifiers::get_one,
+        verifiers::put,
+        verifiers::delete_one,
     ),
-    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, StubList, StubsDeleted, crate::Record, crate::KeySummary, crate::Stub, crate::StubResponse, crate::Then, crate::StubInfo, crate::Responded)),
-    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"), (name = "stubs", description = "Scripted answers to callbacks: status, delay, body, dropped connection"))
+    components(schemas(ErrorBody, ErrorDetail, Stored, Health, Callbacks, KeyList, StubList, StubsDeleted, crate::Record, crate::KeySummary, crate::Stub, crate::StubResponse, crate::Then, crate::StubInfo, crate::Responded, crate::Signature, VerifierBody, VerifierView, VerifierList, Removed)),
+    tags((name = "sink", description = "Callbacks: record, read, wait, list, delete"), (name = "stubs", description = "Scripted answers to callbacks: status, delay, body, dropped connection"), (name = "verifiers", description = "Signature verification of callbacks by key prefix"))
 )]
 pub(crate) struct SinkApi;
 
@@ -100,6 +108,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/stubs/{id}",
             get(stubs::get).put(stubs::put).delete(stubs::delete),
+        )
+        .route(
+            "/verifiers",
+            get(verifiers::list).delete(verifiers::delete_prefix),
+        )
+        .route(
+            "/verifiers/{id}",
+            get(verifiers::get_one)
+                .put(verifiers::put)
+                .delete(verifiers::delete_one),
         )
         .fallback(meta::route_not_found)
         .method_not_allowed_fallback(meta::method_not_allowed);

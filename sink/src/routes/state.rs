@@ -6,7 +6,10 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use crate::{backend::Backend, config::Config, metrics::Metrics, stubs::StubSet};
+use crate::{
+    backend::Backend, config::Config, definitions::Definitions, metrics::Metrics, stubs::StubSet,
+    verify::Verifier,
+};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -25,6 +28,8 @@ struct StateInner {
     metrics: Metrics,
     /// Cancelled on SIGINT/SIGTERM: waiters answer `503 shutting_down`, event streams end.
     shutdown: CancellationToken,
+    /// `PUT /verifiers/{id}`: signature verifiers by id.
+    verifiers: Definitions<Verifier>,
     /// `GET /openapi.json`: the sink's document, merged with what [`AppState::add_openapi`] added.
     openapi: RwLock<Document>,
 }
@@ -35,6 +40,7 @@ impl AppState {
         stubs: StubSet,
         config: Config,
         shutdown: CancellationToken,
+        verifiers: Definitions<Verifier>,
     ) -> Self {
         Self {
             inner: Arc::new(StateInner {
@@ -43,6 +49,7 @@ impl AppState {
                 stubs,
                 config,
                 shutdown,
+                verifiers,
                 openapi: RwLock::new(with_json(crate::openapi::document())),
             }),
         }
@@ -62,6 +69,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(super) fn verifiers(&self) -> &Definitions<Verifier> {
+        &self.inner.verifiers
     }
 
     pub(super) fn shutdown(&self) -> &CancellationToken {

@@ -9,4 +9,5 @@ mod metrics;
 mod persistence;
 mod reading;
 mod stubs;
+mod verifiers;
 mod waiting;
