@@ -753,7 +753,7 @@ function chart(runs) {
   svg.append(svgEl("line", { x1: 0, y1: H, x2: W, y2: H, class: "axis" }));
   svg.append(svgEl("text", { x: W - PAD, y: H + 13, "text-anchor": "end", class: "axis-label" }, `max ${seconds(max)}`));
   runs.forEach((r, i) => {
-    const h = Math.max(2, ((r.duration_ms || 0) / max) * (H - PAD));
+    const h = Math.max(4, ((r.duration_ms || 0) / max) * (H - PAD));
     const x = W - PAD - (runs.length - i) * step;
     const cls = NOT_PASSED.has(r.status) ? "fail" : r.status === "passed" ? "pass" : "other";
     const title = `run #${r.run_id}: ${r.status}${r.duration_ms != null ? `, ${seconds(r.duration_ms)}` : ""}, ${r.created_at}`;
