@@ -748,7 +748,7 @@ function chart(runs) {
   const W = 600, H = 120, PAD = 4;
   const max = Math.max(1, ...runs.map((r) => r.duration_ms || 0));
   const step = (W - 2 * PAD) / Math.max(runs.length, 10);
-  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H + 16}`, class: "chart", role: "img",
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H + 16}`, class: "chart", role: "group",
     "aria-label": `Durations of the last ${runs.length} runs, newest right; failed runs in red` });
   svg.append(svgEl("line", { x1: 0, y1: H, x2: W, y2: H, class: "axis" }));
   svg.append(svgEl("text", { x: W - PAD, y: H + 13, "text-anchor": "end", class: "axis-label" }, `max ${seconds(max)}`));
