@@ -46,6 +46,18 @@ async function api(path, options = {}) {
   return body;
 }
 
+// One time convention on every page: local time shown, the UTC ISO string on hover.
+function when(iso, style = "datetime") {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return String(iso);
+  const text = style === "time" ? d.toLocaleTimeString() : d.toLocaleString();
+  return el("time", { datetime: d.toISOString(), title: d.toISOString() }, text);
+}
+const seconds = (ms) => (ms != null ? `${(ms / 1000).toFixed(3)}s` : "");
+const testHref = (path) => `#/tests/${path.split("/").map(encodeURIComponent).join("/")}`;
+const NOT_PASSED = new Set(["failed", "error", "timed_out", "cancelled", "interrupted", "skipped"]);
+
 const badge = (status) => el("span", { class: `badge ${status}` }, status.replace("_", " "));
 
 function duration(run) {
@@ -93,6 +105,7 @@ function route() {
   main.replaceChildren();
   for (const a of document.querySelectorAll("[data-nav]")) a.classList.remove("active");
   if (m) { mark("runs"); shownRun = runPage(main, Number(m[1]), m[2] ? Number(m[2]) : 0); }
+  else if (hash.startsWith("#/tests/")) { mark("runs"); testPage(main, decodeURIComponent(hash.slice(8))); }
   else if (hash.startsWith("#/envs")) { mark("envs"); envsPage(main); }
   else if (hash.startsWith("#/sink")) { mark("sink"); sinkPage(main, decodeURIComponent(hash.slice(7))); }
   else { mark("runs"); runsPage(main); }
@@ -109,13 +122,17 @@ function runsPage(main) {
   // read before a change whose event was already applied; every change sends an event, so the
   // event's state is never older than the page's and must not be overwritten by it.
   const live = new Map();
-  const filters = { username: "", env_id: "", status: "" };
+  const filters = { username: "", env_id: "", status: "", test: "" };
+  // #/?test=PATH: the runs of one test (the link on a test's page).
+  const wanted = new URLSearchParams((location.hash.split("?")[1]) || "");
+  if (wanted.get("test")) { filters.test = wanted.get("test"); $("#filters [name=test]").value = filters.test; }
   let oldest = null;
 
   const matches = (run) =>
     (!filters.username || run.username === filters.username) &&
     (!filters.env_id || String(run.env_id) === filters.env_id) &&
-    (!filters.status || run.status === filters.status);
+    (!filters.status || run.status === filters.status) &&
+    (!filters.test || run.tests.some((t) => t.path === filters.test));
 
   function rowFor(run) {
     const tr = el("tr", { "data-run": run.id },
@@ -181,12 +198,23 @@ async function loadCatalog() {
   for (const t of catalog) group(t.dir).tests.push(t);
   // Support files are listed beside the tests they serve, without a checkbox: they never run.
   for (const s of listing.support || []) group(s.dir).support.push(s);
-  picker.replaceChildren(...[...byDir.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([dir, { tests, support }]) =>
+  const box = (value, text, extra = {}) =>
+    el("input", { type: "checkbox", name: "tests", value, ...(chosen.has(value) ? { checked: "" } : {}), ...extra });
+  // A whole directory ("dir/") or a tag ("tag:NAME") is resolved by the server when the run is made.
+  const tags = [...new Set(catalog.flatMap((t) => t.tags))].sort();
+  const tagGroup = tags.length ? [el("fieldset", { class: "tag-group" }, el("legend", {}, "Tags"),
+    el("div", { class: "chips" }, tags.map((tag) => el("label", { class: "chip", "data-tag": tag },
+      box(`tag:${tag}`, tag, { "aria-label": `tag ${tag}` }), tag))))] : [];
+  picker.replaceChildren(...tagGroup, ...[...byDir.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([dir, { tests, support }]) =>
     el("fieldset", {}, el("legend", {}, dir || "(top level)"),
-      tests.map((t) => el("label", { "data-path": t.path },
-        el("input", { type: "checkbox", name: "tests", value: t.path, ...(chosen.has(t.path) ? { checked: "" } : {}) }),
-        t.path.split("/").pop(),
-        t.tags.length ? el("small", { class: "tags" }, ` [${t.tags.join(", ")}]`) : "")),
+      dir ? el("label", { class: "dir-pick", "data-path": `${dir}/` },
+        box(`${dir}/`, dir, { "aria-label": `whole directory ${dir}` }), el("small", {}, "whole directory")) : "",
+      tests.map((t) => el("div", { class: "pick", "data-path": t.path },
+        el("label", {},
+          box(t.path),
+          t.path.split("/").pop(),
+          t.tags.length ? el("small", { class: "tags", title: t.tags.join(", ") }, ` [${t.tags.join(", ")}]`) : ""),
+        el("a", { class: "history", href: testHref(t.path), "aria-label": `history of ${t.path}`, title: "this test's history" }, "history"))),
       support.map((s) => el("span", { class: "support", "data-path": s.path, title: "support file: uploaded beside the tests, never run itself" },
         s.path.split("/").pop(), el("small", { class: "tags" }, " support"))))));
   const dirs = $("#dirs");
@@ -195,8 +223,8 @@ async function loadCatalog() {
 }
 function filterTests() {
   const q = ($("#nr-search")?.value || "").toLowerCase();
-  for (const item of document.querySelectorAll("#nr-tests [data-path]")) item.hidden = !item.dataset.path.toLowerCase().includes(q);
-  for (const group of document.querySelectorAll("#nr-tests fieldset")) group.hidden = !group.querySelector("[data-path]:not([hidden])");
+  for (const item of document.querySelectorAll("#nr-tests fieldset:not(.tag-group) [data-path]")) item.hidden = !item.dataset.path.toLowerCase().includes(q);
+  for (const group of document.querySelectorAll("#nr-tests fieldset:not(.tag-group)")) group.hidden = !group.querySelector("[data-path]:not([hidden])");
 }
 
 function newRunForm() {
@@ -204,6 +232,16 @@ function newRunForm() {
   api("/api/envs").then((envs) => { $("#nr-env").max = envs.length; $("#nr-env").placeholder = `1–${envs.length}`; });
   $("#nr-search").addEventListener("input", filterTests);
   loadCatalog();
+  // A field's error goes away as soon as that field is changed.
+  const clearField = (e) => {
+    const name = e.target.name;
+    if (!name) return;
+    const p = form.querySelector(`.field-error[data-for="${name}"]`);
+    if (p) p.textContent = "";
+    e.target.removeAttribute("aria-invalid");
+  };
+  form.addEventListener("input", clearField);
+  form.addEventListener("change", clearField);
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     for (const p of form.querySelectorAll(".field-error, .form-error")) p.textContent = "";
@@ -261,14 +299,15 @@ function runPage(main, id, line) {
   $("#download").href = `/api/runs/${id}/log?download=true`;
   function render(r) {
     run = r;
-    for (const [k, v] of Object.entries({ id: `#${r.id}`, username: r.username, env_id: r.env_id, created_at: r.created_at, duration: duration(r), phase: r.phase || "—" }))
+    for (const [k, v] of Object.entries({ id: `#${r.id}`, username: r.username, env_id: r.env_id, created_at: "", duration: duration(r), phase: r.phase || "—" }))
       $(`[data-f=${k}]`).textContent = v;
+    $("[data-f=created_at]").replaceChildren(when(r.created_at));
     const statusBadge = badge(r.status);
     statusBadge.dataset.f = "status";
     $("[data-f=status]").replaceWith(statusBadge);
     $("#tests-body").replaceChildren(...r.tests.map((t, i) => el("tr", {},
-      el("td", {}, i + 1), el("td", {}, t.path), el("td", {}, badge(t.status)),
-      el("td", {}, t.exit_code ?? ""), el("td", {}, t.duration_ms != null ? `${(t.duration_ms / 1000).toFixed(3)}s` : ""))));
+      el("td", {}, i + 1), el("td", {}, el("a", { href: testHref(t.path), title: "this test's history" }, t.path)), el("td", {}, badge(t.status)),
+      el("td", {}, t.exit_code ?? ""), el("td", {}, seconds(t.duration_ms)))));
     const sc = $("#scripts");
     sc.replaceChildren();
     if (r.scripts && r.scripts.length) {
@@ -276,8 +315,8 @@ function runPage(main, id, line) {
         el("thead", {}, el("tr", {}, el("th", {}, "Script"), el("th", {}, "State"), el("th", {}, "Exit"), el("th", {}, "Started"), el("th", {}, "Finished"))),
         el("tbody", {}, r.scripts.map((x) => el("tr", { "data-script": x.name },
           el("td", {}, x.name), el("td", {}, badge(x.state)), el("td", {}, x.exit_code ?? ""),
-          el("td", {}, x.started_at ? new Date(x.started_at).toLocaleTimeString() : ""),
-          el("td", {}, x.finished_at ? new Date(x.finished_at).toLocaleTimeString() : ""))))));
+          el("td", {}, when(x.started_at, "time")),
+          el("td", {}, when(x.finished_at, "time")))))));
     }
     const aw = $("#awaiting");
     aw.replaceChildren();
@@ -286,10 +325,11 @@ function runPage(main, id, line) {
         el("thead", {}, el("tr", {}, el("th", {}, "Key"), el("th", {}, "Arrived"), el("th", {}, "Deadline"))),
         el("tbody", {}, r.awaiting.map((a) => el("tr", { "data-key": a.key },
           el("td", {}, el("a", { href: `#/sink/${encodeURIComponent(a.key)}` }, a.key)),
-          el("td", {}, `${a.arrived} / ${a.count}`), el("td", {}, a.deadline))))));
+          el("td", {}, `${a.arrived} / ${a.count}`), el("td", {}, when(a.deadline)))))));
     }
     const finished = !["queued", "running"].includes(r.status);
     $("#cancel").disabled = finished;
+    $("#rerun-failed").hidden = !finished || !r.tests.some((t) => t.status !== "passed");
   }
   $("#cancel").addEventListener("click", async () => {
     $("#cancel").disabled = true;
@@ -297,6 +337,12 @@ function runPage(main, id, line) {
   });
   $("#rerun").addEventListener("click", async () => {
     try { const r = await api(`/api/runs/${id}/rerun`, { method: "POST" }); location.hash = `#/runs/${r.id}`; } catch (err) { alert(err.message); }
+  });
+  $("#rerun-failed").addEventListener("click", async () => {
+    try {
+      const r = await api(`/api/runs/${id}/rerun`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ only: "failed" }) });
+      location.hash = `#/runs/${r.id}`;
+    } catch (err) { alert(err.message); }
   });
   // Changes come over the page's one /api/events connection (the per-run stream would send the
   // whole log again, line by line). As on the runs page, an event's state wins over the fetched one.
@@ -663,6 +709,61 @@ function logViewer(box, runId, ui) {
   };
 }
 
+// ---- a test's page: pass rate, durations over time, recent runs ----------------------------
+function testPage(main, path) {
+  main.append(view("test-view"));
+  $("#test-path").textContent = path;
+  $("#test-all-runs").href = `#/?${new URLSearchParams({ test: path })}`;
+  const segs = path.split("/").map(encodeURIComponent).join("/");
+  async function load() {
+    const h = await api(`/api/tests/${segs}/history`);
+    const runs = [...h.runs].sort((a, b) => a.run_id - b.run_id); // oldest left, newest right
+    $("#test-rate").textContent = h.ended
+      ? `${Math.round(h.pass_rate * 100)}% passed (${h.passed} of ${h.ended} finished runs)`
+      : "no finished runs yet";
+    $("#test-chart").replaceChildren(chart(runs));
+    $("#test-runs").replaceChildren(...[...runs].reverse().map((r) => el("tr", { "data-run": r.run_id },
+      el("td", {}, el("a", { href: `#/runs/${r.run_id}` }, `#${r.run_id}`)),
+      el("td", {}, badge(r.status)), el("td", {}, r.exit_code ?? ""), el("td", {}, seconds(r.duration_ms)),
+      el("td", {}, r.env_id), el("td", {}, r.username), el("td", {}, when(r.created_at)))));
+    $("#test-chart").dataset.ready = "true";
+  }
+  listeners.add((kind, data) => {
+    if (kind === "open" || (kind === "run" && data.tests.some((t) => t.path === path))) load().catch((err) => { $("#test-rate").textContent = err.message; });
+  });
+  load().catch((err) => { $("#test-rate").textContent = err.message; });
+}
+
+// Bars of each run's duration, newest right; a failed run's bar in the failure colour; each bar a
+// link to its run with the details as its tooltip.
+function chart(runs) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svgEl = (tag, attrs = {}, ...kids) => {
+    const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    n.append(...kids);
+    return n;
+  };
+  if (!runs.length) return el("p", { class: "small" }, "no runs of this test yet");
+  const W = 600, H = 120, PAD = 4;
+  const max = Math.max(1, ...runs.map((r) => r.duration_ms || 0));
+  const step = (W - 2 * PAD) / Math.max(runs.length, 10);
+  const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H + 16}`, class: "chart", role: "group",
+    "aria-label": `Durations of the last ${runs.length} runs, newest right; failed runs in red` });
+  svg.append(svgEl("line", { x1: 0, y1: H, x2: W, y2: H, class: "axis" }));
+  svg.append(svgEl("text", { x: W - PAD, y: H + 13, "text-anchor": "end", class: "axis-label" }, `max ${seconds(max)}`));
+  runs.forEach((r, i) => {
+    const h = Math.max(4, ((r.duration_ms || 0) / max) * (H - PAD));
+    const x = W - PAD - (runs.length - i) * step;
+    const cls = NOT_PASSED.has(r.status) ? "fail" : r.status === "passed" ? "pass" : "other";
+    const title = `run #${r.run_id}: ${r.status}${r.duration_ms != null ? `, ${seconds(r.duration_ms)}` : ""}, ${r.created_at}`;
+    svg.append(svgEl("a", { href: `#/runs/${r.run_id}`, "aria-label": title },
+      svgEl("rect", { x: x + step * 0.15, y: H - h, width: step * 0.7, height: h, class: `mark ${cls}`, "data-run": r.run_id, "data-status": r.status },
+        svgEl("title", {}, title))));
+  });
+  return svg;
+}
+
 // ---- environments board -----------------------------------------------------------------
 // One compact row per environment, busy and paused first; a filter; each busy one with its run,
 // user, since, services, and its queue with the users waiting. Rows are re-sorted once a frame,
@@ -690,7 +791,7 @@ function envsPage(main) {
     return el("article", { class: `env ${state}`, "data-env": env.id, "aria-label": `Environment ${env.id}: ${state}` },
       el("h3", {}, `Env ${env.id}`), badge(state),
       el("p", { class: "holder" }, env.run_id ? ["run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : ""] : ""),
-      el("p", { class: "since", title: env.since || "" }, env.since ? `since ${new Date(env.since).toLocaleTimeString()}` : ""),
+      el("p", { class: "since" }, env.since ? ["since ", when(env.since, "time")] : ""),
       el("p", { class: "queue" }, `queue: ${env.queued.length}`, queue.flat()),
       el("p", { class: "services", "data-run": env.run_id ?? "" }, services(env)),
       el("button", { type: "button", onclick: async () => {

@@ -43,7 +43,7 @@ async function shoot(page, name) {
 
 const finished = (id) => async () => !["queued", "running"].includes((await api.get(`/api/runs/${id}`)).status);
 
-test("screenshots of the runs page, a run page, the environments board and the sink view", async () => {
+test("screenshots of the runs page, a run page, the environments board, the sink view and a test's page", async () => {
   // A morning on a shared runner: finished runs, one running with another queued behind it.
   const runs = [
     await api.createRun("ann", 1, ["pass.sh", "env.sh"]),
@@ -90,6 +90,26 @@ test("screenshots of the runs page, a run page, the environments board and the s
   await page.locator("#records .record").nth(1).waitFor();
   await page.locator("#keys li", { hasText: "job-43" }).waitFor();
   await shoot(page, "sink");
+
+  // A test's page: a history with a failure in it (the test was broken for a while, then fixed).
+  const put = async (text) => {
+    const f = new FormData();
+    f.set("file", new Blob([text]), "checkout.sh");
+    f.set("dir", "team-a/smoke");
+    f.set("overwrite", "true");
+    const res = await fetch(`${server.url}/api/tests`, { method: "POST", body: f });
+    assert.ok(res.ok, await res.text());
+  };
+  const ok = "#!/usr/bin/env bash\necho checkout ok\n";
+  for (const text of [ok, "#!/usr/bin/env bash\nsleep 0.3\necho checkout ok\n", "#!/usr/bin/env bash\necho 'payment step failed' >&2\nexit 1\n", ok]) {
+    await put(text);
+    const r = await api.createRun("ann", 5, ["team-a/smoke/checkout.sh"]);
+    await waitUntil(`run ${r.id} to finish`, finished(r.id));
+  }
+  await page.goto(`${server.url}/#/tests/team-a/smoke/checkout.sh`);
+  await page.locator("#test-chart[data-ready=true]").waitFor();
+  await page.locator("#test-runs tr").nth(3).waitFor();
+  await shoot(page, "test");
 
   assert.deepEqual(page.errors, [], "uncaught errors in the page");
   await page.close();

@@ -117,8 +117,8 @@ describe("web UI", () => {
     await group.getByRole("checkbox", { name: "uploaded_check.sh" }).waitFor();
     // The picker's search narrows the list to it.
     await page.getByPlaceholder("filter tests…").fill("nightly");
-    await waitUntil("pass.sh to be filtered out", () => picker.locator('label[data-path="pass.sh"]').isHidden());
-    assert.equal(await picker.locator('label[data-path="team-a/smoke/nightly/uploaded_check.sh"]').isVisible(), true);
+    await waitUntil("pass.sh to be filtered out", () => picker.locator('.pick[data-path="pass.sh"]').isHidden());
+    assert.equal(await picker.locator('.pick[data-path="team-a/smoke/nightly/uploaded_check.sh"]').isVisible(), true);
 
     // The same upload again is refused with a message saying why.
     await page.getByLabel("File (a test or a support file)").setInputFiles(file);
