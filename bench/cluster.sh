@@ -15,7 +15,8 @@
 #      Ratio = ingest / pgbench.
 #   4. Diagnosis (PROFILE=1, default): pgbench with the sink's own INSERT…CTE statement
 #      (copied from sink/src/postgres/records.rs) on the sink schema — PG's cost of our statement
-#      without our HTTP server — with and without the pg_notify, same -c 32.
+#      without our HTTP server — with the pg_notify, without it, and with the NOTIFY moved to a
+#      transaction of its own with synchronous_commit=off (candidate fix); same -c 32.
 #   5. Cross-node wake-up: bench/wakeup.py — long-poll GET ?wait=10s on node B (registration
 #      confirmed via B's /healthz "waiting"), POST to node A, latency = A's 2xx -> B's 200;
 #      $TRIALS sequential trials -> p50/p99.
@@ -182,14 +183,24 @@ WITH k AS (
 SELECT seq, pg_notify('eventual_callbacks', encode(convert_to('cb-' || :k, 'UTF8'), 'hex'))::text FROM r;
 SQL
   sed 's/, pg_notify(.*)::text FROM r;/ FROM r;/' "$work/cte.sql" >"$work/cte-nonotify.sql"
-  cte=(); cte_nn=()
+  # Candidate fix: the CTE without pg_notify, then the NOTIFY in a transaction of its own with
+  # synchronous_commit off (a notification is only a hint), so the notify queue's commit lock is
+  # not held across a WAL flush.
+  { cat "$work/cte-nonotify.sql"
+    echo "BEGIN;"
+    echo "SET LOCAL synchronous_commit = off;"
+    echo "SELECT pg_notify('eventual_callbacks', encode(convert_to('cb-' || :k, 'UTF8'), 'hex'));"
+    echo "COMMIT;"; } >"$work/cte-split.sql"
+  cte=(); cte_nn=(); cte_sp=()
   for r in $(seq "$REPS"); do
     t=$(pgbench_tps sink "$work/cte.sql"); cte+=("$t")
     u=$(pgbench_tps sink "$work/cte-nonotify.sql"); cte_nn+=("$u")
-    log "pgbench our CTE rep $r: $t tps with NOTIFY, $u tps without"
+    v=$(pgbench_tps sink "$work/cte-split.sql"); cte_sp+=("$v")
+    log "pgbench our CTE rep $r: $t tps with NOTIFY, $u tps without, $v tps with NOTIFY split off"
   done
   cte_med=$(printf '%s\n' "${cte[@]}" | median)
   cte_nn_med=$(printf '%s\n' "${cte_nn[@]}" | median)
+  cte_sp_med=$(printf '%s\n' "${cte_sp[@]}" | median)
 fi
 
 # ---- 5. Cross-node wake-up -------------------------------------------------------------------
@@ -220,6 +231,7 @@ goal() { awk -v v="$1" -v g="$2" -v op="$3" 'BEGIN{ok = (op==">=") ? v>=g : v<=g
   if [[ $PROFILE == 1 ]]; then
     echo "| pgbench, sink's INSERT…CTE + pg_notify (tps) | $cte_med | ${cte[*]} | (diagnosis) |"
     echo "| pgbench, sink's INSERT…CTE, no pg_notify (tps) | $cte_nn_med | ${cte_nn[*]} | (diagnosis) |"
+    echo "| pgbench, CTE then pg_notify in own tx, synchronous_commit=off (tps) | $cte_sp_med | ${cte_sp[*]} | (candidate fix) |"
   fi
   echo "| wake-up B after A's 2xx, p50 (ms) | $w50 | $wok ok, $werr errors | <= 5: $(goal "$w50" 5 '<=') |"
   echo "| wake-up p99 (ms) | $w99 | max $wmax | <= 20: $(goal "$w99" 20 '<=') |"
