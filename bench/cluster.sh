@@ -15,8 +15,10 @@
 #      Ratio = ingest / pgbench.
 #   4. Diagnosis (PROFILE=1, default): pgbench with the sink's own INSERT…CTE statement
 #      (copied from sink/src/postgres/records.rs) on the sink schema — PG's cost of our statement
-#      without our HTTP server — with the pg_notify, without it, and with the NOTIFY moved to a
-#      transaction of its own with synchronous_commit=off (candidate fix); same -c 32.
+#      without our HTTP server (usage shard = received_ms % 16 as the sink does) — with the
+#      pg_notify; without it; without it and a random shard; without it and no usage UPDATE; and
+#      with the NOTIFY moved to a transaction of its own with synchronous_commit=off (candidate
+#      fix); same -c 32.
 #   5. Cross-node wake-up: bench/wakeup.py — long-poll GET ?wait=10s on node B (registration
 #      confirmed via B's /healthz "waiting"), POST to node A, latency = A's 2xx -> B's 200;
 #      $TRIALS sequential trials -> p50/p99.
@@ -162,7 +164,6 @@ if [[ $PROFILE == 1 ]]; then
   # The INSERT of sink/src/postgres/records.rs with pgbench variables; key = random 16-char id.
   cat >"$work/cte.sql" <<'SQL'
 \set k random(1, 1000000000000)
-\set shard random(0, 15)
 WITH k AS (
     INSERT INTO callback_keys AS c (key, last_seq, count, last_ms)
     SELECT convert_to('cb-' || :k, 'UTF8'), 1, 1, (extract(epoch from clock_timestamp())*1000)::bigint
@@ -178,11 +179,15 @@ WITH k AS (
     RETURNING seq
 ), u AS (
     UPDATE callback_usage SET stored = stored + 1
-    WHERE shard = :shard AND EXISTS (SELECT 1 FROM r)
+    WHERE shard = ((extract(epoch from clock_timestamp())*1000)::bigint % 16)::smallint AND EXISTS (SELECT 1 FROM r)
 )
 SELECT seq, pg_notify('eventual_callbacks', encode(convert_to('cb-' || :k, 'UTF8'), 'hex'))::text FROM r;
 SQL
   sed 's/, pg_notify(.*)::text FROM r;/ FROM r;/' "$work/cte.sql" >"$work/cte-nonotify.sql"
+  # Usage-counter contention: the sink picks the shard row as received_ms % 16, so every insert
+  # of the same millisecond updates the same row; compare a random shard, and no counter UPDATE.
+  sed 's/WHERE shard = ((extract.*)::smallint AND/WHERE shard = (random()*15)::int AND/' "$work/cte-nonotify.sql" >"$work/cte-randshard.sql"
+  sed '/^), u AS (/,/^)$/d' "$work/cte-nonotify.sql" | sed 's/^    RETURNING seq$/    RETURNING seq\n)/' >"$work/cte-nousage.sql"
   # Candidate fix: the CTE without pg_notify, then the NOTIFY in a transaction of its own with
   # synchronous_commit off (a notification is only a hint), so the notify queue's commit lock is
   # not held across a WAL flush.
@@ -191,16 +196,20 @@ SQL
     echo "SET LOCAL synchronous_commit = off;"
     echo "SELECT pg_notify('eventual_callbacks', encode(convert_to('cb-' || :k, 'UTF8'), 'hex'));"
     echo "COMMIT;"; } >"$work/cte-split.sql"
-  cte=(); cte_nn=(); cte_sp=()
+  cte=(); cte_nn=(); cte_sp=(); cte_rs=(); cte_nu=()
   for r in $(seq "$REPS"); do
     t=$(pgbench_tps sink "$work/cte.sql"); cte+=("$t")
     u=$(pgbench_tps sink "$work/cte-nonotify.sql"); cte_nn+=("$u")
     v=$(pgbench_tps sink "$work/cte-split.sql"); cte_sp+=("$v")
-    log "pgbench our CTE rep $r: $t tps with NOTIFY, $u tps without, $v tps with NOTIFY split off"
+    x=$(pgbench_tps sink "$work/cte-randshard.sql"); cte_rs+=("$x")
+    y=$(pgbench_tps sink "$work/cte-nousage.sql"); cte_nu+=("$y")
+    log "pgbench our CTE rep $r: $t tps with NOTIFY, $u without, $v NOTIFY split off; no NOTIFY + random shard $x, + no usage UPDATE $y"
   done
   cte_med=$(printf '%s\n' "${cte[@]}" | median)
   cte_nn_med=$(printf '%s\n' "${cte_nn[@]}" | median)
   cte_sp_med=$(printf '%s\n' "${cte_sp[@]}" | median)
+  cte_rs_med=$(printf '%s\n' "${cte_rs[@]}" | median)
+  cte_nu_med=$(printf '%s\n' "${cte_nu[@]}" | median)
 fi
 
 # ---- 5. Cross-node wake-up -------------------------------------------------------------------
@@ -231,6 +240,8 @@ goal() { awk -v v="$1" -v g="$2" -v op="$3" 'BEGIN{ok = (op==">=") ? v>=g : v<=g
   if [[ $PROFILE == 1 ]]; then
     echo "| pgbench, sink's INSERT…CTE + pg_notify (tps) | $cte_med | ${cte[*]} | (diagnosis) |"
     echo "| pgbench, sink's INSERT…CTE, no pg_notify (tps) | $cte_nn_med | ${cte_nn[*]} | (diagnosis) |"
+    echo "| pgbench, CTE no pg_notify, random usage shard (tps) | $cte_rs_med | ${cte_rs[*]} | (diagnosis) |"
+    echo "| pgbench, CTE no pg_notify, no usage UPDATE (tps) | $cte_nu_med | ${cte_nu[*]} | (diagnosis) |"
     echo "| pgbench, CTE then pg_notify in own tx, synchronous_commit=off (tps) | $cte_sp_med | ${cte_sp[*]} | (candidate fix) |"
   fi
   echo "| wake-up B after A's 2xx, p50 (ms) | $w50 | $wok ok, $werr errors | <= 5: $(goal "$w50" 5 '<=') |"
