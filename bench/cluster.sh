@@ -166,27 +166,30 @@ if [[ $PROFILE == 1 ]]; then
 \set k random(1, 1000000000000)
 WITH k AS (
     INSERT INTO callback_keys AS c (key, last_seq, count, last_ms)
-    SELECT convert_to('cb-' || :k, 'UTF8'), 1, 1, (extract(epoch from clock_timestamp())*1000)::bigint
+    SELECT convert_to('cb-' || :k, 'UTF8'), 1, 1, (extract(epoch from statement_timestamp())*1000)::bigint
     WHERE (SELECT sum(stored) FROM callback_usage)::bigint < 9000000000000000000::bigint
     ON CONFLICT (key) DO UPDATE
         SET last_seq = c.last_seq + 1, count = c.count + 1, last_ms = EXCLUDED.last_ms
     RETURNING last_seq
 ), r AS (
     INSERT INTO callbacks (key, seq, received_ms, record)
-    SELECT convert_to('cb-' || :k, 'UTF8'), last_seq, (extract(epoch from clock_timestamp())*1000)::bigint,
+    SELECT convert_to('cb-' || :k, 'UTF8'), last_seq, (extract(epoch from statement_timestamp())*1000)::bigint,
            convert_to(repeat('x', 1000), 'UTF8') || convert_to(last_seq::text, 'UTF8') || '\x7d'::bytea
     FROM k
     RETURNING seq
 ), u AS (
     UPDATE callback_usage SET stored = stored + 1
-    WHERE shard = ((extract(epoch from clock_timestamp())*1000)::bigint % 16)::smallint AND EXISTS (SELECT 1 FROM r)
+    WHERE shard = ((extract(epoch from statement_timestamp())*1000)::bigint % 16)::smallint AND EXISTS (SELECT 1 FROM r)
 )
 SELECT seq, pg_notify('eventual_callbacks', encode(convert_to('cb-' || :k, 'UTF8'), 'hex'))::text FROM r;
 SQL
   sed 's/, pg_notify(.*)::text FROM r;/ FROM r;/' "$work/cte.sql" >"$work/cte-nonotify.sql"
   # Usage-counter contention: the sink picks the shard row as received_ms % 16, so every insert
   # of the same millisecond updates the same row; compare a random shard, and no counter UPDATE.
-  sed 's/WHERE shard = ((extract.*)::smallint AND/WHERE shard = (random()*15)::int AND/' "$work/cte-nonotify.sql" >"$work/cte-randshard.sql"
+  # (statement_timestamp() is stable: evaluated once, like the sink's $6; clock_timestamp() or
+  # random() in the WHERE would be evaluated per row and scan all 16.)
+  { echo '\set shard random(0, 15)'
+    sed 's/WHERE shard = ((extract.*)::smallint AND/WHERE shard = :shard AND/' "$work/cte-nonotify.sql"; } >"$work/cte-randshard.sql"
   sed '/^), u AS (/,/^)$/d' "$work/cte-nonotify.sql" | sed 's/^    RETURNING seq$/    RETURNING seq\n)/' >"$work/cte-nousage.sql"
   # Candidate fix: the CTE without pg_notify, then the NOTIFY in a transaction of its own with
   # synchronous_commit off (a notification is only a hint), so the notify queue's commit lock is
