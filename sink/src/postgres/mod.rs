@@ -5,8 +5,9 @@
 //! - **Acknowledged means committed.** A callback is one statement (its own transaction): the
 //!   key's row in `callback_keys` is inserted or bumped (`ON CONFLICT DO UPDATE`), which gives the
 //!   next `seq` under that row's lock — unique per key cluster-wide —, the record is inserted with
-//!   its `seq` spliced into the JSON encoded on arrival, the usage counter is bumped, and a
-//!   `NOTIFY` is queued; the handler answers only after the commit.
+//!   its `seq` spliced into the JSON encoded on arrival, and the usage counter is bumped; the
+//!   handler answers only after the commit. The other nodes are told afterwards, off the commit
+//!   path, by one batching notifier per node (`notifier.rs`).
 //! - **Prefixes by index.** Keys are `bytea`, ordered byte by byte like the embedded store; a
 //!   prefix is a range of the primary key (`[prefix, successor(prefix))`), so listing or deleting
 //!   one never scans other keys.
@@ -24,9 +25,11 @@
 //!
 //! # Layout
 //! - `mod.rs` — [`PgStore`]: connecting, the pool; `records.rs` — insert, reads, listing,
-//!   deletion, waits; `wakeups.rs` — the listener and the local waiters by key; `schema.rs` —
-//!   migrations; `retention.rs` — the purge task.
+//!   deletion, waits; `notifier.rs` — telling the other nodes, batched; `wakeups.rs` — the
+//!   listener and the local waiters by key; `schema.rs` — migrations; `retention.rs` — the purge
+//!   task.
 
+mod notifier;
 mod records;
 mod retention;
 mod schema;
@@ -59,7 +62,7 @@ const POOL_WAIT: Duration = Duration::from_secs(5);
 /// Connections per node.
 const POOL_SIZE: usize = 32;
 
-/// The `NOTIFY` channel of stored callbacks; the payload is the key, hex-encoded.
+/// The `NOTIFY` channel of stored callbacks; the payload is keys, hex-encoded, joined by `,`.
 const CHANNEL: &str = "eventual_callbacks";
 
 /// Why the database could not answer: it is down, restarting or unreachable, or refused the
@@ -123,6 +126,8 @@ struct Inner {
     retention: Option<Duration>,
     /// How often a waiter reads again without a notification ([`RECHECK_INTERVAL`]).
     recheck: Duration,
+    /// Keys stored by this node, for the notifier to tell the other nodes about.
+    notify: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
     /// This node's waiters by key, woken by the listener.
     wakeups: Arc<Wakeups>,
     /// Requests of this node waiting for a callback right now.
@@ -161,6 +166,8 @@ impl PgStore {
             .build()
             .map_err(|e| OpenError::Url(e.to_string()))?;
         let wakeups = Arc::new(Wakeups::default());
+        let (notify, stored_keys) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(notifier::run(config.clone(), stored_keys, shutdown.clone()));
         tokio::spawn(wakeups::listen(
             config,
             Arc::clone(&wakeups),
@@ -172,6 +179,7 @@ impl PgStore {
                 max_callbacks,
                 retention,
                 recheck: settings.recheck_interval,
+                notify,
                 wakeups,
                 waiting: AtomicUsize::new(0),
             }),

@@ -19,7 +19,7 @@ use crate::{
 };
 
 /// Stores a record: bumps (or creates) the key's row, which gives the next seq under its lock;
-/// inserts the record with that seq spliced into its JSON; counts it; notifies. Inserts nothing
+/// inserts the record with that seq spliced into its JSON; counts it. Inserts nothing
 /// when the cluster-wide total has reached `$5` (`--max-callbacks`).
 const INSERT: &str = "
 WITH k AS (
@@ -39,7 +39,7 @@ WITH k AS (
     UPDATE callback_usage SET stored = stored + 1
     WHERE shard = $6::smallint AND EXISTS (SELECT 1 FROM r)
 )
-SELECT seq, pg_notify('eventual_callbacks', encode($1::bytea, 'hex'))::text FROM r";
+SELECT seq FROM r";
 
 /// The first statement of an annotated insert: the key's next seq (under its row's lock until
 /// the transaction ends), unless the cluster-wide total has reached `$3`.
@@ -51,15 +51,16 @@ ON CONFLICT (key) DO UPDATE
     SET last_seq = c.last_seq + 1, count = c.count + 1, last_ms = EXCLUDED.last_ms
 RETURNING last_seq";
 
-/// The second: the record, finished with its seq and annotation; counted; notified.
+/// The second: the record, finished with its seq and annotation; counted.
 const PUT_RECORD: &str = "
 WITH r AS (
     INSERT INTO callbacks (key, seq, received_ms, record)
     VALUES ($1::bytea, $2::bigint, $3::bigint, $4::bytea)
+    RETURNING seq
 ), u AS (
     UPDATE callback_usage SET stored = stored + 1 WHERE shard = $5::smallint
 )
-SELECT pg_notify('eventual_callbacks', encode($1::bytea, 'hex'))::text";
+SELECT seq FROM r";
 
 /// Counter rows of `callback_usage` (see the migration).
 const USAGE_SHARDS: i16 = 16;
@@ -104,8 +105,7 @@ impl PgStore {
             .map_err(Unavailable::from)?;
         drop(client);
         let seq: i64 = row.ok_or(PgInsertError::Full)?.get(0);
-        // Local waiters need not wait for the notification's round trip.
-        self.inner.wakeups.wake(key.as_bytes());
+        self.stored(key);
         Ok(seq as u64)
     }
 
@@ -151,8 +151,15 @@ impl PgStore {
         .map_err(Unavailable::from)?;
         tx.commit().await.map_err(Unavailable::from)?;
         drop(client);
-        self.inner.wakeups.wake(key.as_bytes());
+        self.stored(key);
         Ok((seq, annotation.map(|a| a.answer)))
+    }
+
+    /// After a commit: wakes this node's waiters of `key` at once, and has the notifier tell
+    /// the other nodes.
+    fn stored(&self, key: &str) {
+        self.inner.wakeups.wake(key.as_bytes());
+        let _ = self.inner.notify.send(key.as_bytes().to_vec());
     }
 
     /// Records held, cluster-wide.

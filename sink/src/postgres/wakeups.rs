@@ -160,10 +160,13 @@ async fn listen_once(
     Ok(())
 }
 
+/// A notification names the keys stored (hex, joined by `,`: see `notifier.rs`).
 fn wake_payload(wakeups: &Wakeups, payload: &str) {
-    match decode_hex(payload) {
-        Some(key) => wakeups.wake(&key),
-        None => tracing::debug!(%payload, "ignored a notification that is not a hex key"),
+    for hex in payload.split(',') {
+        match decode_hex(hex) {
+            Some(key) => wakeups.wake(&key),
+            None => tracing::debug!(%hex, "ignored a notified key that is not hex"),
+        }
     }
 }
 
