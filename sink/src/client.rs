@@ -304,15 +304,14 @@ impl Client {
 
     /// Sets verifier `id` (`PUT /verifiers/{id}`): callbacks under its prefix get a `signature`.
     pub async fn verify(&self, id: &str, verifier: &NewVerifier) -> Result<(), ClientError> {
-        let req = self
-            .http
-            .put(format!("{}/verifiers/{}", self.base, encode_key(id)))
-            .json(verifier);
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        let response = req.send().await?;
+        let response = self
+            .authed(
+                self.http
+                    .put(format!("{}/verifiers/{}", self.base, encode_key(id))),
+            )
+            .json(verifier)
+            .send()
+            .await?;
         if response.status().is_success() {
             Ok(())
         } else {
