@@ -14,7 +14,10 @@ use std::{
     fs::{self, File},
     io::Write as _,
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use parking_lot::RwLock;
@@ -31,6 +34,9 @@ pub(crate) struct Definitions<T> {
     /// Serialises writers so that files are written in the order the map changed (the map lock
     /// itself is never held across the file write).
     write: Arc<tokio::sync::Mutex<()>>,
+    /// Whether the map is empty, kept with it under its write lock: every callback asks, and a
+    /// sink without stubs or verifiers then takes no lock to find out.
+    empty: Arc<AtomicBool>,
 }
 
 impl<T> Clone for Definitions<T> {
@@ -39,6 +45,7 @@ impl<T> Clone for Definitions<T> {
             map: Arc::clone(&self.map),
             file: self.file.clone(),
             write: Arc::clone(&self.write),
+            empty: Arc::clone(&self.empty),
         }
     }
 }
@@ -71,6 +78,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
             map: Arc::default(),
             file: None,
             write: Arc::default(),
+            empty: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -88,6 +96,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
             Err(source) => return Err(DefinitionsError::Io { path, source }),
         };
         Ok(Self {
+            empty: Arc::new(AtomicBool::new(map.is_empty())),
             map: Arc::new(RwLock::new(map)),
             file: Some(Arc::new(path)),
             write: Arc::default(),
@@ -97,6 +106,11 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
     /// Runs `f` on the definitions under a shared lock (never held across an `.await`).
     pub(crate) fn read<R>(&self, f: impl FnOnce(&BTreeMap<String, T>) -> R) -> R {
         f(&self.map.read())
+    }
+
+    /// Whether there are none (no lock taken).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.empty.load(Ordering::Acquire)
     }
 
     /// One definition by id.
@@ -139,6 +153,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
             let mut map = self.map.write();
             let before = map.clone();
             let answer = f(&mut map);
+            self.empty.store(map.is_empty(), Ordering::Release);
             (before, map.clone(), answer)
         };
         let Some(path) = self.file.clone() else {
@@ -155,7 +170,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
         match written {
             Ok(()) => Ok(answer),
             Err(e) => {
-                *self.map.write() = before;
+                let mut map = self.map.write();
+                self.empty.store(before.is_empty(), Ordering::Release);
+                *map = before;
                 Err(e)
             }
         }
@@ -196,7 +213,9 @@ mod tests {
     async fn definitions_survive_a_reopen_and_a_removal_is_persisted_too() {
         let dir = tempfile::tempdir().unwrap();
         let defs = Definitions::<u32>::open(dir.path(), "stubs").unwrap();
+        assert!(defs.is_empty());
         assert!(!defs.put("a", 1).await.unwrap());
+        assert!(!defs.is_empty());
         assert!(defs.put("a", 2).await.unwrap(), "a second put replaces");
         defs.put("b", 3).await.unwrap();
         assert_eq!(defs.remove_where(|id, _| id == "b").await.unwrap(), ["b"]);
@@ -213,6 +232,8 @@ mod tests {
         defs.put("a", 1).await.unwrap();
         // The temporary file cannot be created where a directory of that name stands.
         fs::create_dir(dir.path().join("stubs.json.tmp")).unwrap();
+        assert!(defs.remove_where(|_, _| true).await.is_err());
+        assert!(!defs.is_empty(), "the undone removal left \"a\" and says so");
         assert!(defs.put("b", 2).await.is_err());
         assert_eq!(defs.get("b"), None, "the change was undone");
         assert_eq!(defs.get("a"), Some(1));

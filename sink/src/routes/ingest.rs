@@ -181,9 +181,12 @@ async fn store_callback(
         body,
     };
     // Verified on the raw bytes before encoding: the outcome is part of the record.
-    let checked = state
-        .verifiers()
-        .read(|map| crate::verify::verify(map, &key, headers, body));
+    let verifiers = state.verifiers();
+    let checked = if verifiers.is_empty() {
+        None
+    } else {
+        verifiers.read(|map| crate::verify::verify(map, &key, headers, body))
+    };
     let (signature, refuse) = checked.map_or((None, false), |(s, r)| (Some(s), r));
     let encoded = Encoded::signed(
         &key,

@@ -3,14 +3,7 @@
 //! a key, and how many callbacks each has answered (in memory: counted since the sink started
 //! or the stub was last put).
 
-use std::{
-    collections::HashMap,
-    path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
 use parking_lot::Mutex;
 
@@ -23,8 +16,6 @@ pub(crate) struct StubSet {
     defs: Definitions<Arc<Stub>>,
     /// Callbacks answered, by stub id.
     hits: Arc<Mutex<HashMap<String, u64>>>,
-    /// Whether there is any stub: a callback to a sink without stubs takes no lock to find out.
-    any: Arc<AtomicBool>,
 }
 
 impl StubSet {
@@ -39,18 +30,17 @@ impl StubSet {
     }
 
     fn with(defs: Definitions<Arc<Stub>>) -> Self {
-        let any = defs.read(|map| !map.is_empty());
         Self {
             defs,
             hits: Arc::default(),
-            any: Arc::new(AtomicBool::new(any)),
         }
     }
 
     /// The stub that answers `key`: its exact-key stub, else the longest prefix; between equals
     /// the smallest id.
     pub(crate) fn plan(&self, key: &str) -> Option<Plan> {
-        if !self.any.load(Ordering::Acquire) {
+        // A sink without stubs takes no lock to find out.
+        if self.defs.is_empty() {
             return None;
         }
         self.defs.read(|map| {
@@ -83,7 +73,6 @@ impl StubSet {
     /// Sets stub `id` (its hits start again from 0); answers whether it replaced one.
     pub(crate) async fn put(&self, id: &str, stub: Stub) -> Result<bool, DefinitionsError> {
         let replaced = self.defs.put(id, Arc::new(stub)).await;
-        self.refresh();
         if replaced.is_ok() {
             self.hits.lock().remove(id);
         }
@@ -112,7 +101,6 @@ impl StubSet {
         pick: impl Fn(&str, &Stub) -> bool,
     ) -> Result<Vec<String>, DefinitionsError> {
         let gone = self.defs.remove_where(|id, stub| pick(id, stub)).await;
-        self.refresh();
         if let Ok(ids) = &gone {
             let mut hits = self.hits.lock();
             for id in ids {
@@ -128,11 +116,6 @@ impl StubSet {
             stub: stub.clone(),
             hits: self.hits.lock().get(id).copied().unwrap_or(0),
         }
-    }
-
-    fn refresh(&self) {
-        let any = self.defs.read(|map| !map.is_empty());
-        self.any.store(any, Ordering::Release);
     }
 }
 
