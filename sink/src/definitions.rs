@@ -233,7 +233,10 @@ mod tests {
         // The temporary file cannot be created where a directory of that name stands.
         fs::create_dir(dir.path().join("stubs.json.tmp")).unwrap();
         assert!(defs.remove_where(|_, _| true).await.is_err());
-        assert!(!defs.is_empty(), "the undone removal left \"a\" and says so");
+        assert!(
+            !defs.is_empty(),
+            "the undone removal left \"a\" and says so"
+        );
         assert!(defs.put("b", 2).await.is_err());
         assert_eq!(defs.get("b"), None, "the change was undone");
         assert_eq!(defs.get("a"), Some(1));

@@ -283,11 +283,11 @@ impl PgStore {
         let statement = client
             .prepare_cached(
                 "SELECT key, count, last_ms FROM callback_keys
-                 WHERE key >= $1 AND ($2::bytea IS NULL OR key < $2) AND key > $3 AND count > 0
+                 WHERE key >= $1 AND key < $2 AND key > $3 AND count > 0
                  ORDER BY key LIMIT $4",
             )
             .await?;
-        let upper = successor(prefix.as_bytes());
+        let upper = upper_bound(prefix.as_bytes());
         let after = after.unwrap_or("").as_bytes();
         let rows = client
             .query(
@@ -314,13 +314,10 @@ impl PgStore {
 
     /// Forgets every key under `prefix`; answers how many keys went.
     pub(crate) async fn delete_prefix(&self, prefix: &str) -> Result<usize, Unavailable> {
-        let upper = successor(prefix.as_bytes());
-        self.delete_where(
-            "key >= $1 AND ($2::bytea IS NULL OR key < $2)",
-            &[&prefix.as_bytes(), &upper],
-        )
-        .await
-        .map(|(keys, _)| keys)
+        let upper = upper_bound(prefix.as_bytes());
+        self.delete_where("key >= $1 AND key < $2", &[&prefix.as_bytes(), &upper])
+            .await
+            .map(|(keys, _)| keys)
     }
 
     /// Deletes the keys that `range` selects and their records in one transaction; answers
@@ -456,6 +453,13 @@ pub(super) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// The exclusive upper bound of the keys under `prefix`: its [`successor`], or past every key
+/// when it has none (keys are at most 1,024 bytes, so 1,025 `0xff` bytes sort after all of
+/// them). Always a bound, so the condition is an index range, never a filter over the rest.
+fn upper_bound(prefix: &[u8]) -> Vec<u8> {
+    successor(prefix).unwrap_or_else(|| vec![u8::MAX; crate::routes::MAX_KEY_LEN + 1])
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -483,5 +487,9 @@ mod tests {
             assert!(key >= &b"ab"[..] && key < upper.as_slice(), "{key:?}");
         }
         assert!(&b"ac"[..] >= upper.as_slice());
+        // With no successor the bound is past the longest key there can be.
+        let longest = vec![u8::MAX; crate::routes::MAX_KEY_LEN];
+        assert!(longest < upper_bound(b""));
+        assert!(longest < upper_bound(b"\xff"));
     }
 }

@@ -8,7 +8,7 @@ use axum::{
 use crate::error::ApiError;
 
 /// Longest key accepted, in bytes.
-const MAX_KEY_LEN: usize = 1024;
+pub(crate) const MAX_KEY_LEN: usize = 1024;
 
 /// The key of a `/callbacks/{key}…` route: percent-decoded, UTF-8, non-empty and at most
 /// [`MAX_KEY_LEN`] bytes. A handler that takes one never sees a bad key.

@@ -15,6 +15,7 @@
 mod auth;
 mod ingest;
 mod key;
+pub(crate) use key::MAX_KEY_LEN;
 mod keys;
 mod meta;
 mod metrics;
