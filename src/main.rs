@@ -4,6 +4,7 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode, time::Duration};
 
 mod cli;
+mod stop;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -354,6 +355,9 @@ async fn run_server(
     harness: Option<harness::Config>,
 ) -> anyhow::Result<ExitCode> {
     let serve = harness.is_some();
+    // Before anything that takes time (replaying a log, opening a database) and long before the
+    // port is announced: a SIGTERM from then on is a graceful stop, never the default kill.
+    let signals = stop::StopSignals::install().context("failed to install the signal handlers")?;
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| {
         format!("failed to listen on {bind}: is another server using it? pick another with --bind")
     })?;
@@ -418,7 +422,7 @@ async fn run_server(
     }
     let stopping = harness_handle.clone();
     let stop = async move {
-        stop_signal().await;
+        signals.recv().await;
         // Running tests are terminated now (not when the process exits) and their runs end
         // `interrupted`; the harness's streams end so the server is not held open by followers.
         if let Some(h) = stopping {
@@ -432,28 +436,6 @@ async fn run_server(
     tracing::info!("stopped serving; flushing the callback log");
     sink.close().await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn stop_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {

@@ -76,6 +76,8 @@ pub async fn serve(
     });
     loop {
         let tcp = tokio::select! {
+            // A stop is noticed first, even while connections keep arriving.
+            biased;
             () = &mut stop => break,
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,

@@ -46,6 +46,23 @@ async fn sigint_stops_the_sink_with_exit_0() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The handlers are in place before the port is announced: a supervisor that stops the sink the
+/// moment it is up gets the graceful stop (exit 0), never the default kill by the signal. The
+/// window this guards was a few microseconds wide, so the test tries it many times.
+#[tokio::test]
+async fn a_signal_as_soon_as_the_port_is_announced_is_a_graceful_stop() -> anyhow::Result<()> {
+    for (attempt, signal) in ["TERM", "INT"].into_iter().cycle().take(20).enumerate() {
+        let mut server = spawn_eventual(&["sink"]).await?;
+        server.signal(signal)?;
+        let exit = server.wait_exit(EXIT_TIMEOUT).await?;
+        ensure!(
+            exit.success(),
+            "attempt {attempt}: the sink exited with {exit} after SIG{signal} right at startup"
+        );
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn callbacks_posted_before_sigterm_are_there_after_a_restart() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
