@@ -25,6 +25,9 @@ pub enum HarnessError {
     /// The database failed.
     #[error("history database: {0}")]
     Db(#[from] rusqlite::Error),
+    /// The cluster's database is down or refused a statement (cluster mode).
+    #[error("{0}")]
+    Unavailable(#[from] sink::Unavailable),
     /// The file system failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -94,6 +97,9 @@ pub enum ApiError {
     /// The UI's cookie on a state-changing request from another origin.
     #[error("{0}")]
     Forbidden(String),
+    /// The cluster's database cannot answer now; worth retrying.
+    #[error("{0}")]
+    Unavailable(String),
     /// Something failed inside; logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -113,6 +119,7 @@ impl ApiError {
             Self::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "cross_site"),
+            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -134,6 +141,9 @@ impl From<HarnessError> for ApiError {
                 "tests".into(),
                 format!("unknown test {path} (it was deleted meanwhile)"),
             )]),
+            HarnessError::Unavailable(e) => {
+                Self::Unavailable(format!("{e}; retry once the database is back"))
+            }
             HarnessError::Db(_) | HarnessError::Io(_) => Self::Internal(e.to_string()),
         }
     }

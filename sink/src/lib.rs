@@ -64,7 +64,9 @@ pub use definitions::DefinitionsError;
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};
 pub use error::{ApiError, Error, LogError};
 pub use metrics::MetricsSource;
-pub use postgres::{OpenError as DatabaseError, RECHECK_INTERVAL, Unavailable, schema_version};
+pub use postgres::{
+    OpenError as DatabaseError, RECHECK_INTERVAL, Unavailable, database, schema_version,
+};
 pub use record::Record;
 pub use routes::{AppState, AuthRefusal, CROSS_SITE, authorize, router};
 pub use server::Sink;

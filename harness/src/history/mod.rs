@@ -7,6 +7,7 @@
 //! backend runs each statement on Tokio's blocking pool, so a slow disk never stalls the async
 //! workers that serve requests.
 
+mod postgres;
 mod sqlite;
 
 use std::{path::Path, sync::Arc};
@@ -16,6 +17,7 @@ use crate::{
     model::{Awaiting, Phase, Run, RunStatus, ScriptView, TestStatus},
 };
 
+use postgres::PgHistory;
 use sqlite::SqliteHistory;
 
 /// Filters of `GET /api/runs`.
@@ -65,6 +67,8 @@ pub(crate) type Recovered = (Vec<(i64, Option<i32>)>, Vec<Run>);
 pub(crate) enum History {
     /// SQLite under `--data-dir` (the default: one process, no server to run).
     Sqlite(Arc<SqliteHistory>),
+    /// The cluster's PostgreSQL database (cluster mode: every node sees every run).
+    Postgres(Arc<PgHistory>),
 }
 
 /// Runs `f` on the SQLite backend, on the blocking pool.
@@ -88,6 +92,12 @@ impl History {
         Ok(Self::Sqlite(Arc::new(SqliteHistory::open(path)?)))
     }
 
+    /// Connects to the cluster's database at `url` (migrating the harness's schema) as node
+    /// `node`.
+    pub(crate) async fn open_postgres(url: &str, node: &str) -> Result<Self, sink::DatabaseError> {
+        Ok(Self::Postgres(Arc::new(PgHistory::open(url, node).await?)))
+    }
+
     /// Stores a new queued run and returns it.
     pub(crate) async fn insert_run(
         &self,
@@ -96,14 +106,15 @@ impl History {
         tests: &[String],
         prep_count: usize,
     ) -> Result<Run, HarnessError> {
-        let (username, tests) = (username.to_owned(), tests.to_vec());
         match self {
             Self::Sqlite(db) => {
+                let (username, tests) = (username.to_owned(), tests.to_vec());
                 on_sqlite(db, move |db| {
                     db.insert_run(&username, env_id, &tests, prep_count)
                 })
                 .await
             }
+            Self::Postgres(db) => Ok(db.insert_run(username, env_id, tests, prep_count).await?),
         }
     }
 
@@ -111,6 +122,7 @@ impl History {
     pub(crate) async fn prep_count(&self, id: i64) -> Result<usize, HarnessError> {
         match self {
             Self::Sqlite(db) => on_sqlite(db, move |db| db.prep_count(id)).await,
+            Self::Postgres(db) => Ok(db.prep_count(id).await?),
         }
     }
 
@@ -120,9 +132,12 @@ impl History {
         id: i64,
         scripts: &[ScriptView],
     ) -> Result<(), HarnessError> {
-        let scripts = scripts.to_vec();
         match self {
-            Self::Sqlite(db) => on_sqlite(db, move |db| db.set_scripts(id, &scripts)).await,
+            Self::Sqlite(db) => {
+                let scripts = scripts.to_vec();
+                on_sqlite(db, move |db| db.set_scripts(id, &scripts)).await
+            }
+            Self::Postgres(db) => Ok(db.set_scripts(id, scripts).await?),
         }
     }
 
@@ -133,9 +148,12 @@ impl History {
         phase: Phase,
         awaiting: &[Awaiting],
     ) -> Result<(), HarnessError> {
-        let awaiting = awaiting.to_vec();
         match self {
-            Self::Sqlite(db) => on_sqlite(db, move |db| db.set_phase(id, phase, &awaiting)).await,
+            Self::Sqlite(db) => {
+                let awaiting = awaiting.to_vec();
+                on_sqlite(db, move |db| db.set_phase(id, phase, &awaiting)).await
+            }
+            Self::Postgres(db) => Ok(db.set_phase(id, phase, awaiting).await?),
         }
     }
 
@@ -143,14 +161,18 @@ impl History {
     pub(crate) async fn get_run(&self, id: i64) -> Result<Option<Run>, HarnessError> {
         match self {
             Self::Sqlite(db) => on_sqlite(db, move |db| db.get_run(id)).await,
+            Self::Postgres(db) => Ok(db.get_run(id).await?),
         }
     }
 
     /// Runs matching `filter`, newest first.
     pub(crate) async fn list_runs(&self, filter: &RunFilter) -> Result<Vec<Run>, HarnessError> {
-        let filter = filter.clone();
         match self {
-            Self::Sqlite(db) => on_sqlite(db, move |db| db.list_runs(&filter)).await,
+            Self::Sqlite(db) => {
+                let filter = filter.clone();
+                on_sqlite(db, move |db| db.list_runs(&filter)).await
+            }
+            Self::Postgres(db) => Ok(db.list_runs(filter).await?),
         }
     }
 
@@ -160,9 +182,12 @@ impl History {
         path: &str,
         limit: u32,
     ) -> Result<Vec<TestRun>, HarnessError> {
-        let path = path.to_owned();
         match self {
-            Self::Sqlite(db) => on_sqlite(db, move |db| db.test_history(&path, limit)).await,
+            Self::Sqlite(db) => {
+                let path = path.to_owned();
+                on_sqlite(db, move |db| db.test_history(&path, limit)).await
+            }
+            Self::Postgres(db) => Ok(db.test_history(path, limit).await?),
         }
     }
 
@@ -174,6 +199,7 @@ impl History {
     ) -> Result<(), HarnessError> {
         match self {
             Self::Sqlite(db) => on_sqlite(db, move |db| db.set_run_status(id, status)).await,
+            Self::Postgres(db) => Ok(db.set_run_status(id, status).await?),
         }
     }
 
@@ -193,6 +219,9 @@ impl History {
                 })
                 .await
             }
+            Self::Postgres(db) => Ok(db
+                .set_test(run_id, position, status, exit_code, duration_ms)
+                .await?),
         }
     }
 
@@ -207,6 +236,7 @@ impl History {
             Self::Sqlite(db) => {
                 on_sqlite(db, move |db| db.set_test_pgid(run_id, position, pgid)).await
             }
+            Self::Postgres(db) => Ok(db.set_test_pgid(run_id, position, pgid).await?),
         }
     }
 
@@ -218,14 +248,19 @@ impl History {
     ) -> Result<(), HarnessError> {
         match self {
             Self::Sqlite(db) => on_sqlite(db, move |db| db.finish_open_tests(run_id, status)).await,
+            Self::Postgres(db) => Ok(db.finish_open_tests(run_id, status).await?),
         }
     }
 
-    /// After a restart: runs that were running become `interrupted`; returns them and the
-    /// queued runs, oldest first, to go on.
+    /// After a restart: runs that were running (on this node) become `interrupted`; returns
+    /// them and the queued runs, oldest first, to go on.
     pub(crate) async fn recover(&self) -> Result<Recovered, HarnessError> {
         match self {
             Self::Sqlite(db) => on_sqlite(db, SqliteHistory::recover).await,
+            Self::Postgres(db) => Ok(db.recover().await?),
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,11 +24,13 @@
 //!   lock, so nodes may start at once; a database newer than this build is refused.
 //!
 //! # Layout
-//! - `mod.rs` — [`PgStore`]: connecting, the pool; `records.rs` — insert, reads, listing,
+//! - `mod.rs` — [`PgStore`]: opening the store; `database.rs` — the URL, pools and migrations
+//!   (shared with the harness); `records.rs` — insert, reads, listing,
 //!   deletion, waits; `notifier.rs` — telling the other nodes, batched; `wakeups.rs` — the
 //!   listener and the local waiters by key; `schema.rs` — migrations; `retention.rs` — the purge
 //!   task.
 
+pub mod database;
 mod notifier;
 mod records;
 mod retention;
@@ -43,8 +45,7 @@ use std::{
     time::Duration,
 };
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use tokio_postgres::NoTls;
+use deadpool_postgres::Pool;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use records::PgInsertError;
@@ -55,9 +56,6 @@ use wakeups::Wakeups;
 /// safety net for a notification lost while the listening connection was down. Not the main
 /// path: a callback wakes its waiters by `NOTIFY` within milliseconds.
 pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
-
-/// How long a request waits for a free database connection before it is answered `503`.
-const POOL_WAIT: Duration = Duration::from_secs(5);
 
 /// Connections per node.
 const POOL_SIZE: usize = 32;
@@ -143,28 +141,9 @@ impl PgStore {
         shutdown: &CancellationToken,
     ) -> Result<Self, OpenError> {
         let (max_callbacks, retention) = (settings.max_callbacks, settings.retention);
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|e: tokio_postgres::Error| {
-                OpenError::Url(format!("{e}; expected postgres://user@host:port/database"))
-            })?;
-        config.application_name("eventual");
-        config.keepalives_idle(Duration::from_secs(10));
-        config.connect_timeout(POOL_WAIT);
+        let config = database::parse_url(url)?;
         schema::migrate(&config).await?;
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(POOL_WAIT))
-            .create_timeout(Some(POOL_WAIT))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| OpenError::Url(e.to_string()))?;
+        let pool = database::pool(&config, POOL_SIZE)?;
         let wakeups = Arc::new(Wakeups::default());
         let (notify, stored_keys) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(notifier::run(config.clone(), stored_keys, shutdown.clone()));
