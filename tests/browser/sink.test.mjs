@@ -46,7 +46,7 @@ describe("sink view", () => {
 
   test("each attempt shows the status its stub answered; headers collapse; the raw body is a link; HTML is text", async () => {
     const key = "att-<b>k</b>&amp;";
-    await put("/stubs/retry", { key, responses: [{ status: 503 }, { status: 200 }] });
+    await put("/stubs/retry", { key, responses: [{ status: 503 }, { status: 200 }, { drop: true }] });
     const body = '{"note":"<img src=x onerror=\\"window.pwned=1\\">","n":1}';
     const headers = { "x-note": "<script>window.pwned=2</script>", "x-attempt": "first" };
     assert.equal((await send(key, body, headers)).status, 503);
@@ -55,12 +55,16 @@ describe("sink view", () => {
     // The second attempt arrives live.
     assert.equal((await send(key, body, { ...headers, "x-attempt": "second" })).status, 200);
     await page.locator('.record[data-seq="2"]').waitFor();
+    // The third is dropped: the connection closes without an answer.
+    await assert.rejects(send(key, body, headers));
+    await page.locator('.record[data-seq="3"]').waitFor();
 
     const status = (seq) => page.locator(`.record[data-seq="${seq}"] .answer`).getAttribute("data-status");
     assert.equal(await status(1), "503");
     assert.equal(await status(2), "200");
     assert.equal(await page.locator('.record[data-seq="1"] .answer').innerText(), "503");
-    assert.deepEqual(await page.locator("#attempts li").allInnerTexts(), ["seq 1 503", "seq 2 200"]);
+    assert.equal(await status(3), "dropped");
+    assert.deepEqual(await page.locator("#attempts li").allInnerTexts(), ["seq 1 503", "seq 2 200", "seq 3 dropped"]);
     assert.match(await page.locator('.record[data-seq="1"] .answer').getAttribute("title"), /stub retry/);
 
     // Headers: collapsed until opened, with the keyboard.
@@ -102,6 +106,9 @@ describe("sink view", () => {
     assert.match(await verdict(1).getAttribute("title"), /verifier gh \(github\)/);
     assert.equal(await verdict(2).getAttribute("data-valid"), "false");
     assert.match(await verdict(2).innerText(), /^✗ signature invalid: .*mismatch/);
+    // No stub answered: 200, unless the verifier rejects (this one does not; the record cannot say).
+    assert.equal(await page.locator('.record[data-seq="1"] .answer').innerText(), "200");
+    assert.equal(await page.locator('.record[data-seq="2"] .answer').innerText(), "no stub");
     // The secret is never on the page.
     assert.ok(!(await page.content()).includes(secret));
     // A key no verifier covers shows no verdict.
