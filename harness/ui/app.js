@@ -1006,13 +1006,29 @@ function sinkPage(main, { key: initialKey, prefix }) {
       if (reset) { keysEl.replaceChildren(); items.clear(); }
       keysEl.append(...res.keys.filter((k) => !items.has(k.key)).map(item));
       next = res.keys.length ? res.next_after || null : null;
+      // A listing read before the shown key's first record arrived does not have it yet.
+      if (selected && seen.size && !items.has(selected) && selected.startsWith(prefix)) placeNew(selected, seen.size);
     } finally {
       more.disabled = false;
     }
     more.hidden = !next;
     if (!items.size) keysEl.replaceChildren(el("li", { class: "empty" }, "no keys"));
-    countEl.textContent = `${items.size} ${items.size === 1 ? "key" : "keys"}${next ? " shown, more under this prefix" : ""}`;
+    showCount();
     keysEl.dataset.ready = "true";
+  }
+  // A key that got its first record while it was on screen joins the list in its sorted place,
+  // when that place is within the pages listed (past them, "More keys" will bring it).
+  function placeNew(key, count) {
+    if (next !== null && key > next) return;
+    const li = item({ key, count });
+    const listed = [...keysEl.querySelectorAll("a[data-key]")];
+    if (!listed.length) keysEl.replaceChildren(); // the "no keys" line
+    const after = listed.find((a) => a.dataset.key > key);
+    if (after) keysEl.insertBefore(li, after.parentNode); else keysEl.append(li);
+    showCount();
+  }
+  function showCount() {
+    countEl.textContent = `${items.size} ${items.size === 1 ? "key" : "keys"}${next ? " shown, more under this prefix" : ""}`;
   }
   function select(key) {
     selected = key;
@@ -1038,6 +1054,7 @@ function sinkPage(main, { key: initialKey, prefix }) {
       // The key list's count follows the records (in place: the pages listed stay).
       const listed = items.get(key);
       if (listed) listed.count.textContent = seen.size;
+      else if (key.startsWith(prefix)) placeNew(key, seen.size);
     });
   }
   form.addEventListener("submit", (e) => {

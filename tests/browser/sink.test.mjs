@@ -44,6 +44,19 @@ describe("sink view", () => {
     await page.locator("#keys a", { hasText: "order-7" }).locator("span", { hasText: /^2$/ }).waitFor();
   });
 
+  test("a key shown before its first callback joins the key list when the callback arrives", async () => {
+    await send("late-b", '{"n":1}');
+    const page = await open(sinkUrl("late-a", "late-"));
+    await page.locator("#keys-count", { hasText: /^1 key$/ }).waitFor();
+    await send("late-a", '{"n":2}');
+    await page.locator('.record[data-seq="1"]').waitFor();
+    await page.locator("#keys-count", { hasText: /^2 keys$/ }).waitFor();
+    assert.deepEqual(await page.locator("#keys a[data-key]").evaluateAll((as) => as.map((a) => a.dataset.key)), ["late-a", "late-b"]);
+    assert.equal(await page.locator("#keys a.active").getAttribute("data-key"), "late-a");
+    await send("late-a", '{"n":3}');
+    await page.locator('#keys a[data-key="late-a"] .count', { hasText: /^2$/ }).waitFor();
+  });
+
   test("each attempt shows the status its stub answered; headers collapse; the raw body is a link; HTML is text", async () => {
     const key = "att-<b>k</b>&amp;";
     await put("/stubs/retry", { key, responses: [{ status: 503 }, { status: 200 }, { drop: true }] });
