@@ -1,6 +1,6 @@
 // Eventual's web UI: plain JavaScript, no build step, served from the binary.
 // Views (hash routes): #/ runs + forms, #/runs/ID run page (#/runs/ID?line=N: at log line N), #/envs
-// board, #/sink keys and records.
+// board, #/sink/KEY?prefix=P keys (paged) and a key's records.
 // Live updates come from Server-Sent Events on /api/events (runs, envs); a running log is followed
 // with one streamed GET /api/runs/ID/log?follow=true&offset=N.
 "use strict";
@@ -90,6 +90,7 @@ function connectEvents() {
 // ---- router -----------------------------------------------------------------------------
 let cleanup = () => {};
 let shownRun = null; // the run page on screen: a link to one of its lines scrolls, it does not reload
+let shownSink = null; // the sink view on screen: selecting a key keeps the listed pages of keys
 function route() {
   const hash = location.hash || "#/";
   let m = hash.match(/^#\/runs\/(\d+)(?:\?line=(\d+))?/);
@@ -97,7 +98,13 @@ function route() {
     if (m[2]) shownRun.goToLine(Number(m[2]));
     return;
   }
+  const sink = hash.startsWith("#/sink") ? sinkHash(hash) : null;
+  if (sink && shownSink && shownSink.prefix === sink.prefix) {
+    shownSink.select(sink.key);
+    return;
+  }
   shownRun = null;
+  shownSink = null;
   cleanup();
   cleanup = () => {};
   listeners.clear();
@@ -107,7 +114,7 @@ function route() {
   if (m) { mark("runs"); shownRun = runPage(main, Number(m[1]), m[2] ? Number(m[2]) : 0); }
   else if (hash.startsWith("#/tests/")) { mark("runs"); testPage(main, decodeURIComponent(hash.slice(8))); }
   else if (hash.startsWith("#/envs")) { mark("envs"); envsPage(main); }
-  else if (hash.startsWith("#/sink")) { mark("sink"); sinkPage(main, decodeURIComponent(hash.slice(7))); }
+  else if (sink) { mark("sink"); shownSink = sinkPage(main, sink); }
   else { mark("runs"); runsPage(main); }
 }
 const mark = (name) => $(`[data-nav=${name}]`).classList.add("active");
@@ -906,35 +913,162 @@ function bodyText(recordText, r) {
   return prettyJson(raw);
 }
 
-function sinkPage(main, selected) {
+// The sink view's address: `#/sink/KEY?prefix=P` (the key URL-encoded, so a `?` in it stays in
+// the key). The prefix filter lives in the hash, so it survives selecting a key and a reload.
+function sinkHash(hash) {
+  const rest = hash.slice("#/sink".length);
+  const q = rest.indexOf("?");
+  const path = q < 0 ? rest : rest.slice(0, q);
+  const params = new URLSearchParams(q < 0 ? "" : rest.slice(q + 1));
+  let key = "";
+  try { key = path.startsWith("/") ? decodeURIComponent(path.slice(1)) : ""; } catch { key = path.slice(1); }
+  return { key, prefix: params.get("prefix") || "" };
+}
+const sinkHref = (key, prefix) =>
+  `#/sink${key ? `/${encodeURIComponent(key)}` : ""}${prefix ? `?${new URLSearchParams({ prefix })}` : ""}`;
+
+// How a stub answered an attempt (the record's `response`). Without a stub the sink answered 200,
+// unless a verifier with `reject` refused an invalid signature (401): the record cannot tell which.
+function answerOf(r) {
+  const x = r.response;
+  if (x && x.dropped) {
+    return el("span", { class: "answer dropped", "data-status": "dropped", title: `connection dropped by stub ${x.stub}` }, "dropped");
+  }
+  if (x) {
+    const cls = x.status >= 500 ? "s5" : x.status >= 400 ? "s4" : "s2";
+    const held = x.delay_ms ? ` after ${x.delay_ms} ms` : "";
+    return el("span", { class: `answer ${cls}`, "data-status": x.status, title: `answered ${x.status} by stub ${x.stub}${held}` },
+      `${x.status}${x.delay_ms ? ` · ${x.delay_ms} ms` : ""}`);
+  }
+  if (r.signature && !r.signature.valid) {
+    return el("span", { class: "answer default", "data-status": "default", title: "no stub: answered 200, or 401 if its verifier rejects invalid signatures" }, "no stub");
+  }
+  return el("span", { class: "answer s2 default", "data-status": "200", title: "no stub: the default answer" }, "200");
+}
+
+// The signature verdict of the verifier covering the key (the record's `signature`), if one does.
+function signatureOf(r) {
+  const s = r.signature;
+  if (!s) return "";
+  const who = `verifier ${s.verifier} (${s.scheme})`;
+  return s.valid
+    ? el("span", { class: "signature valid", "data-valid": "true", title: who }, "✓ signature valid")
+    : el("span", { class: "signature invalid", "data-valid": "false", title: who }, `✗ signature invalid: ${s.reason || "invalid"}`);
+}
+
+function recordView(key, text, r) {
+  const names = Object.keys(r.headers || {});
+  return el("article", { class: "record", "data-seq": r.seq, "aria-label": `seq ${r.seq}` },
+    el("header", {},
+      el("strong", {}, `seq ${r.seq}`), answerOf(r), signatureOf(r),
+      el("span", {}, r.method), when(r.received_at), el("span", {}, r.content_type || "no content type"),
+      el("span", {}, `${r.size} bytes`),
+      el("a", { class: "raw", href: `/callbacks/${encodeURIComponent(key)}/raw?seq=${r.seq}`, title: "the exact bytes received, with their content type" }, "raw body")),
+    el("details", { class: "headers" }, el("summary", {}, `Headers (${names.length})`),
+      el("table", {}, el("tbody", {}, names.map((n) => el("tr", {}, el("th", { scope: "row" }, n), el("td", {}, r.headers[n])))))),
+    el("pre", { tabindex: "0", "aria-label": `body of seq ${r.seq}` }, bodyText(text, r)));
+}
+
+// Keys by prefix, a page at a time (`limit` + `after`, "More keys" while the sink says there are
+// more); a key's records live from its SSE stream, each attempt with how it was answered.
+const KEYS_PAGE = 200;
+function sinkPage(main, { key: initialKey, prefix }) {
   main.append(view("sink-view"));
   const form = $("#sink-filter");
+  const keysEl = $("#keys"), more = $("#keys-more"), countEl = $("#keys-count");
+  const records = $("#records"), attempts = $("#attempts");
+  form.elements.prefix.value = prefix;
+  const items = new Map(); // key → {link, count}
+  let next = null;
+  let selected = "";
   let source = null;
-  let prefix = "";
-  async function list(p) {
-    prefix = p;
-    const { keys } = await api(`/callbacks?prefix=${encodeURIComponent(p)}&limit=500`);
-    $("#keys").replaceChildren(...(keys.length ? keys.map((k) => el("li", {},
-      el("a", { href: `#/sink/${encodeURIComponent(k.key)}`, class: k.key === selected ? "active" : "" }, el("span", {}, k.key), el("span", {}, k.count)))) : [el("li", { class: "empty" }, "no keys")]));
+  let seen = new Set();
+
+  function item(k) {
+    const count = el("span", { class: "count" }, k.count);
+    const link = el("a", { href: sinkHref(k.key, prefix), title: k.key, "data-key": k.key },
+      el("span", { class: "key" }, k.key), count);
+    items.set(k.key, { link, count });
+    markSelected(link);
+    return el("li", {}, link);
   }
-  function show(key) {
-    $("#key-title").textContent = key;
-    const box = $("#records");
-    box.replaceChildren();
+  function markSelected(link) {
+    const on = link.dataset.key === selected;
+    link.classList.toggle("active", on);
+    if (on) link.setAttribute("aria-current", "true"); else link.removeAttribute("aria-current");
+  }
+  async function page(reset) {
+    const q = new URLSearchParams({ prefix, limit: String(KEYS_PAGE) });
+    if (!reset && next) q.set("after", next);
+    more.disabled = true;
+    try {
+      const res = await api(`/callbacks?${q}`);
+      if (reset) { keysEl.replaceChildren(); items.clear(); }
+      keysEl.append(...res.keys.filter((k) => !items.has(k.key)).map(item));
+      next = res.keys.length ? res.next_after || null : null;
+      // A listing read before the shown key's first record arrived does not have it yet.
+      if (selected && seen.size && !items.has(selected) && selected.startsWith(prefix)) placeNew(selected, seen.size);
+    } finally {
+      more.disabled = false;
+    }
+    more.hidden = !next;
+    if (!items.size) keysEl.replaceChildren(el("li", { class: "empty" }, "no keys"));
+    showCount();
+    keysEl.dataset.ready = "true";
+  }
+  // A key that got its first record while it was on screen joins the list in its sorted place,
+  // when that place is within the pages listed (past them, "More keys" will bring it).
+  function placeNew(key, count) {
+    if (next !== null && key > next) return;
+    const li = item({ key, count });
+    const listed = [...keysEl.querySelectorAll("a[data-key]")];
+    if (!listed.length) keysEl.replaceChildren(); // the "no keys" line
+    const after = listed.find((a) => a.dataset.key > key);
+    if (after) keysEl.insertBefore(li, after.parentNode); else keysEl.append(li);
+    showCount();
+  }
+  function showCount() {
+    countEl.textContent = `${items.size} ${items.size === 1 ? "key" : "keys"}${next ? " shown, more under this prefix" : ""}`;
+  }
+  function select(key) {
+    selected = key;
+    for (const { link } of items.values()) markSelected(link);
+    if (source) source.close();
+    source = null;
+    seen = new Set();
+    const title = $("#key-title");
+    title.textContent = key || "Select a key";
+    if (key) title.title = key; else title.removeAttribute("title");
+    records.replaceChildren();
+    attempts.replaceChildren();
+    attempts.hidden = true;
+    if (!key) return;
     source = new EventSource(`/callbacks/${encodeURIComponent(key)}/events`);
     source.addEventListener("callback", (e) => {
       const r = JSON.parse(e.data);
-      box.append(el("div", { class: "record", "data-seq": r.seq },
-        el("header", {}, `seq ${r.seq} · ${r.method} · ${r.received_at} · ${r.content_type || "no content type"} · ${r.size} bytes`),
-        el("pre", {}, bodyText(e.data, r))));
-      // Keep the key list's counts current.
-      list(prefix).catch(() => {});
+      if (seen.has(r.seq)) return; // a reconnect resumes after the last id; never show one twice
+      seen.add(r.seq);
+      records.append(recordView(key, e.data, r));
+      attempts.hidden = false;
+      attempts.append(el("li", { "data-seq": r.seq }, `seq ${r.seq} `, answerOf(r), " ", signatureOf(r)));
+      // The key list's count follows the records (in place: the pages listed stay).
+      const listed = items.get(key);
+      if (listed) listed.count.textContent = seen.size;
+      else if (key.startsWith(prefix)) placeNew(key, seen.size);
     });
   }
-  form.addEventListener("submit", (e) => { e.preventDefault(); list(String(new FormData(form).get("prefix") || "")); });
-  list("");
-  if (selected) show(selected);
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const p = String(new FormData(form).get("prefix") || "");
+    const target = sinkHref(selected, p);
+    if (location.hash === target) page(true).catch((err) => { countEl.textContent = err.message; });
+    else location.hash = target;
+  });
+  more.addEventListener("click", () => page(false).catch((err) => { countEl.textContent = err.message; }));
+  page(true).catch((err) => { countEl.textContent = err.message; });
+  select(initialKey);
   cleanup = () => { if (source) source.close(); };
+  return { prefix, select };
 }
 
 window.addEventListener("hashchange", route);

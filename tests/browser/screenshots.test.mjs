@@ -6,6 +6,7 @@
 //     SCREENSHOT_DIR=docs/screenshots node --test screenshots.test.mjs     (in tests/browser)
 
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { mkdir, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -60,9 +61,25 @@ test("screenshots of the runs page, a run page, the environments board, the sink
   upload.set("dir", "team-a/smoke");
   const uploaded = await fetch(`${server.url}/api/tests`, { method: "POST", body: upload });
   assert.equal(uploaded.status, 201, await uploaded.text());
-  await api.callback("job-42", { status: "accepted", request_id: "job-42" });
-  await api.callback("job-42", { status: "done", request_id: "job-42", total: 10.5, items: [{ sku: "A-1", qty: 2 }] });
-  await api.callback("job-43", { status: "failed", reason: "card declined" });
+  // The sink: job-42's receiver failed the first attempt (a stub answers 503, then 200), and a
+  // verifier checks the GitHub signature of every job-* callback (the second one is forged).
+  const putJson = async (path, body) => {
+    const res = await fetch(server.url + path, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    assert.ok(res.ok, `PUT ${path}: ${res.status} ${await res.text()}`);
+  };
+  await putJson("/stubs/job-42-retry", { key: "job-42", responses: [{ status: 503 }, { status: 200 }] });
+  await putJson("/verifiers/github", { prefix: "job-", scheme: "github", secret: "screenshot-secret" });
+  const signed = async (key, body, secret = "screenshot-secret") => {
+    const text = JSON.stringify(body);
+    const sig = `sha256=${createHmac("sha256", secret).update(text).digest("hex")}`;
+    await fetch(`${server.url}/callbacks/${key}`, {
+      method: "POST", body: text,
+      headers: { "content-type": "application/json", "x-hub-signature-256": sig, "user-agent": "demo-sut/1.4", "x-request-id": key },
+    });
+  };
+  await signed("job-42", { status: "done", request_id: "job-42", total: 10.5, items: [{ sku: "A-1", qty: 2 }] });
+  await signed("job-42", { status: "done", request_id: "job-42", total: 10.5, items: [{ sku: "A-1", qty: 2 }] });
+  await signed("job-43", { status: "failed", reason: "card declined" }, "a guessed secret");
 
   const page = await browser.open("/#/");
   await waitLive(page);
@@ -89,6 +106,7 @@ test("screenshots of the runs page, a run page, the environments board, the sink
   await page.goto(`${server.url}/#/sink/job-42`);
   await page.locator("#records .record").nth(1).waitFor();
   await page.locator("#keys li", { hasText: "job-43" }).waitFor();
+  await page.locator('#records .record[data-seq="2"] details.headers summary').click();
   await shoot(page, "sink");
 
   // A test's page: a history with a failure in it (the test was broken for a while, then fixed).
