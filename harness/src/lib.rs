@@ -7,7 +7,8 @@
 //! - `model.rs` — runs, tests, statuses, phases, script and environment states as the API shows them.
 //! - `catalog/` — the test tree (bundled + uploads): path confinement, kinds, tags, support files.
 //! - `samples.rs` — the sample tests built into the binary, written out under the data dir.
-//! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race).
+//! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race);
+//!   `claims/postgres.rs` — the same across nodes: a row lock per environment, fencing tokens.
 //! - `runner/` — the core, one file per stage: admission and hand-over, execution, test launch,
 //!   crash recovery, events.
 //! - `exec.rs` — one supervised process: process group, timeout, leftovers.
@@ -17,7 +18,8 @@
 //! - `logs.rs` — per-run log files and followers woken as they grow; `log_index.rs` — where
 //!   their lines and test sections are, for ranges and search.
 //! - `junit/` — a run as JUnit XML: each test's log section, pytest's own cases, CI's mapping.
-//! - `history/` — run history behind one async interface; SQLite (WAL, migrations) today.
+//! - `history/` — run history behind one async interface: SQLite (WAL, migrations), and
+//!   PostgreSQL for cluster mode; `database.rs` — the harness's schema and pool in that database.
 //! - `routes/` — the HTTP API (`router()`) by concern, typed extractors; `error.rs` — the
 //!   harness's error and the API error body.
 //! - `metrics.rs` — the harness's series at `GET /metrics` (under `serve`, after the sink's).
@@ -27,6 +29,7 @@ mod catalog;
 mod claims;
 pub mod client;
 mod config;
+mod database;
 mod error;
 mod exec;
 mod history;
@@ -42,6 +45,8 @@ mod runner;
 pub mod samples;
 mod scripts;
 mod services;
+#[cfg(test)]
+mod testing;
 
 pub use catalog::{Catalog, ConfigInfo, DeleteError, Kind, SupportInfo, TestInfo, TestPath};
 pub use claims::{Claim, Envs};

@@ -102,7 +102,8 @@ impl History {
     /// Connects to the cluster's database at `url` (migrating the harness's schema) as node
     /// `node`.
     pub(crate) async fn open_postgres(url: &str, node: &str) -> Result<Self, sink::DatabaseError> {
-        Ok(Self::Postgres(Arc::new(PgHistory::open(url, node).await?)))
+        let pool = crate::database::open(url).await?;
+        Ok(Self::Postgres(Arc::new(PgHistory::new(pool, node))))
     }
 
     /// Stores a new queued run and returns it.

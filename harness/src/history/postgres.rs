@@ -8,28 +8,12 @@
 //! each is its own transaction, except a new run and its tests, which commit together.
 
 use deadpool_postgres::Pool;
-use sink::{
-    DatabaseError, Unavailable,
-    database::{self, Migrations},
-};
+use sink::Unavailable;
 use tokio_postgres::{Row, types::Json};
 
 use crate::model::{Awaiting, Phase, Run, RunStatus, RunTest, ScriptView, TestStatus};
 
 use super::{Recovered, RunFilter, TestRun};
-
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
-
-/// Where refinery records the harness's applied migrations (the sink has its own table).
-const HISTORY_TABLE: &str = "eventual_harness_schema_history";
-
-/// The advisory lock held while migrating ("harness\0" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6861_726e_6573_7300;
-
-/// Connections per node for the history.
-const POOL_SIZE: usize = 16;
 
 /// A time as the API shows it: RFC 3339 in UTC with milliseconds, as the SQLite history writes.
 macro_rules! rfc3339 {
@@ -62,23 +46,13 @@ pub(crate) struct PgHistory {
 }
 
 impl PgHistory {
-    /// Connects to `url`, migrates the harness's schema (under its advisory lock) and returns
-    /// the history of node `node`.
-    pub(crate) async fn open(url: &str, node: &str) -> Result<Self, DatabaseError> {
-        let config = database::parse_url(url)?;
-        database::migrate(
-            &config,
-            Migrations {
-                runner: embedded::migrations::runner(),
-                history_table: HISTORY_TABLE,
-                lock: MIGRATION_LOCK,
-            },
-        )
-        .await?;
-        Ok(Self {
-            pool: database::pool(&config, POOL_SIZE)?,
+    /// The history of node `node` in the database behind `pool` (migrated by
+    /// [`crate::database::open`]).
+    pub(crate) fn new(pool: Pool, node: &str) -> Self {
+        Self {
+            pool,
             node: node.to_owned(),
-        })
+        }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, Unavailable> {

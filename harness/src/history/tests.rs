@@ -1,19 +1,8 @@
 //! The same behaviour from each backend: every test runs on SQLite and, where PostgreSQL is
 //! installed (always under `scripts/test.sh`), on a fresh database of a private server.
 
-use std::sync::OnceLock;
-
-use sink::TestPostgres;
-
 use super::*;
-
-/// One private PostgreSQL server for this test process (each test gets its own database).
-fn postgres() -> Option<&'static TestPostgres> {
-    static SERVER: OnceLock<Option<TestPostgres>> = OnceLock::new();
-    SERVER
-        .get_or_init(|| TestPostgres::start_or_skip("the history's PostgreSQL backend"))
-        .as_ref()
-}
+use crate::testing::fresh_database;
 
 /// A history on each backend, with what keeps it alive. `node` names the PostgreSQL node.
 struct Backends {
@@ -29,8 +18,7 @@ async fn backends() -> Backends {
         History::open_sqlite(&dir.path().join("history.db")).expect("open sqlite"),
     )];
     let mut url = None;
-    if let Some(pg) = tokio::task::spawn_blocking(postgres).await.expect("join") {
-        let database = pg.fresh_database().await.expect("fresh database");
+    if let Some(database) = fresh_database().await {
         histories.push((
             "postgres",
             History::open_postgres(&database, "node-a")
@@ -355,10 +343,9 @@ async fn a_restarting_node_interrupts_only_its_own_runs() {
 /// whose harness schema is newer than this build is refused with a message saying what to do.
 #[tokio::test]
 async fn nodes_migrate_an_empty_database_together_and_refuse_a_newer_schema() {
-    let Some(pg) = tokio::task::spawn_blocking(postgres).await.expect("join") else {
+    let Some(url) = fresh_database().await else {
         return;
     };
-    let url = pg.fresh_database().await.expect("fresh database");
     let opened = futures_util::future::join_all(
         (0..3).map(|i| History::open_postgres(&url, if i == 0 { "a" } else { "b" })),
     )
