@@ -21,6 +21,8 @@
 )]
 mod postgres;
 
+#[cfg(test)]
+pub(crate) use postgres::PgClaims;
 use std::collections::VecDeque;
 
 use dashmap::DashMap;

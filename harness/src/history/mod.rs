@@ -17,6 +17,8 @@ use crate::{
     model::{Awaiting, Phase, Run, RunStatus, ScriptView, TestStatus},
 };
 
+#[cfg(test)]
+pub(crate) use postgres::Interrupted;
 use postgres::PgHistory;
 use sqlite::SqliteHistory;
 

@@ -332,22 +332,48 @@ impl PgHistory {
     }
 
     /// After a restart of this node: the runs *it* left running become `interrupted` (their
-    /// running test `cancelled`, the rest `skipped`), in one transaction; returns them with
-    /// the process group of their running test, and the queued runs, oldest first.
+    /// running test `cancelled`, the rest `skipped`); returns them with the process group of
+    /// their running test, and the queued runs, oldest first.
     pub(crate) async fn recover(&self) -> Result<Recovered, Unavailable> {
+        let interrupted = self
+            .interrupt_node(&self.node)
+            .await?
+            .into_iter()
+            .map(|run| (run.id, run.pgid))
+            .collect();
+        let mut queued = self
+            .list_runs(&RunFilter {
+                status: Some(RunStatus::Queued),
+                limit: u32::MAX,
+                ..RunFilter::default()
+            })
+            .await?;
+        queued.reverse();
+        Ok((interrupted, queued))
+    }
+
+    /// Node `node` is gone (restarted, or dead): its running runs become `interrupted` (their
+    /// running test `cancelled`, the rest `skipped`), in one transaction; returns each, oldest
+    /// first, so that its environment can go on.
+    pub(crate) async fn interrupt_node(&self, node: &str) -> Result<Vec<Interrupted>, Unavailable> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let interrupted: Vec<(i64, Option<i32>)> = tx
+        let interrupted: Vec<Interrupted> = tx
             .query(
-                "SELECT id, (SELECT pgid FROM run_tests t WHERE t.run_id = runs.id AND t.status = 'running')
+                "SELECT id, env_id,
+                        (SELECT pgid FROM run_tests t WHERE t.run_id = runs.id AND t.status = 'running')
                  FROM runs WHERE status = 'running' AND node = $1 ORDER BY id FOR UPDATE",
-                &[&self.node],
+                &[&node],
             )
             .await?
             .iter()
-            .map(|r| (r.get(0), r.get(1)))
+            .map(|r| Interrupted {
+                id: r.get(0),
+                env_id: from_i32(r.get(1)),
+                pgid: r.get(2),
+            })
             .collect();
-        let ids: Vec<i64> = interrupted.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<i64> = interrupted.iter().map(|run| run.id).collect();
         tx.execute(
             "UPDATE run_tests SET status = CASE status WHEN 'running' THEN 'cancelled' ELSE 'skipped' END
              WHERE run_id = ANY($1) AND status IN ('pending', 'running')",
@@ -360,16 +386,19 @@ impl PgHistory {
         )
         .await?;
         tx.commit().await?;
-        let mut queued = self
-            .list_runs(&RunFilter {
-                status: Some(RunStatus::Queued),
-                limit: u32::MAX,
-                ..RunFilter::default()
-            })
-            .await?;
-        queued.reverse();
-        Ok((interrupted, queued))
+        Ok(interrupted)
     }
+}
+
+/// A run a node left running, now `interrupted`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interrupted {
+    /// The run.
+    pub(crate) id: i64,
+    /// The environment it held.
+    pub(crate) env_id: u32,
+    /// The process group of its running test, on that node.
+    pub(crate) pgid: Option<i32>,
 }
 
 fn row_to_run(row: &Row) -> Run {
