@@ -271,15 +271,22 @@ pub(crate) struct SearchHits {
     pub(crate) truncated: bool,
 }
 
-/// How a search finds its text: byte for byte, or ignoring case (Unicode simple case folding,
-/// as a browser's `RegExp` with the `iu` flags does, so the viewer highlights what was counted).
+/// How a search finds its text: byte for byte, or ignoring case — ASCII text in a copy of each
+/// block in lower case (as fast as a byte-for-byte search), other text by Unicode simple case
+/// folding (as a browser's `RegExp` with the `iu` flags does, so the viewer highlights what was
+/// counted).
 enum Finder<'a> {
     Exact(memchr::memmem::Finder<'a>),
+    AsciiFolded(memchr::memmem::Finder<'static>),
     Folded(regex::bytes::Regex),
 }
 
 impl<'a> Finder<'a> {
     fn new(needle: &'a str, ignore_case: bool) -> Self {
+        if ignore_case && needle.is_ascii() {
+            let lower = needle.to_ascii_lowercase();
+            return Self::AsciiFolded(memchr::memmem::Finder::new(lower.as_bytes()).into_owned());
+        }
         if ignore_case {
             let folded = regex::bytes::RegexBuilder::new(&regex::escape(needle))
                 .case_insensitive(true)
@@ -292,10 +299,15 @@ impl<'a> Finder<'a> {
         Self::Exact(memchr::memmem::Finder::new(needle.as_bytes()))
     }
 
+    /// Whether `find` wants the block in ASCII lower case.
+    fn lowers(&self) -> bool {
+        matches!(self, Self::AsciiFolded(_))
+    }
+
     /// Where the first match in `hay` starts.
     fn find(&self, hay: &[u8]) -> Option<usize> {
         match self {
-            Self::Exact(f) => f.find(hay),
+            Self::Exact(f) | Self::AsciiFolded(f) => f.find(hay),
             Self::Folded(re) => re.find(hay).map(|m| m.start()),
         }
     }
@@ -311,6 +323,7 @@ pub(crate) fn search(
     limit: usize,
 ) -> io::Result<SearchHits> {
     let finder = Finder::new(needle, ignore_case);
+    let mut lowered = Vec::new();
     let mut hits = SearchHits {
         matches: Vec::new(),
         count: 0,
@@ -342,7 +355,15 @@ pub(crate) fn search(
                 }
             }
         };
-        let block = &buf[..whole];
+        let block = if finder.lowers() {
+            // Same length, same newlines: line numbers and positions hold in the copy.
+            lowered.clear();
+            lowered.extend_from_slice(&buf[..whole]);
+            lowered.make_ascii_lowercase();
+            &lowered[..]
+        } else {
+            &buf[..whole]
+        };
         let mut counted_to = 0usize;
         let mut at = 0usize;
         while let Some(found) = finder.find(&block[at..]) {
