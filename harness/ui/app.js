@@ -484,14 +484,16 @@ function logViewer(box, runId, ui) {
     const open = [...sections.values()].reverse().find((s) => s.kind === kind && s.path === path && (s.end === null || s.end === n));
     if (open) Object.assign(open, { end: n, status, duration_s: Number(secs) });
   }
+  // The tag starts after the timestamp (24 characters) and a space.
+  const TAG_AT = 25;
   function noteSection(n, text) {
-    if (text.startsWith("--- start ", 24)) {
-      openSection("test", text.slice(34).replace(/ \(\d+\/\d+\)$/, ""), n);
-    } else if (text.startsWith("--- end ", 24)) {
-      const m = text.slice(32).match(/^(.*) (\S+) exit=(\S+) in ([\d.]+)s$/);
+    if (text.startsWith("--- start ", TAG_AT)) {
+      openSection("test", text.slice(TAG_AT + 10).replace(/ \(\d+\/\d+\)$/, ""), n);
+    } else if (text.startsWith("--- end ", TAG_AT)) {
+      const m = text.slice(TAG_AT + 8).match(/^(.*) (\S+) exit=(\S+) in ([\d.]+)s$/);
       if (m) closeSection("test", m[1], n, m[2], m[4]);
-    } else if (text.startsWith("--- script ", 24)) {
-      const rest = text.slice(35);
+    } else if (text.startsWith("--- script ", TAG_AT)) {
+      const rest = text.slice(TAG_AT + 11);
       const start = rest.match(/^(\S+) starts: /);
       if (start) { openSection("script", start[1], n); return; }
       const m = rest.match(/^(\S+) (\S+) exit=(\S+) in ([\d.]+)s$/);

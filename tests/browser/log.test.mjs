@@ -174,6 +174,8 @@ describe("log viewer", () => {
     assert.equal(await log.locator(".row", { hasText: "second needle" }).locator("mark").count(), 1);
     assert.equal(await log.locator(".row", { hasText: "no match here" }).locator("mark").count(), 0);
     assert.ok(await page.locator("#follow").isChecked(), "still following");
+    // The test's end line came over the stream: its section's header says how it ended.
+    await log.locator(".row.section", { hasText: "--- start gated.sh" }).locator(".badge.passed").waitFor();
     await page.getByRole("button", { name: "Next match" }).click();
     await page.locator("#search-count", { hasText: "2 / 3" }).waitFor();
     await log.locator(".row.current", { hasText: "second needle" }).waitFor();

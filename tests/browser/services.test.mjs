@@ -15,6 +15,10 @@ describe("services in the web UI", () => {
     await page.locator('#scripts tr[data-script="sut"] .badge.ready').waitFor();
     await page.locator('#scripts tr[data-script="build"] .badge.passed').waitFor();
     await page.locator('#scripts tr[data-script="tests"] .badge.running').waitFor();
+    // The service's log section, noted from the followed lines, is still open.
+    const sutHead = page.locator("#log .row.section.script", { hasText: "script sut starts" });
+    await sutHead.locator(".badge.running").waitFor();
+    const sutLine = await sutHead.getAttribute("data-line");
 
     const board = await ctx.open("/#/envs");
     await board.locator('article[data-env="1"] .services', { hasText: "services: sut (ready)" }).waitFor();
@@ -23,6 +27,9 @@ describe("services in the web UI", () => {
     await page.locator("h1 .badge.cancelled").waitFor();
     await page.locator('#scripts tr[data-script="cleanup"] .badge.passed').waitFor();
     await page.locator('#scripts tr[data-script="sut"] .badge.cancelled').waitFor();
+    // Its end line came over the stream: the header (scrolled back to) says how it ended.
+    await page.goto(`${ctx.server.url}/#/runs/${run.id}?line=${sutLine}`);
+    await sutHead.locator(".badge.cancelled").waitFor();
     assert.equal(await page.locator('#scripts tr[data-script="notify"] .badge').innerText(), "cancelled");
   });
 
