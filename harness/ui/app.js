@@ -739,7 +739,7 @@ function logViewer(box, runId, ui) {
     showCount();
     goToLine(matches[current] + 1);
   }
-  ui.search.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); if (e.shiftKey) step(-1); else search(); } });
+  ui.search.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); if (e.shiftKey && searchIsShown()) step(-1); else search(); } });
   ui.search.addEventListener("search", () => { if (!ui.search.value) search(); });
   ui.next.addEventListener("click", () => (searchIsShown() ? step(1) : search()));
   ui.prev.addEventListener("click", () => (searchIsShown() ? step(-1) : search()));
