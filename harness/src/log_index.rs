@@ -1,5 +1,6 @@
 //! Where the lines of a run's log are: a sparse index of line starts (every [`STRIDE`]th line) and
-//! the outline of the harness's `--- start`/`--- end` lines, built by one scan of the file and
+//! the outline of the harness's `--- start`/`--- end` lines (and of each script's `--- script NAME
+//! starts:` / `--- script NAME STATE exit=N in Xs` lines), built by one scan of the file and
 //! extended by scanning only what was appended since. With it a range of lines, the tail, or the
 //! line of a search hit is found by reading at most [`STRIDE`] lines, not the whole log — what lets
 //! the web UI open a 60 MB log at its end.
@@ -31,21 +32,34 @@ pub(crate) struct LineIndex {
     lines: u64,
     /// End of the last complete line scanned: the next scan starts here.
     bytes: u64,
-    /// One entry per `--- start` line, closed by its `--- end` line.
+    /// One entry per `--- start` (or `--- script NAME starts:`) line, closed by its end line.
     sections: Vec<Section>,
 }
 
-/// A test's part of the log, from its `--- start PATH (i/n)` line to its `--- end PATH STATUS
-/// exit=N in Xs` line.
+/// What a section of the log is the part of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum SectionKind {
+    /// A test: from its `--- start PATH (i/n)` line to its `--- end PATH STATUS exit=N in Xs`.
+    Test,
+    /// A script of the run's `eventual.toml` (a build step, a service, a cleanup): from its
+    /// `--- script NAME starts: COMMAND` line to its `--- script NAME STATE exit=N in Xs` line.
+    /// A service runs beside the tests, so its section holds theirs.
+    Script,
+}
+
+/// A test's or a script's part of the log, from its start line to its end line.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub(crate) struct Section {
-    /// The test.
+    /// A test or a script.
+    pub(crate) kind: SectionKind,
+    /// The test's path, or the script's name.
     pub(crate) path: String,
     /// 0-based line of `--- start`.
     pub(crate) start: u64,
     /// 0-based line of `--- end`; `None` while the test runs (or if the run was cut short).
     pub(crate) end: Option<u64>,
-    /// The test's status as the end line gives it.
+    /// The test's status (a script's state) as the end line gives it.
     pub(crate) status: Option<String>,
     /// The exit code (`None` for `exit=-`).
     pub(crate) exit_code: Option<i64>,
@@ -57,6 +71,7 @@ pub(crate) struct Section {
 /// (`2026-11-24T08:47:45.873Z`) ends there, then the tag `---`.
 const HARNESS_START: &[u8] = b"Z --- start ";
 const HARNESS_END: &[u8] = b"Z --- end ";
+const HARNESS_SCRIPT: &[u8] = b"Z --- script ";
 const TIMESTAMP_LEN: usize = 23;
 
 impl LineIndex {
@@ -124,6 +139,7 @@ impl LineIndex {
             let what = String::from_utf8_lossy(what);
             let path = what.rsplit_once(" (").map_or(&*what, |(p, _)| p);
             self.sections.push(Section {
+                kind: SectionKind::Test,
                 path: path.to_owned(),
                 start: number,
                 end: None,
@@ -144,17 +160,55 @@ impl LineIndex {
             ) else {
                 return;
             };
-            if let Some(section) = self
-                .sections
-                .iter_mut()
-                .rev()
-                .find(|s| s.end.is_none() && s.path == path)
-            {
-                section.end = Some(number);
-                section.status = Some(status.to_owned());
-                section.exit_code = exit.strip_prefix("exit=").and_then(|c| c.parse().ok());
-                section.duration_s = secs.strip_suffix('s').and_then(|s| s.parse().ok());
+            self.close(SectionKind::Test, path, number, status, exit, secs);
+        } else if let Some(what) = rest.strip_prefix(HARNESS_SCRIPT) {
+            // `NAME starts: COMMAND` or `NAME STATE exit=N in Xs` (a name has no spaces); other
+            // lines about a script (`NAME is ready after Xs`, `NAME skipped: why`) are neither.
+            let what = String::from_utf8_lossy(what);
+            let Some((name, tail)) = what.split_once(' ') else {
+                return;
+            };
+            if tail.starts_with("starts: ") {
+                self.sections.push(Section {
+                    kind: SectionKind::Script,
+                    path: name.to_owned(),
+                    start: number,
+                    end: None,
+                    status: None,
+                    exit_code: None,
+                    duration_s: None,
+                });
+                return;
             }
+            let words: Vec<&str> = tail.split(' ').collect();
+            if let [state, exit, "in", secs] = words[..]
+                && exit.starts_with("exit=")
+            {
+                self.close(SectionKind::Script, name, number, state, exit, secs);
+            }
+        }
+    }
+
+    /// Closes the newest open section of `kind` named `path` at line `number`.
+    fn close(
+        &mut self,
+        kind: SectionKind,
+        path: &str,
+        number: u64,
+        status: &str,
+        exit: &str,
+        secs: &str,
+    ) {
+        if let Some(section) = self
+            .sections
+            .iter_mut()
+            .rev()
+            .find(|s| s.end.is_none() && s.kind == kind && s.path == path)
+        {
+            section.end = Some(number);
+            section.status = Some(status.to_owned());
+            section.exit_code = exit.strip_prefix("exit=").and_then(|c| c.parse().ok());
+            section.duration_s = secs.strip_suffix('s').and_then(|s| s.parse().ok());
         }
     }
 
@@ -206,7 +260,7 @@ impl LineIndex {
     }
 }
 
-/// Lines that contain `needle` (case-sensitive), in the complete lines of `file` up to `end`.
+/// Lines that contain `needle`, in the complete lines of `file` up to `end`.
 #[derive(Debug, Serialize)]
 pub(crate) struct SearchHits {
     /// Matching lines (0-based), at most the limit asked for.
@@ -217,14 +271,59 @@ pub(crate) struct SearchHits {
     pub(crate) truncated: bool,
 }
 
-/// Finds the lines of `file` (its first `end` bytes) holding `needle`, one pass over the file.
+/// How a search finds its text: byte for byte, or ignoring case — ASCII text in a copy of each
+/// block in lower case (as fast as a byte-for-byte search), other text by Unicode simple case
+/// folding (as a browser's `RegExp` with the `iu` flags does, so the viewer highlights what was
+/// counted).
+enum Finder<'a> {
+    Exact(memchr::memmem::Finder<'a>),
+    AsciiFolded(memchr::memmem::Finder<'static>),
+    Folded(regex::bytes::Regex),
+}
+
+impl<'a> Finder<'a> {
+    fn new(needle: &'a str, ignore_case: bool) -> Self {
+        if ignore_case && needle.is_ascii() {
+            let lower = needle.to_ascii_lowercase();
+            return Self::AsciiFolded(memchr::memmem::Finder::new(lower.as_bytes()).into_owned());
+        }
+        if ignore_case {
+            let folded = regex::bytes::RegexBuilder::new(&regex::escape(needle))
+                .case_insensitive(true)
+                .size_limit(1 << 24)
+                .build();
+            if let Ok(re) = folded {
+                return Self::Folded(re);
+            }
+        }
+        Self::Exact(memchr::memmem::Finder::new(needle.as_bytes()))
+    }
+
+    /// Whether `find` wants the block in ASCII lower case.
+    fn lowers(&self) -> bool {
+        matches!(self, Self::AsciiFolded(_))
+    }
+
+    /// Where the first match in `hay` starts.
+    fn find(&self, hay: &[u8]) -> Option<usize> {
+        match self {
+            Self::Exact(f) | Self::AsciiFolded(f) => f.find(hay),
+            Self::Folded(re) => re.find(hay).map(|m| m.start()),
+        }
+    }
+}
+
+/// Finds the lines of `file` (its first `end` bytes) holding `needle` (with `ignore_case`, in any
+/// case), one pass over the file.
 pub(crate) fn search(
     file: &mut File,
     end: u64,
-    needle: &[u8],
+    needle: &str,
+    ignore_case: bool,
     limit: usize,
 ) -> io::Result<SearchHits> {
-    let finder = memchr::memmem::Finder::new(needle);
+    let finder = Finder::new(needle, ignore_case);
+    let mut lowered = Vec::new();
     let mut hits = SearchHits {
         matches: Vec::new(),
         count: 0,
@@ -256,7 +355,15 @@ pub(crate) fn search(
                 }
             }
         };
-        let block = &buf[..whole];
+        let block = if finder.lowers() {
+            // Same length, same newlines: line numbers and positions hold in the copy.
+            lowered.clear();
+            lowered.extend_from_slice(&buf[..whole]);
+            lowered.make_ascii_lowercase();
+            &lowered[..]
+        } else {
+            &buf[..whole]
+        };
         let mut counted_to = 0usize;
         let mut at = 0usize;
         while let Some(found) = finder.find(&block[at..]) {
@@ -392,6 +499,7 @@ mod tests {
             index.sections(),
             &[
                 Section {
+                    kind: SectionKind::Test,
                     path: "a b.sh".into(),
                     start: 0,
                     end: Some(2),
@@ -400,6 +508,7 @@ mod tests {
                     duration_s: Some(0.25),
                 },
                 Section {
+                    kind: SectionKind::Test,
                     path: "c.sh".into(),
                     start: 3,
                     end: None,
@@ -418,11 +527,88 @@ mod tests {
             .collect();
         let (tmp, mut file) = log_of(&lines);
         let len = std::fs::metadata(tmp.path()).expect("meta").len();
-        let hits = search(&mut file, len, b"needle", 10).expect("search");
+        let hits = search(&mut file, len, "needle", false, 10).expect("search");
         assert_eq!(hits.count, 3000);
         assert_eq!(hits.matches, (0..10).collect::<Vec<_>>());
         assert!(hits.truncated);
-        let hits = search(&mut file, len, b"2999 ", 10).expect("search");
+        let hits = search(&mut file, len, "2999 ", false, 10).expect("search");
         assert_eq!((hits.count, hits.matches), (1, vec![2999]));
+    }
+
+    #[test]
+    fn search_ignoring_case_finds_every_casing_and_only_when_asked() {
+        let lines: Vec<String> = [
+            "Needle one",
+            "a NEEDLE",
+            "nEeDlE",
+            "needles",
+            "noodle",
+            "ÉTÉ été",
+        ]
+        .iter()
+        .map(|l| (*l).to_owned())
+        .collect();
+        let (tmp, mut file) = log_of(&lines);
+        let len = std::fs::metadata(tmp.path()).expect("meta").len();
+        let hits = search(&mut file, len, "needle", true, 10).expect("search");
+        assert_eq!((hits.count, hits.matches), (4, vec![0, 1, 2, 3]));
+        let hits = search(&mut file, len, "needle", false, 10).expect("search");
+        assert_eq!((hits.count, hits.matches), (1, vec![3]));
+        // Beyond ASCII too, as the browser folds it.
+        let hits = search(&mut file, len, "été", true, 10).expect("search");
+        assert_eq!((hits.count, hits.matches), (1, vec![5]));
+        // Regex syntax in the text is literal.
+        let hits = search(&mut file, len, "n.edle", true, 10).expect("search");
+        assert_eq!(hits.count, 0);
+    }
+
+    #[test]
+    fn outlines_each_script_from_its_start_line_to_its_state_line_around_the_tests() {
+        let ts = "2026-11-24T08:47:45.873Z";
+        let lines = vec![
+            format!("{ts} --- script build starts: echo building"),
+            format!("{ts} build/out building"),
+            format!("{ts} --- script build passed exit=0 in 0.012s"),
+            format!("{ts} --- script sut starts: exec ./sut --port 4000"),
+            format!("{ts} --- script sut is ready after 0.100s"),
+            format!("{ts} --- start t.sh (1/1)"),
+            format!("{ts} sut/out GET /health"),
+            format!("{ts} --- end t.sh passed exit=0 in 0.500s"),
+            format!("{ts} --- stopping sut: the tests have ended"),
+            format!("{ts} --- script sut passed exit=- in 1.250s"),
+            format!("{ts} --- script notify skipped: tests is passed"),
+            format!("{ts} out --- script fake starts: printed by a test"),
+            format!("{ts} --- script cleanup starts: rm -rf data"),
+        ];
+        let (_tmp, mut file) = log_of(&lines);
+        let mut index = LineIndex::default();
+        index.refresh(&mut file).expect("refresh");
+        let script =
+            |path: &str, start, end, status: Option<&str>, exit_code, duration_s| Section {
+                kind: SectionKind::Script,
+                path: path.into(),
+                start,
+                end,
+                status: status.map(Into::into),
+                exit_code,
+                duration_s,
+            };
+        assert_eq!(
+            index.sections(),
+            &[
+                script("build", 0, Some(2), Some("passed"), Some(0), Some(0.012)),
+                script("sut", 3, Some(9), Some("passed"), None, Some(1.25)),
+                Section {
+                    kind: SectionKind::Test,
+                    path: "t.sh".into(),
+                    start: 5,
+                    end: Some(7),
+                    status: Some("passed".into()),
+                    exit_code: Some(0),
+                    duration_s: Some(0.5),
+                },
+                script("cleanup", 12, None, None, None, None),
+            ]
+        );
     }
 }

@@ -42,7 +42,7 @@ pub struct TestHistory {
 pub(crate) struct LogSections {
     /// Complete lines in the log so far.
     pub(crate) lines: u64,
-    /// Each test's part of the log, in order.
+    /// Each test's and each script's part of the log, in the order they started.
     pub(crate) sections: Vec<crate::log_index::Section>,
 }
 
@@ -51,6 +51,8 @@ pub(crate) struct LogSections {
 pub(crate) struct LogSearch {
     /// What was searched for.
     pub(crate) query: String,
+    /// Whether it was matched in any case.
+    pub(crate) ignore_case: bool,
     /// Complete lines searched.
     pub(crate) lines: u64,
     /// Lines that hold it, in all.

@@ -130,9 +130,12 @@ function runsPage(main) {
   // event's state is never older than the page's and must not be overwritten by it.
   const live = new Map();
   const filters = { username: "", env_id: "", status: "", test: "" };
-  // #/?test=PATH: the runs of one test (the link on a test's page).
+  // The filters live in the address (`#/?test=PATH&status=failed`), so a reload or a shared link
+  // shows the same list; a test's page links to `#/?test=PATH`.
   const wanted = new URLSearchParams((location.hash.split("?")[1]) || "");
-  if (wanted.get("test")) { filters.test = wanted.get("test"); $("#filters [name=test]").value = filters.test; }
+  for (const k of Object.keys(filters)) {
+    if (wanted.get(k)) { filters[k] = wanted.get(k); $(`#filters [name=${k}]`).value = filters[k]; }
+  }
   let oldest = null;
 
   const matches = (run) =>
@@ -176,6 +179,10 @@ function runsPage(main) {
     e.preventDefault();
     const f = new FormData(e.target);
     for (const k of Object.keys(filters)) filters[k] = String(f.get(k) || "").trim();
+    const q = new URLSearchParams(Object.entries(filters).filter(([, v]) => v));
+    const hash = q.size ? `#/?${q}` : "#/";
+    // A new history entry (Back shows the list as it was) without re-rendering the page.
+    if (hash !== (location.hash || "#/")) history.pushState(null, "", hash);
     load(true);
   });
   listeners.add((kind, data) => {
@@ -301,7 +308,7 @@ function runPage(main, id, line) {
   let eventSeen = false;
   const log = logViewer($("#log"), id, {
     follow: $("#follow"), search: $("#log-search"), count: $("#search-count"),
-    prev: $("#search-prev"), next: $("#search-next"),
+    prev: $("#search-prev"), next: $("#search-next"), matchCase: $("#search-case"),
   });
   $("#download").href = `/api/runs/${id}/log?download=true`;
   function render(r) {
@@ -379,7 +386,8 @@ function runPage(main, id, line) {
 // Renders only the rows in view (fixed-height lines in a tall spacer), so its cost does not grow
 // with the log. Lines are fetched by range (`?offset=&limit=`): the tail first, the rest in chunks
 // as they scroll into view; a running log is followed with one streamed `?follow=true&offset=`.
-// Test sections come from /log/sections (and from followed lines), search from /log/search.
+// Test and script sections come from /log/sections (and from followed lines), search from
+// /log/search (in any case unless "Match case" is ticked); followed lines are searched as they come.
 
 const LINE_PX = 18;          // the row height: .log .row in style.css
 const CHUNK = 1000;          // lines per range request
@@ -430,15 +438,21 @@ function ansiSegments(text) {
   return out;
 }
 
-// Appends `text` to `parent`, with the search term in <mark>.
-function appendMarked(parent, text, cls, needle) {
+// The search term as a RegExp (`g`: for highlighting with matchAll): literal text, in any case
+// unless `matchCase` (Unicode case folding, as the server's `ignore_case=true` search does).
+const searchRegExp = (needle, matchCase) =>
+  new RegExp(needle.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"), matchCase ? "gu" : "giu");
+
+// Appends `text` to `parent`, with the search term (a `g` RegExp, or null) in <mark>.
+function appendMarked(parent, text, cls, re) {
   const target = cls ? parent.appendChild(el("span", { class: cls })) : parent;
-  if (!needle) { target.append(text); return; }
-  let at = 0, i;
-  while ((i = text.indexOf(needle, at)) !== -1) {
-    if (i > at) target.append(text.slice(at, i));
-    target.append(el("mark", {}, needle));
-    at = i + needle.length;
+  if (!re) { target.append(text); return; }
+  let at = 0;
+  for (const m of text.matchAll(re)) {
+    if (!m[0]) break;
+    if (m.index > at) target.append(text.slice(at, m.index));
+    target.append(el("mark", {}, m[0]));
+    at = m.index + m[0].length;
   }
   if (at < text.length) target.append(text.slice(at));
 }
@@ -450,9 +464,13 @@ function logViewer(box, runId, ui) {
   let total = 0;              // lines known to exist
   const chunks = new Map();   // chunk number → array of lines (holes: not loaded yet)
   const pending = new Set();  // chunk numbers being fetched
-  const sections = new Map(); // start line → {path, start, end, status, duration_s, collapsed}
-  let hidden = [];            // collapsed line ranges [from, to], sorted
-  let matches = [], current = -1, needle = "", target = -1;
+  const sections = new Map(); // start line → {kind, path, start, end, status, duration_s, collapsed}
+  let hidden = [];            // collapsed line ranges [from, to], sorted, not overlapping
+  let target = -1;
+  // The search on screen: the text, its case mode and RegExp; the matching lines listed (sorted)
+  // and counted; lines before `searchedTo` were searched (by the server, then as they arrived).
+  let needle = "", needleCase = false, needleRe = null;
+  let matches = [], count = 0, truncated = false, current = -1, searchedTo = 0;
   let stream = null, closed = false, following = false, frame = 0;
   const status = (text) => { ui.count.textContent = text; };
 
@@ -463,26 +481,50 @@ function logViewer(box, runId, ui) {
     if (!arr) { arr = []; chunks.set(c, arr); }
     arr[n % CHUNK] = text;
   }
-  // The harness's own lines mark the sections: `TS --- start PATH (i/n)`, `TS --- end PATH STATUS exit=N in Xs`.
+  // The harness's own lines mark the sections: `TS --- start PATH (i/n)`, `TS --- end PATH STATUS
+  // exit=N in Xs` for a test, `TS --- script NAME starts: CMD`, `TS --- script NAME STATE exit=N in
+  // Xs` for a script (a service's section holds the tests' sections: sections nest).
+  function openSection(kind, path, n) {
+    if (!sections.has(n)) sections.set(n, { kind, path, start: n, end: null, status: null, duration_s: null, collapsed: false });
+  }
+  function closeSection(kind, path, n, status, secs) {
+    const open = [...sections.values()].reverse().find((s) => s.kind === kind && s.path === path && (s.end === null || s.end === n));
+    if (open) Object.assign(open, { end: n, status, duration_s: Number(secs) });
+  }
+  // The tag starts after the timestamp (24 characters) and a space.
+  const TAG_AT = 25;
   function noteSection(n, text) {
-    if (text.startsWith("--- start ", 24)) {
-      if (!sections.has(n)) sections.set(n, { path: text.slice(34).replace(/ \(\d+\/\d+\)$/, ""), start: n, end: null, status: null, duration_s: null, collapsed: false });
-    } else if (text.startsWith("--- end ", 24)) {
-      const m = text.slice(32).match(/^(.*) (\S+) exit=(\S+) in ([\d.]+)s$/);
-      if (!m) return;
-      const open = [...sections.values()].reverse().find((s) => s.path === m[1] && (s.end === null || s.end === n));
-      if (open) Object.assign(open, { end: n, status: m[2], duration_s: Number(m[4]) });
+    if (text.startsWith("--- start ", TAG_AT)) {
+      openSection("test", text.slice(TAG_AT + 10).replace(/ \(\d+\/\d+\)$/, ""), n);
+    } else if (text.startsWith("--- end ", TAG_AT)) {
+      const m = text.slice(TAG_AT + 8).match(/^(.*) (\S+) exit=(\S+) in ([\d.]+)s$/);
+      if (m) closeSection("test", m[1], n, m[2], m[4]);
+    } else if (text.startsWith("--- script ", TAG_AT)) {
+      const rest = text.slice(TAG_AT + 11);
+      const start = rest.match(/^(\S+) starts: /);
+      if (start) { openSection("script", start[1], n); return; }
+      const m = rest.match(/^(\S+) (\S+) exit=(\S+) in ([\d.]+)s$/);
+      if (m) closeSection("script", m[1], n, m[2], m[4]);
     }
   }
+  const contains = (s, n) => s.start <= n && (s.end === null ? n < total : n <= s.end);
+  // The innermost section holding line `n` (the one that started last).
   const sectionOf = (n) => {
     let found = null;
-    for (const s of sections.values()) if (s.start <= n && (s.end === null ? n < total : n <= s.end)) found = s;
+    for (const s of sections.values()) if (contains(s, n) && (!found || s.start > found.start)) found = s;
     return found;
   };
   function rebuildHidden() {
-    hidden = [...sections.values()].filter((s) => s.collapsed)
+    const ranges = [...sections.values()].filter((s) => s.collapsed)
       .map((s) => [s.start + 1, s.end === null ? Math.max(s.start, total - 1) : s.end])
       .filter(([a, b]) => b >= a).sort((a, b) => a[0] - b[0]);
+    // Nested and overlapping sections (a service beside the tests) hide one merged range.
+    hidden = [];
+    for (const [a, b] of ranges) {
+      const last = hidden[hidden.length - 1];
+      if (last && a <= last[1] + 1) last[1] = Math.max(last[1], b);
+      else hidden.push([a, b]);
+    }
   }
   const hiddenCount = () => hidden.reduce((n, [a, b]) => n + b - a + 1, 0);
   const rowCount = () => total - hiddenCount();
@@ -536,19 +578,21 @@ function logViewer(box, runId, ui) {
         if (m[2] === "---") classes.push("h");
         else if (m[2].endsWith("err")) classes.push("err");
         if (section) {
-          div.append(el("button", { type: "button", class: "toggle", "aria-expanded": String(!section.collapsed), "aria-label": `${section.collapsed ? "Expand" : "Collapse"} ${section.path}`, onclick: () => toggle(section) }, section.collapsed ? "▸" : "▾"));
+          const what = section.kind === "script" ? `script ${section.path}` : section.path;
+          div.append(el("button", { type: "button", class: "toggle", "aria-expanded": String(!section.collapsed), "aria-label": `${section.collapsed ? "Expand" : "Collapse"} ${what}`, onclick: () => toggle(section) }, section.collapsed ? "▸" : "▾"));
         }
         div.append(el("span", { class: "ts" }, `${m[1]} `));
-        appendMarked(div, `${m[2]} `, "", needle);
-        for (const [seg, cls] of ansiSegments(m[3])) appendMarked(div, seg, cls, needle);
+        appendMarked(div, `${m[2]} `, "", needleRe);
+        for (const [seg, cls] of ansiSegments(m[3])) appendMarked(div, seg, cls, needleRe);
         if (section) {
           classes.push("section");
+          if (section.kind === "script") classes.push("script");
           div.append(" ", el("span", { class: "summary" }, section.status ? badge(section.status) : badge("running"),
             section.duration_s != null ? ` ${section.duration_s.toFixed(3)}s` : "",
             section.collapsed && section.end !== null ? ` · ${section.end - section.start} lines hidden` : ""));
         }
       } else {
-        for (const [seg, cls] of ansiSegments(text)) appendMarked(div, seg, cls, needle);
+        for (const [seg, cls] of ansiSegments(text)) appendMarked(div, seg, cls, needleRe);
       }
       if (inside && FAILED.has(inside.status)) classes.push("fail");
     }
@@ -614,8 +658,15 @@ function logViewer(box, runId, ui) {
         if (done || closed) break;
         const parts = (partial + value).split("\n");
         partial = parts.pop();
-        for (const t of parts) { setLine(n, t); noteSection(n, t); n++; }
+        const counted = count;
+        for (const t of parts) {
+          setLine(n, t);
+          noteSection(n, t);
+          if (needle && n >= searchedTo) { noteMatch(n, t); searchedTo = n + 1; }
+          n++;
+        }
         total = Math.max(total, n);
+        if (count !== counted) showCount();
         if (hidden.length) rebuildHidden();
         if (ui.follow.checked) { space.style.height = `${spaceHeight()}px`; toBottom(); }
         redraw();
@@ -639,44 +690,68 @@ function logViewer(box, runId, ui) {
   function goToLine(n1) {
     const n = Math.max(0, Math.min(total - 1, n1 - 1));
     target = n;
-    const s = sectionOf(n);
-    if (s && s.collapsed && n !== s.start) { s.collapsed = false; rebuildHidden(); }
+    // Every collapsed section that hides it opens (an outer one too).
+    let opened = false;
+    for (const s of sections.values()) if (s.collapsed && n !== s.start && contains(s, n)) { s.collapsed = false; opened = true; }
+    if (opened) rebuildHidden();
     ui.follow.checked = false;
     space.style.height = `${spaceHeight()}px`;
     scrollToRow(lineToRow(n));
   }
 
+  // A followed line (past what the server searched) that matches is counted and listed.
+  function noteMatch(n, text) {
+    if (!needleRe) return;
+    needleRe.lastIndex = 0;
+    if (!needleRe.test(text)) return;
+    count++;
+    if (!truncated) matches.push(n);
+  }
+  function showCount() {
+    if (!needle) return status("");
+    if (!count) return status("no matches");
+    const more = truncated ? ` (first ${matches.length} listed)` : "";
+    status(current === -1 ? `${count} ${count === 1 ? "match" : "matches"}${more}` : `${current + 1} / ${count}${more}`);
+  }
+  const searchIsShown = () => ui.search.value === needle && ui.matchCase.checked === needleCase;
+  let searches = 0;
   async function search() {
-    const q = ui.search.value;
-    if (!q) { needle = ""; matches = []; current = -1; status(""); redraw(); return; }
-    if (q === needle && matches.length) return step(1);
+    const q = ui.search.value, matchCase = ui.matchCase.checked;
+    const mine = ++searches;
+    if (!q) { needle = ""; needleRe = null; matches = []; count = 0; current = -1; status(""); redraw(); return; }
+    if (searchIsShown() && count) return step(1);
     status("searching…");
     const t0 = performance.now();
-    const res = await api(`/api/runs/${runId}/log/search?q=${encodeURIComponent(q)}&limit=10000`);
+    const res = await api(`/api/runs/${runId}/log/search?q=${encodeURIComponent(q)}&limit=10000${matchCase ? "" : "&ignore_case=true"}`);
     performance.measure("log-search", { start: t0, end: performance.now() });
-    needle = q;
-    matches = res.matches;
-    current = -1;
-    if (!matches.length) { status("no matches"); redraw(); return; }
-    step(1, res);
+    if (mine !== searches) return; // a newer search is on its way
+    needle = q; needleCase = matchCase; needleRe = searchRegExp(q, matchCase);
+    matches = res.matches; count = res.count; truncated = res.truncated; current = -1;
+    // Lines followed while the search was on its way, past those the server searched.
+    searchedTo = res.lines;
+    for (; searchedTo < total; searchedTo++) {
+      const t = getLine(searchedTo);
+      if (t !== undefined) noteMatch(searchedTo, t);
+    }
+    if (!count) { showCount(); redraw(); return; }
+    step(1);
   }
-  let lastCount = null;
-  function step(dir, res) {
-    if (res) lastCount = res;
+  function step(dir) {
     if (!matches.length) return;
     // The first step goes to the first match at or after the view (forward) or before it.
     if (current === -1) {
       const here = rowToLine(firstRow());
       current = dir > 0 ? Math.max(0, matches.findIndex((m) => m >= here)) : matches.length - 1;
     } else current = (current + dir + matches.length) % matches.length;
-    const more = lastCount && lastCount.truncated ? ` (first ${matches.length} listed)` : "";
-    status(`${current + 1} / ${lastCount ? lastCount.count : matches.length}${more}`);
+    showCount();
     goToLine(matches[current] + 1);
   }
-  ui.search.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); if (e.shiftKey) step(-1); else search(); } });
+  ui.search.addEventListener("keydown", (e) => { if (e.key === "Enter") { e.preventDefault(); if (e.shiftKey && searchIsShown()) step(-1); else search(); } });
   ui.search.addEventListener("search", () => { if (!ui.search.value) search(); });
-  ui.next.addEventListener("click", () => (ui.search.value === needle ? step(1) : search()));
-  ui.prev.addEventListener("click", () => step(-1));
+  ui.next.addEventListener("click", () => (searchIsShown() ? step(1) : search()));
+  ui.prev.addEventListener("click", () => (searchIsShown() ? step(-1) : search()));
+  // Toggling the case mode searches again (when there is a search).
+  ui.matchCase.addEventListener("change", () => { if (ui.search.value) search(); });
 
   box.addEventListener("scroll", () => {
     // Scrolling up stops following; scrolling back to the bottom resumes it.

@@ -130,6 +130,62 @@ describe("log viewer", () => {
     await closeAll();
   });
 
+  test("search ignores case unless Match case is ticked", async () => {
+    const page = await open(`/#/runs/${small.id}`);
+    const log = page.locator("#log");
+    await log.locator("div.h", { hasText: `--- run ${small.id} failed` }).waitFor();
+    const box = page.getByLabel("Search the log");
+    await box.fill("PASS LINE");
+    await box.press("Enter");
+    await page.locator("#search-count", { hasText: "1 / 5" }).waitFor();
+    // Highlighted as written in the log.
+    await log.locator(".row.current mark", { hasText: /^pass line$/ }).waitFor();
+    assert.equal(await log.locator("mark", { hasText: /^pass line$/ }).count(), 5);
+    // Ticking Match case searches again, byte for byte.
+    await page.getByLabel("Match case").check();
+    await page.locator("#search-count", { hasText: "no matches" }).waitFor();
+    assert.equal(await log.locator("mark").count(), 0);
+    await box.fill("pass line");
+    await box.press("Enter");
+    await page.locator("#search-count", { hasText: "1 / 5" }).waitFor();
+    await page.getByLabel("Match case").uncheck();
+    await box.fill("Fail Line");
+    await page.getByRole("button", { name: "Next match" }).click();
+    await page.locator("#search-count", { hasText: /^1 \/ \d+$/ }).waitFor();
+    await log.locator(".row.current mark", { hasText: /^fail line$/ }).waitFor();
+    await closeAll();
+  });
+
+  test("search goes on in follow mode: new matching lines are counted and highlighted, next and previous reach them", async () => {
+    const run = await api.createRun("eve", 2, ["gated.sh"]);
+    const page = await open(`/#/runs/${run.id}`);
+    const log = page.locator("#log");
+    await log.locator(".row", { hasText: "out first Needle" }).waitFor();
+    const box = page.getByLabel("Search the log");
+    await box.fill("needle");
+    await box.press("Enter");
+    await page.locator("#search-count", { hasText: "1 / 1" }).waitFor();
+    // Back to following, then the test prints the rest.
+    await page.locator("#follow").check();
+    await api.callback(`run-${run.id}.go`, { go: true });
+    await waitUntil(`run ${run.id} to end`, finished(api, run.id));
+    await page.locator("#search-count", { hasText: "1 / 3" }).waitFor();
+    await log.locator(".row", { hasText: "third NEEDLE" }).locator("mark", { hasText: "NEEDLE" }).waitFor();
+    assert.equal(await log.locator(".row", { hasText: "second needle" }).locator("mark").count(), 1);
+    assert.equal(await log.locator(".row", { hasText: "no match here" }).locator("mark").count(), 0);
+    assert.ok(await page.locator("#follow").isChecked(), "still following");
+    // The test's end line came over the stream: its section's header says how it ended.
+    await log.locator(".row.section", { hasText: "--- start gated.sh" }).locator(".badge.passed").waitFor();
+    await page.getByRole("button", { name: "Next match" }).click();
+    await page.locator("#search-count", { hasText: "2 / 3" }).waitFor();
+    await log.locator(".row.current", { hasText: "second needle" }).waitFor();
+    await page.getByRole("button", { name: "Next match" }).click();
+    await log.locator(".row.current", { hasText: "third NEEDLE" }).waitFor();
+    await page.getByRole("button", { name: "Previous match" }).click();
+    await page.locator("#search-count", { hasText: "2 / 3" }).waitFor();
+    await closeAll();
+  });
+
   test("Download log gives the exact file", async () => {
     const page = await open(`/#/runs/${small.id}`);
     await page.locator("#log div.h", { hasText: `--- run ${small.id} failed` }).waitFor();

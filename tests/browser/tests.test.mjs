@@ -123,6 +123,40 @@ describe("test pages and the new-run picker", () => {
     assert.equal(await cleanPage.getByRole("button", { name: "Rerun failed" }).isHidden(), true);
   });
 
+  test("the runs list keeps its filters in the address: a reload, a shared link and Back show the same list", async () => {
+    const wait = async (run) => waitUntil(`run ${run.id} to end`, async () => ENDED.has((await api().get(`/api/runs/${run.id}`)).status), 30_000);
+    const passing = await api().createRun("ulla", 5, ["pass.sh"]);
+    const failing = await api().createRun("ulla", 5, ["fail.sh"]);
+    await wait(passing);
+    await wait(failing);
+    const page = await open("/#/");
+    await page.locator(`#runs-body tr[data-run="${passing.id}"]`).waitFor();
+    await page.locator("#filters [name=username]").fill("ulla");
+    await page.locator("#filters [name=test]").fill("fail.sh");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.waitForURL((u) => u.hash.startsWith("#/?"));
+    const wanted = new URLSearchParams(new URL(page.url()).hash.split("?")[1]);
+    assert.deepEqual(Object.fromEntries(wanted), { username: "ulla", test: "fail.sh" });
+    // Only ulla's run of fail.sh is listed: here, after a reload, and in a page opened from the link.
+    const listed = (p) => p.locator("#runs-body tr").evaluateAll((trs) => trs.map((tr) => Number(tr.dataset.run)));
+    const showsOnlyTheFailing = async (p) => {
+      await p.locator(`#runs-body tr[data-run="${failing.id}"]`).waitFor();
+      assert.deepEqual(await listed(p), [failing.id]);
+      assert.equal(await p.locator("#filters [name=test]").inputValue(), "fail.sh");
+      assert.equal(await p.locator("#filters [name=username]").inputValue(), "ulla");
+    };
+    await showsOnlyTheFailing(page);
+    await page.reload();
+    await showsOnlyTheFailing(page);
+    const shared = await open(`/${new URL(page.url()).hash}`);
+    await showsOnlyTheFailing(shared);
+    // Back: the list as it was before filtering.
+    await page.goBack();
+    await page.waitForURL((u) => u.hash === "#/");
+    await page.locator(`#runs-body tr[data-run="${passing.id}"]`).waitFor();
+    assert.equal(await page.locator("#filters [name=test]").inputValue(), "");
+  });
+
   test("a field error of the New run form clears when that field is changed", async () => {
     const page = await open("/#/");
     await page.getByLabel("Environment", { exact: true }).fill("5");

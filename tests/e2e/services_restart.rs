@@ -51,6 +51,14 @@ async fn kill_9_during_a_run_with_services_leaves_nothing_running_after_the_rest
                 .await?;
             if log.contains("--- script cleanup passed") {
                 ensure!(log.contains("cleanup/out cleaning up"), "{log}");
+                // The same start and end lines as a script of a live run (the log viewer's
+                // section of it).
+                ensure!(log.contains("--- script cleanup starts: "), "{log}");
+                ensure!(
+                    log.lines()
+                        .any(|l| l.contains("--- script cleanup passed exit=0 in ")),
+                    "{log}"
+                );
                 break;
             }
             ensure!(

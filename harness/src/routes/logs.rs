@@ -161,11 +161,12 @@ pub(super) async fn download(h: &Harness, id: i64) -> Result<Response, ApiError>
         .into_response())
 }
 
-/// `GET /api/runs/{id}/log/sections`: each test's part of the log, with its status and duration.
+/// `GET /api/runs/{id}/log/sections`: each test's and each script's part of the log, with its
+/// status and duration.
 #[utoipa::path(
     get, path = "/api/runs/{id}/log/sections", tag = "harness",
     params(("id" = i64, Path, description = "The run id")),
-    responses((status = 200, description = "Each test's part of the log, with its status and duration", body = crate::openapi::LogSections), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
+    responses((status = 200, description = "Each test's and each script's part of the log, with its status and duration", body = crate::openapi::LogSections), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn sections(
     State(h): State<Harness>,
@@ -192,11 +193,11 @@ pub(super) async fn sections(
     Ok(Json(value).into_response())
 }
 
-/// `GET /api/runs/{id}/log/search?q=&limit=`: the lines holding `q` (case-sensitive), one pass
-/// over the log's complete lines.
+/// `GET /api/runs/{id}/log/search?q=&limit=&ignore_case=`: the lines holding `q` (byte for byte,
+/// or in any case with `ignore_case=true`), one pass over the log's complete lines.
 #[utoipa::path(
     get, path = "/api/runs/{id}/log/search", tag = "harness",
-    params(("id" = i64, Path, description = "The run id"), ("q" = String, Query, min_length = 1, description = "The text to find (case-sensitive)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Matches listed, 1–10000 (default 1000)")),
+    params(("id" = i64, Path, description = "The run id"), ("q" = String, Query, min_length = 1, description = "The text to find (case-sensitive unless `ignore_case=true`)"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Matches listed, 1–10000 (default 1000)"), ("ignore_case" = Option<bool>, Query, description = "Match in any case (Unicode case folding); default false")),
     responses((status = 200, description = "The lines holding `q`", body = crate::openapi::LogSearch), (status = 400, description = "`invalid_query`", body = sink::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 404, description = "`not_found`: no such run (or an id that is not a number)", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn search(
@@ -204,7 +205,11 @@ pub(super) async fn search(
     RunId(id): RunId,
     ApiQuery(q): ApiQuery<SearchQuery>,
 ) -> Result<Response, ApiError> {
-    let (needle, limit) = q.parts()?;
+    let super::query::Search {
+        q: needle,
+        limit,
+        ignore_case,
+    } = q.parts()?;
     let query = needle.clone();
     h.get_run(id).await?;
     let path = h.log_path(id);
@@ -216,9 +221,10 @@ pub(super) async fn search(
                 let (lines, end) = (index.lines(), index.bytes());
                 // The index is not needed while searching: let readers of ranges go on.
                 drop(index);
-                let hits = log_index::search(&mut file, end, needle.as_bytes(), limit)?;
+                let hits = log_index::search(&mut file, end, &needle, ignore_case, limit)?;
                 Ok(LogSearch {
                     query: needle,
+                    ignore_case,
                     lines,
                     count: hits.count,
                     matches: hits.matches,
@@ -227,6 +233,7 @@ pub(super) async fn search(
             })(),
             || LogSearch {
                 query,
+                ignore_case,
                 lines: 0,
                 count: 0,
                 matches: Vec::new(),

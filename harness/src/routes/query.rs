@@ -153,16 +153,29 @@ impl LogQuery {
     }
 }
 
-/// `GET /api/runs/{id}/log/search?q=&limit=`.
+/// `GET /api/runs/{id}/log/search?q=&limit=&ignore_case=`.
 #[derive(Debug, Deserialize)]
 pub(super) struct SearchQuery {
     q: Option<String>,
     limit: Option<String>,
+    ignore_case: Option<String>,
+}
+
+/// What a search asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Search {
+    /// The text to find.
+    pub(super) q: String,
+    /// How many matching lines to list.
+    pub(super) limit: usize,
+    /// Match in any case (`ignore_case=true`); byte for byte otherwise.
+    pub(super) ignore_case: bool,
 }
 
 impl SearchQuery {
-    /// The text to find and how many matching lines to list, or `400 invalid_query`.
-    pub(super) fn parts(self) -> Result<(String, usize), ApiError> {
+    /// What this search asks for, or `400 invalid_query`.
+    pub(super) fn parts(self) -> Result<Search, ApiError> {
+        let ignore_case = flag("ignore_case", self.ignore_case.as_deref())?;
         let q = self
             .q
             .filter(|q| !q.is_empty())
@@ -180,7 +193,11 @@ impl SearchQuery {
             })
             .transpose()?
             .unwrap_or(1000);
-        Ok((q, limit))
+        Ok(Search {
+            q,
+            limit,
+            ignore_case,
+        })
     }
 }
 

@@ -62,14 +62,22 @@ pub(crate) async fn cleanup_after_crash(
                 format!("{}/err", script.name),
             )),
         };
+        // The same start and end lines as a script run by the run itself: the log viewer makes
+        // a section of them.
+        log.line(
+            Tag::Harness,
+            &format!("script {} starts: {}", script.name, script.run),
+        );
+        let started = std::time::Instant::now();
         let outcome = exec::run(&spec, log, &CancellationToken::new(), |_| {}, &|_| {}).await;
         log.line(
             Tag::Harness,
             &format!(
-                "script {} {} exit={}",
+                "script {} {} exit={} in {:.3}s",
                 script.name,
                 outcome.status.as_str(),
-                outcome.exit_code.map_or("-".into(), |c| c.to_string())
+                outcome.exit_code.map_or("-".into(), |c| c.to_string()),
+                started.elapsed().as_secs_f64()
             ),
         );
     }

@@ -78,7 +78,13 @@ async fn bad_range_parameters_are_400_invalid_query_naming_the_parameter() {
         let message = body["error"]["message"].as_str().unwrap_or("");
         assert!(message.contains(names), "{query}: {body}");
     }
-    for query in ["q=", "limit=5", "q=x&limit=0", "q=x&limit=lots"] {
+    for query in [
+        "q=",
+        "limit=5",
+        "q=x&limit=0",
+        "q=x&limit=lots",
+        "q=x&ignore_case=yes",
+    ] {
         error_of(
             app.get(&format!("/api/runs/{id}/log/search?{query}")).await,
             400,
@@ -159,6 +165,7 @@ async fn sections_give_each_test_its_lines_status_and_duration() {
         .iter()
         .zip([("noisy.sh", "passed", 0), ("fail.sh", "failed", 3)])
     {
+        assert_eq!(section["kind"], "test");
         assert_eq!(section["path"], path);
         assert_eq!(section["status"], status);
         assert_eq!(section["exit_code"], exit);
@@ -219,4 +226,48 @@ async fn search_lists_the_matching_lines_and_counts_them_all() {
         ),
         (Some(0), Some(0))
     );
+}
+
+#[tokio::test]
+async fn search_ignoring_case_matches_every_casing_and_by_default_matches_bytes() {
+    let (app, id, log) = noisy_run().await;
+    let all: Vec<&str> = log.lines().collect();
+    let search = |query: &'static str| {
+        let app = &app;
+        async move {
+            json_of(
+                app.get(&format!("/api/runs/{id}/log/search?{query}")).await,
+                200,
+            )
+            .await
+        }
+    };
+    let want: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].contains("line 12345"))
+        .collect();
+    assert!(!want.is_empty());
+    for query in [
+        "q=LINE%2012345&ignore_case=true",
+        "q=LiNe%2012345&ignore_case=1",
+        "q=line%2012345&ignore_case=true",
+    ] {
+        let body = search(query).await;
+        assert_eq!(body["matches"], serde_json::json!(want), "{query}: {body}");
+        assert_eq!(body["count"], want.len(), "{query}");
+        assert_eq!(body["ignore_case"], true, "{query}");
+    }
+    // Case-sensitive unless asked: the log has no upper-case `LINE`.
+    for query in ["q=LINE%2012345", "q=LINE%2012345&ignore_case=false"] {
+        let body = search(query).await;
+        assert_eq!(body["count"], 0, "{query}: {body}");
+        assert_eq!(body["ignore_case"], false, "{query}");
+    }
+    // The harness's own lines too, in any case; the limit still lists the first ones.
+    let body = search("q=NOISY.SH&ignore_case=true&limit=1").await;
+    let want: Vec<usize> = (0..all.len())
+        .filter(|&i| all[i].to_lowercase().contains("noisy.sh"))
+        .collect();
+    assert_eq!(body["count"], want.len(), "{body}");
+    assert_eq!(body["matches"], serde_json::json!(want[..1]));
+    assert_eq!(body["truncated"], want.len() > 1);
 }

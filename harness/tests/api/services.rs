@@ -59,6 +59,62 @@ async fn the_spec_example_runs_build_then_service_then_tests_then_stops_it_and_c
 }
 
 #[tokio::test]
+async fn each_script_has_its_own_log_section_and_a_service_holds_the_tests_sections() {
+    let app = spawn_services().await;
+    let run = app.create_run("ann", 1, &["basic/check_sut.sh"]).await;
+    let id = run["id"].as_i64().expect("id");
+    let done = app.wait_finished(id).await;
+    assert_eq!(done["status"], "passed", "{done}");
+    let log = app.log(id).await;
+    let all: Vec<&str> = log.lines().collect();
+    let body = json_of(app.get(&format!("/api/runs/{id}/log/sections")).await, 200).await;
+    let sections = body["sections"].as_array().expect("sections");
+    let of = |kind: &str, path: &str| {
+        sections
+            .iter()
+            .find(|s| s["kind"] == kind && s["path"] == path)
+            .unwrap_or_else(|| panic!("no {kind} section {path}: {body}"))
+    };
+    for name in ["build", "sut", "cleanup", "notify"] {
+        let s = of("script", name);
+        assert_eq!(s["status"], "passed", "{s}");
+        assert!(s["duration_s"].as_f64().is_some(), "{s}");
+        let start = s["start"].as_u64().expect("start") as usize;
+        let end = s["end"].as_u64().expect("end") as usize;
+        assert!(
+            all[start].contains(&format!(" --- script {name} starts: ")),
+            "{}",
+            all[start]
+        );
+        assert!(
+            all[end].contains(&format!(" --- script {name} passed exit=")),
+            "{}",
+            all[end]
+        );
+        // A script's own lines are inside its section.
+        for (i, line) in all.iter().enumerate() {
+            if line.contains(&format!(" {name}/out ")) {
+                assert!((start..end).contains(&i), "{name}: line {i} {line}");
+            }
+        }
+    }
+    assert_eq!(of("script", "build")["exit_code"], 0);
+    let test = of("test", "basic/check_sut.sh");
+    assert_eq!(test["status"], "passed");
+    // The service runs beside the test: its section holds the test's.
+    let (sut, test) = (of("script", "sut"), test);
+    assert!(sut["start"].as_u64() < test["start"].as_u64(), "{body}");
+    assert!(sut["end"].as_u64() > test["end"].as_u64(), "{body}");
+    // In the order they started.
+    let starts: Vec<u64> = sections
+        .iter()
+        .filter_map(|s| s["start"].as_u64())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{body}");
+    assert_eq!(sections.len(), 5, "{body}");
+}
+
+#[tokio::test]
 async fn a_service_that_never_becomes_ready_times_out_skips_the_tests_and_cleanup_still_runs() {
     let app = spawn_services().await;
     let started = Instant::now();
