@@ -229,6 +229,37 @@ impl PgClaims {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
+    /// Takes the oldest run that holds its environment but that no node executes yet, for node
+    /// `node` to start: marks the run as `node`'s and answers it with its environment and
+    /// fencing token. Nodes asking at once each get a different run (`FOR UPDATE SKIP LOCKED`,
+    /// as GitLab hands out CI jobs): a run is started by exactly one node, whichever has a free
+    /// worker first.
+    pub(crate) async fn take_startable(
+        &self,
+        node: &str,
+    ) -> Result<Option<Startable>, Unavailable> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "WITH next AS (
+                     SELECT r.id, e.id AS env_id, e.token FROM runs r JOIN environments e ON e.holder = r.id
+                     WHERE r.node IS NULL AND r.status = 'queued'
+                     ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED
+                 )
+                 UPDATE runs SET node = $1 FROM next WHERE runs.id = next.id
+                 RETURNING next.id, next.env_id, next.token",
+                &[&node],
+            )
+            .await?;
+        Ok(row.map(|r| Startable {
+            run: r.get(0),
+            env: u32::try_from(r.get::<_, i32>(1)).unwrap_or_default(),
+            token: r.get(2),
+        }))
+    }
+
     /// Every environment as the board shows it (`only`: just that one).
     async fn load_views(&self, only: Option<u32>) -> Result<Vec<EnvView>, Unavailable> {
         let rows = self
@@ -291,6 +322,17 @@ impl PgClaims {
             .min()
             .map(|(_, _, id)| id))
     }
+}
+
+/// A run a node may start: it holds `env` under fencing `token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Startable {
+    /// The run.
+    pub(crate) run: i64,
+    /// The environment it holds.
+    pub(crate) env: u32,
+    /// The claim's fencing token: its results may be written while the claim still has it.
+    pub(crate) token: i64,
 }
 
 /// Under `env_id`'s row lock: the lowest queued run id becomes the holder (a new token) unless
@@ -527,5 +569,61 @@ mod tests {
             Some(2),
             "2's queue is shorter; 3 is paused"
         );
+    }
+
+    /// Three nodes with four workers each take the runs that hold their environments, all at
+    /// once: each run is started by exactly one node, and runs still queued behind a holder
+    /// are not startable.
+    #[tokio::test]
+    async fn each_held_run_is_taken_by_exactly_one_node() {
+        let Some(url) = fresh_database().await else {
+            return;
+        };
+        let history = crate::history::History::open_postgres(&url, "submitter")
+            .await
+            .expect("history");
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let pool = crate::database::open(&url).await.expect("open");
+            nodes.push(Arc::new(PgClaims::open(pool, 60).await.expect("claims")));
+        }
+        let mut held = Vec::new();
+        for env in 1..=60 {
+            let run = history
+                .insert_run("u", env, &["t.sh".into()], 0)
+                .await
+                .expect("run")
+                .id;
+            assert_eq!(
+                nodes[0].submit(env, run, "u").await.unwrap(),
+                Some(Claim::Holder)
+            );
+            held.push(run);
+            let behind = history
+                .insert_run("u", env, &["t.sh".into()], 0)
+                .await
+                .expect("run")
+                .id;
+            nodes[0].submit(env, behind, "u").await.unwrap();
+        }
+        let workers = (0..12).map(|w| {
+            let claims = Arc::clone(&nodes[w % 3]);
+            tokio::spawn(async move {
+                let name = format!("node-{}", w % 3);
+                let mut taken = Vec::new();
+                while let Some(s) = claims.take_startable(&name).await.unwrap() {
+                    assert!(claims.holds(s.env, s.run, s.token).await.unwrap());
+                    taken.push(s.run);
+                }
+                taken
+            })
+        });
+        let mut taken: Vec<i64> = futures_util::future::join_all(workers)
+            .await
+            .into_iter()
+            .flat_map(|t| t.expect("join"))
+            .collect();
+        taken.sort_unstable();
+        assert_eq!(taken, held, "every holder once, nothing queued");
     }
 }

@@ -352,7 +352,8 @@ impl PgHistory {
         Ok((interrupted, queued))
     }
 
-    /// Node `node` is gone (restarted, or dead): its running runs become `interrupted` (their
+    /// Node `node` is gone (restarted, or dead): its running runs — and those it had taken to
+    /// start but not started yet — become `interrupted` (their
     /// running test `cancelled`, the rest `skipped`), in one transaction; returns each, oldest
     /// first, so that its environment can go on.
     pub(crate) async fn interrupt_node(&self, node: &str) -> Result<Vec<Interrupted>, Unavailable> {
@@ -362,7 +363,7 @@ impl PgHistory {
             .query(
                 "SELECT id, env_id,
                         (SELECT pgid FROM run_tests t WHERE t.run_id = runs.id AND t.status = 'running')
-                 FROM runs WHERE status = 'running' AND node = $1 ORDER BY id FOR UPDATE",
+                 FROM runs WHERE status IN ('queued', 'running') AND node = $1 ORDER BY id FOR UPDATE",
                 &[&node],
             )
             .await?
