@@ -3,10 +3,19 @@
 //! only what is live (queues, cancel switches, log followers).
 //!
 //! [`History`] is the one way in, with one variant per backend: the embedded SQLite database
-//! (`sqlite.rs`) today, PostgreSQL for cluster mode beside it. Its methods are async; the SQLite
+//! (`sqlite.rs`, the default) and the cluster's PostgreSQL database (`postgres.rs`, with the run
+//! logs in chunks beside it in `log_chunks.rs`). Its methods are async; the SQLite
 //! backend runs each statement on Tokio's blocking pool, so a slow disk never stalls the async
 //! workers that serve requests.
 
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "reached by `serve --database` once runs execute across nodes"
+    )
+)]
+mod log_chunks;
 mod postgres;
 mod sqlite;
 
