@@ -11,10 +11,19 @@
 //! - `kind.rs` — [`Kind`]: how a file runs (pytest, python3, bash, executable).
 //! - `listing.rs` — tests, support files and configurations as listed; tags.
 //! - `store.rs` — [`Catalog`]: resolving, uploading, deleting.
+//! - `shared.rs` — cluster mode: uploads in the database, mirrored into each node's catalog.
 
 mod kind;
 mod listing;
 mod path;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "reached by `serve --database` once runs execute across nodes"
+    )
+)]
+mod shared;
 mod store;
 
 pub use kind::Kind;
