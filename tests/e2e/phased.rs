@@ -655,7 +655,11 @@ async fn the_signed_callback_sample_passes_with_the_sink_checking_the_signatures
         let (_, record) = server.get(&format!("/callbacks/{key}")).await?;
         let name = key.strip_prefix(&format!("run-{id}.")).unwrap_or(key);
         let kind = name.split('-').next().unwrap_or(name).to_owned();
-        verdicts.push((kind, entry["count"].clone(), record["signature"]["valid"].clone()));
+        verdicts.push((
+            kind,
+            entry["count"].clone(),
+            record["signature"]["valid"].clone(),
+        ));
     }
     verdicts.sort_by(|a, b| a.0.cmp(&b.0));
     ensure!(
@@ -676,10 +680,7 @@ async fn the_signed_callback_sample_passes_with_the_sink_checking_the_signatures
 
 #[tokio::test]
 async fn the_demo_sut_passes_its_self_check() -> anyhow::Result<()> {
-    require(
-        "python3 (the demo SUT is Python)",
-        "import sys",
-    )?;
+    require("python3 (the demo SUT is Python)", "import sys")?;
     let out = Command::new("python3")
         .args([DEMO_SUT, "--self-check"])
         .stdin(Stdio::null())
