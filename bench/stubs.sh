@@ -20,14 +20,14 @@
 # python3, curl, taskset.
 #   cargo build --release && BENCH_DIR=/path/to/bench bench/stubs.sh ingest|held|all
 # Knobs: EVENTUAL_BIN (target/release/eventual), PEERS_DIR (/tmp/peers), REPS (3), DURATION (10),
-#   WARMUP (5), CONNS (32), N (1000), SERVER_CPU (1).
+#   WARMUP (5), CONNS (32), N (1000), SERVER_CPU (1), LOAD_CPU (0: held_posts.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${EVENTUAL_BIN:-target/release/eventual}")
 PEERS_DIR=${PEERS_DIR:-/tmp/peers}
 ROUNDS=${REPS:-3} DURATION=${DURATION:-10} WARMUP=${WARMUP:-5} CONNS=${CONNS:-32} N=${N:-1000}
-SERVER_CPU=${SERVER_CPU:-1}
-PORT=18097 # fixed: the verifier's signature_prefix below spells it
+SERVER_CPU=${SERVER_CPU:-1} LOAD_CPU=${LOAD_CPU:-0}
+PORT=18097 # fixed: the verifier's signature_prefix below spells it (limit: 18098, eventual: 18099)
 export PEERS_DIR REPS=1 DURATION WARMUP CONNS # run.sh does one rep per call: rounds interleave
 
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release first (or set EVENTUAL_BIN)" >&2; exit 1; }
@@ -69,9 +69,10 @@ ingest() {
   local i
   for ((i = 1; i <= ROUNDS; i++)); do
     log "round $i/$ROUNDS: limit"
-    RESULTS_DIR="$work/limit$i" "$BENCH_DIR/run.sh" ingest limit >/dev/null
+    RESULTS_DIR="$work/limit$i" PEER_PORT=18098 "$BENCH_DIR/run.sh" ingest limit >/dev/null
     log "round $i/$ROUNDS: eventual"
-    RESULTS_DIR="$work/plain$i" EVENTUAL_BIN="$BIN" EVENTUAL_ARGS='--max-callbacks 100000000' \
+    RESULTS_DIR="$work/plain$i" PEER_PORT=18099 EVENTUAL_BIN="$BIN" \
+      EVENTUAL_ARGS='--max-callbacks 100000000' \
       "$BENCH_DIR/run.sh" ingest eventual >/dev/null
     log "round $i/$ROUNDS: eventual with a prefix stub and a verifier"
     start_sink
@@ -111,7 +112,7 @@ held() {
     start_sink
     put /stubs/held '{"prefix": "held.", "responses": [{"status": 200, "delay": "1s"}]}'
     curl -sf -o /dev/null "$URL/healthz"
-    python3 bench/held_posts.py "${URL#http://}" "$PID" "$N" "held.$i."
+    taskset -c "$LOAD_CPU" python3 bench/held_posts.py "${URL#http://}" "$PID" "$N" "held.$i."
     stop_sink
   done
 }
