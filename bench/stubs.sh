@@ -13,8 +13,9 @@
 #            2xx answers only; the sink's capacity is raised so that no 507 is counted.
 #   held   — N (1000) concurrent POSTs on N connections, each held by a stub with a 1 s delay
 #            (bench/held_posts.py): how long each took to be answered, and the sink's RSS before
-#            the connections, with them open and at its peak while they were held. REPS rounds,
-#            each on a fresh sink.
+#            the connections, with them open, at its peak while they were held and after. REPS
+#            rounds, each on a fresh sink, each followed by its control: N long-polls held 1 s
+#            (`GET …?wait=1s` on keys nobody posts), what holding a request costs without a stub.
 # Needs: the comparison benchmark (BENCH_DIR: its run.sh, setup.sh, peers/), with its load
 # generator and `limit` built (`PEERS_DIR=… BENCH_DIR/setup.sh cbload` and `… setup.sh limit`),
 # python3, curl, taskset.
@@ -113,6 +114,11 @@ held() {
     put /stubs/held '{"prefix": "held.", "responses": [{"status": 200, "delay": "1s"}]}'
     curl -sf -o /dev/null "$URL/healthz"
     taskset -c "$LOAD_CPU" python3 bench/held_posts.py "${URL#http://}" "$PID" "$N" "held.$i."
+    stop_sink
+    start_sink # the control: as many requests held as long, by long-polls, without a stub
+    curl -sf -o /dev/null "$URL/healthz"
+    taskset -c "$LOAD_CPU" python3 bench/held_posts.py "${URL#http://}" "$PID" "$N" "wait.$i." \
+      --long-poll
     stop_sink
   done
 }
