@@ -245,3 +245,24 @@ def test_verify_sets_a_verifier_and_records_say_whether_callbacks_are_signed(
                            headers={"X-Hub-Signature-256": sig})
     assert refused.value.status == 401
     assert len(eventual_sink.all(callback_key)) == 2, "the refused one is still recorded"
+
+
+def test_verifiers_are_listed_redacted_and_deleted_by_id_or_prefix(eventual_sink: Client,
+                                                                   callback_key: str) -> None:
+    for name in ("a", "b"):
+        eventual_sink.verify("%s-%s" % (name, callback_key), prefix="%s.%s." % (callback_key, name),
+                             scheme="github", secret="secret-" + name)
+    listed = {v["id"]: v for v in eventual.verifiers()}  # the module's, on the same sink
+    assert listed["a-" + callback_key]["prefix"] == callback_key + ".a."
+    assert {listed[i]["secret"] for i in ("a-" + callback_key, "b-" + callback_key)} == {"***"}
+
+    assert eventual_sink.delete_verifier("a-" + callback_key) == ["a-" + callback_key]
+    with pytest.raises(SinkError) as gone:
+        eventual_sink.delete_verifier("a-" + callback_key)
+    assert gone.value.status == 404
+    assert eventual.delete_verifier(prefix=callback_key) == ["b-" + callback_key]
+    assert not [v for v in eventual_sink.verifiers() if v["prefix"].startswith(callback_key)]
+    with pytest.raises(ValueError):
+        eventual_sink.delete_verifier()
+    with pytest.raises(ValueError):
+        eventual_sink.delete_verifier("x", prefix="y")

@@ -6,7 +6,7 @@ It answers a job request at once with a job id and delivers the result later by 
 Python 3 standard library only.
 
     python3 fixtures/demo_sut.py [--bind 127.0.0.1] [--port 0] [--delay 0.2] [--mode normal]
-                                 [--late-delay 5]
+                                 [--late-delay 5] [--sign-secret whsec_BASE64]
     python3 fixtures/demo_sut.py --self-check      # exercise every route and mode, exit 0 if all good
 
 The first stdout line is `listening on http://ADDR:PORT` (so `--port 0` picks a free port and a
@@ -18,7 +18,8 @@ Routes (every error is JSON `{"error": {"code", "message"}}`):
     GET  /health              200 {"status": "ok"}
     POST /jobs                {"input": <any>, "callback_url": "<http(s) url>",
                                "mode": "<optional>", "delay": <optional seconds>,
-                               "late_delay": <optional seconds, mode late>}
+                               "late_delay": <optional seconds, mode late>,
+                               "sign_secret": <optional "whsec_<base64>">}
                               -> 202 {"job_id": "<uuid4 hex>"}; 400 on bad JSON / missing callback_url
     GET  /jobs/{id}           {"job_id", "status": "pending" | "called_back" | "failed_to_call_back",
                                "attempts", "mode", "last_error"}; 404 if unknown.
@@ -29,6 +30,16 @@ After `delay` seconds a background thread POSTs the result as JSON to `callback_
 header `X-Request-Id: <job_id>`:
 
     {"job_id": "…", "status": "done", "result": {"input": <input>, "length": len(str(input))}}
+
+Signed callbacks (for every job with `--sign-secret`, or per job with "sign_secret"; the job's
+wins): each attempt is signed the Standard Webhooks way (as Svix does), with the headers
+
+    webhook-id: msg_<job_id>            the same for every attempt of a job (an idempotency key)
+    webhook-timestamp: <unix seconds>   when this attempt was sent
+    webhook-signature: v1,<base64 of HMAC-SHA256("<id>.<timestamp>.<body>") keyed by the secret>
+
+where the secret is `whsec_` followed by the base64 of the key (the `whsec_` may be left out).
+The secret is never logged nor shown in a job's state (`"signed": true` says a job is signed).
 
 Modes (per job with "mode", or for every job with `--mode`), to misbehave on purpose:
 
@@ -46,11 +57,16 @@ becomes `failed_to_call_back`.
 """
 
 import argparse
+import base64
+import binascii
+import hashlib
+import hmac
 import json
 import signal
 import socket
 import sys
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -77,10 +93,11 @@ def log(message):
 class Service:
     """Jobs and their background delivery threads."""
 
-    def __init__(self, delay=0.2, mode="normal", late_delay=5.0):
+    def __init__(self, delay=0.2, mode="normal", late_delay=5.0, sign_key=None):
         self.delay = delay
         self.mode = mode
         self.late_delay = late_delay
+        self.sign_key = sign_key  # the Standard Webhooks key (bytes) every job signs with, or None
         self.changed = threading.Condition()
         self.jobs = {}
         # Set on shutdown: wakes every job thread that is still waiting so it gives up.
@@ -111,14 +128,22 @@ class Service:
             if value is None:
                 return 400, error("invalid_" + name, "`%s` must be a number of seconds from 0 to %g, got %s"
                                   % (name, MAX_DELAY, json.dumps(request.get(name))))
+        sign_key = self.sign_key
+        if request.get("sign_secret") is not None:
+            sign_key = signing_key(request["sign_secret"])
+            if sign_key is None:
+                return 400, error("invalid_sign_secret", "`sign_secret` must be a Standard Webhooks "
+                                  "secret: whsec_ followed by base64, e.g. whsec_c2VjcmV0LWtleQ==")
         job_id = uuid.uuid4().hex
-        job = {"job_id": job_id, "status": "pending", "attempts": 0, "mode": mode, "last_error": None}
+        job = {"job_id": job_id, "status": "pending", "attempts": 0, "mode": mode, "last_error": None,
+               "signed": sign_key is not None}
         with self.changed:
             self.jobs[job_id] = job
         wait = delay + (late_delay if mode == "late" else 0.0)
-        log("job %s accepted: mode %s, calling back in %gs to %s" % (job_id, mode, wait, url))
+        log("job %s accepted: mode %s, calling back%s in %gs to %s"
+            % (job_id, mode, " signed" if sign_key else "", wait, url))
         thread = threading.Thread(target=self._run, name="job-" + job_id, daemon=True,
-                                  args=(job_id, request.get("input"), url, mode, wait))
+                                  args=(job_id, request.get("input"), url, mode, wait, sign_key))
         thread.start()
         return 202, {"job_id": job_id}
 
@@ -146,7 +171,7 @@ class Service:
             self.jobs[job_id].update(fields)
             self.changed.notify_all()
 
-    def _run(self, job_id, job_input, url, mode, wait):
+    def _run(self, job_id, job_input, url, mode, wait, sign_key=None):
         if self.stopping.wait(wait):
             return
         if mode == "never":
@@ -160,13 +185,14 @@ class Service:
             body = {"job_id": job_id, "status": "done",
                     "result": {"input": job_input, "length": len(str(job_input))}}
         if mode == "twice":
-            ok = self._deliver(job_id, url, body, 1, 2)
-            ok = self._deliver(job_id, url, dict(body, attempt=2), 2, 2) and ok
+            ok = self._deliver(job_id, url, body, 1, 2, sign_key=sign_key)
+            ok = self._deliver(job_id, url, dict(body, attempt=2), 2, 2, sign_key=sign_key) and ok
         elif mode == "retry":
             ok = False
             backoff = RETRY_FIRST_BACKOFF
             for attempt in range(1, RETRY_ATTEMPTS + 1):
-                outcome = self._deliver(job_id, url, body, attempt, RETRY_ATTEMPTS, retryable=True)
+                outcome = self._deliver(job_id, url, body, attempt, RETRY_ATTEMPTS, retryable=True,
+                                        sign_key=sign_key)
                 if outcome is not None:  # delivered, or a 4xx: retrying will not help
                     ok = outcome
                     break
@@ -178,16 +204,18 @@ class Service:
             else:
                 log("job %s: giving up after %d attempts" % (job_id, RETRY_ATTEMPTS))
         else:
-            ok = self._deliver(job_id, url, body, 1, 1)
+            ok = self._deliver(job_id, url, body, 1, 1, sign_key=sign_key)
         self._update(job_id, status="called_back" if ok else "failed_to_call_back")
 
-    def _deliver(self, job_id, url, body, attempt, of, retryable=False):
+    def _deliver(self, job_id, url, body, attempt, of, retryable=False, sign_key=None):
         """POST one callback. True if answered 2xx, False if it failed for good, None if worth a retry."""
         with self.changed:
             self.jobs[job_id]["attempts"] += 1
         data = json.dumps(body).encode()
-        request = urllib.request.Request(url, data=data, method="POST", headers={
-            "Content-Type": "application/json", "X-Request-Id": job_id})
+        headers = {"Content-Type": "application/json", "X-Request-Id": job_id}
+        if sign_key is not None:
+            headers.update(standard_webhooks_headers(sign_key, "msg_" + job_id, int(time.time()), data))
+        request = urllib.request.Request(url, data=data, method="POST", headers=headers)
         try:
             with _OPENER.open(request, timeout=CALLBACK_TIMEOUT) as response:
                 response.read()
@@ -217,6 +245,27 @@ def seconds(request, name, default):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_DELAY:
         return None
     return float(value)
+
+
+def signing_key(secret):
+    """The key of a Standard Webhooks secret (`whsec_` + base64; the prefix may be left out), or
+    None if it is not one."""
+    if not isinstance(secret, str):
+        return None
+    encoded = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return key or None
+
+
+def standard_webhooks_headers(key, msg_id, timestamp, data):
+    """The three Standard Webhooks headers that sign `data` (bytes, sent as they are)."""
+    signed = b"%s.%d.%s" % (msg_id.encode(), timestamp, data)
+    mac = hmac.new(key, signed, hashlib.sha256).digest()
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+            "webhook-signature": "v1," + base64.b64encode(mac).decode()}
 
 
 def error(code, message):
@@ -333,7 +382,8 @@ def server_url(server):
 
 
 def serve(args):
-    service = Service(delay=args.delay, mode=args.mode, late_delay=args.late_delay)
+    service = Service(delay=args.delay, mode=args.mode, late_delay=args.late_delay,
+                      sign_key=args.sign_key)
     try:
         server = make_server(args.bind, args.port, service)
     except OSError as e:
@@ -351,7 +401,8 @@ def serve(args):
     thread.start()
     sys.stdout.write("listening on %s\n" % server_url(server))
     sys.stdout.flush()
-    log("mode %s, delay %gs, late delay %gs" % (args.mode, args.delay, args.late_delay))
+    log("mode %s, delay %gs, late delay %gs%s" % (args.mode, args.delay, args.late_delay,
+                                                  ", signing callbacks" if args.sign_key else ""))
     while not stop.wait(3600):
         pass
     server.shutdown()
@@ -367,6 +418,7 @@ def self_check():
 
     received = queue.Queue()
     fail_first = {"n": 0}
+    delivered = []  # (headers, raw body) of every callback the receiver got, in order
 
     class Receiver(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -376,6 +428,7 @@ def self_check():
 
         def do_POST(self):
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            delivered.append((self.headers, body))
             status = 200
             if fail_first["n"] > 0:
                 fail_first["n"] -= 1
@@ -479,6 +532,60 @@ def self_check():
     state = call("GET", "/jobs/%s?wait=5" % job_id)[1]
     check("normal does not retry", (state["status"], state["attempts"]) == ("failed_to_call_back", 1), state)
 
+    # Signing. The function first, against the Standard Webhooks reference vector (the secret,
+    # id, timestamp, payload and signature of the standardwebhooks libraries' own tests).
+    vector = standard_webhooks_headers(signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                                       "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330,
+                                       b'{"test": 2432232314}')
+    check("the Standard Webhooks reference vector",
+          vector["webhook-signature"] == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", vector)
+    check("a secret without whsec_ is the same key",
+          signing_key("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw") == signing_key(
+              "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))
+    check("not base64 is no secret", signing_key("whsec_not base64!") is None
+          and signing_key("whsec_") is None and signing_key(42) is None)
+
+    def signed_correctly(key, headers, data):
+        try:
+            stamp = int(headers.get("webhook-timestamp"))
+        except (TypeError, ValueError):
+            return False
+        expected = standard_webhooks_headers(key, headers.get("webhook-id") or "", stamp, data)
+        return (headers.get("webhook-signature") == expected["webhook-signature"]
+                and abs(time.time() - stamp) < 60)
+
+    check("unsigned by default", delivered and "webhook-signature" not in delivered[-1][0],
+          delivered[-1][0] if delivered else None)
+    check("POST /jobs with a bad sign_secret -> 400 invalid_sign_secret",
+          call("POST", "/jobs", {"callback_url": sink, "sign_secret": "whsec_%%%"})[1]
+          .get("error", {}).get("code") == "invalid_sign_secret")
+    job_secret = "whsec_" + base64.b64encode(b"the job's own signing key").decode()
+    job_id = job("normal", sign_secret=job_secret)
+    got = next_callback()
+    headers, data = delivered[-1]
+    check("sign_secret signs the callback", got is not None and headers.get("webhook-id")
+          == "msg_" + job_id and signed_correctly(signing_key(job_secret), headers, data),
+          dict(headers))
+    state = call("GET", "/jobs/%s?wait=5" % job_id)[1]
+    check("a signed job says so and never shows its secret",
+          state.get("signed") is True and job_secret not in json.dumps(state), state)
+
+    service.sign_key = signing_key("whsec_" + base64.b64encode(b"the service's key").decode())
+    fail_first["n"] = 1
+    job_id = job("retry")
+    got = next_callback()
+    (first, first_data), (second, second_data) = delivered[-2:]
+    check("--sign-secret signs every attempt, with one webhook-id",
+          got is not None and first.get("webhook-id") == second.get("webhook-id") == "msg_" + job_id
+          and signed_correctly(service.sign_key, first, first_data)
+          and signed_correctly(service.sign_key, second, second_data), (dict(first), dict(second)))
+    job("normal", sign_secret=job_secret)
+    next_callback()
+    check("a job's sign_secret wins over --sign-secret",
+          signed_correctly(signing_key(job_secret), *delivered[-1])
+          and not signed_correctly(service.sign_key, *delivered[-1]), dict(delivered[-1][0]))
+    service.sign_key = None
+
     service.stop()
     for s in (server, receiver):
         s.shutdown()
@@ -495,10 +602,18 @@ def main(argv=None):
     parser.add_argument("--delay", type=float, default=0.2, help="seconds before calling back (0.2)")
     parser.add_argument("--mode", choices=MODES, default="normal", help="default mode for jobs")
     parser.add_argument("--late-delay", type=float, default=5.0, help="extra seconds in mode late (5)")
+    parser.add_argument("--sign-secret", metavar="SECRET",
+                        help="sign every callback the Standard Webhooks way with this secret "
+                        "(whsec_<base64>); a job's own sign_secret wins")
     parser.add_argument("--self-check", action="store_true", help="test this script and exit")
     args = parser.parse_args(argv)
     if args.delay < 0 or args.late_delay < 0:
         parser.error("delays must be >= 0")
+    args.sign_key = None
+    if args.sign_secret is not None:
+        args.sign_key = signing_key(args.sign_secret)
+        if args.sign_key is None:
+            parser.error("--sign-secret must be a Standard Webhooks secret: whsec_ followed by base64")
     return self_check() if args.self_check else serve(args)
 
 

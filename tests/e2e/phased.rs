@@ -624,6 +624,79 @@ async fn the_stubbed_receiver_sample_passes_with_the_sink_answering_as_scripted(
 }
 
 #[tokio::test]
+async fn the_signed_callback_sample_passes_with_the_sink_checking_the_signatures()
+-> anyhow::Result<()> {
+    require_pytest()?;
+    let sut = DemoSut::spawn().await?;
+    let dir = tempfile::tempdir()?;
+    let server = serve(dir.path(), SAMPLE_TESTS, &sut).await?;
+    let run = server
+        .create_run("ann", 4, &["misbehaving/test_signed_callback.py"])
+        .await?;
+    let id = id_of(&run)?;
+    let (run, log) = server.wait_run_finished(id).await?;
+    ensure!(
+        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
+        "{run}\nlog:\n{log}"
+    );
+    ensure!(
+        log.lines()
+            .any(|l| l.contains(" out ") && l.contains("2 passed")),
+        "pytest should report both tests passed:\n{log}"
+    );
+    // Both callbacks reached this server's sink under the run's prefix, each with its verdict.
+    let (status, keys) = server.get(&format!("/callbacks?prefix=run-{id}.")).await?;
+    let Some(keys) = keys["keys"].as_array().filter(|_| status == 200) else {
+        bail!("GET /callbacks?prefix=run-{id}. answered {status}: {keys}");
+    };
+    let mut verdicts = Vec::new();
+    for entry in keys {
+        let key = entry["key"].as_str().context("a key")?;
+        let (_, record) = server.get(&format!("/callbacks/{key}")).await?;
+        let name = key.strip_prefix(&format!("run-{id}.")).unwrap_or(key);
+        let kind = name.split('-').next().unwrap_or(name).to_owned();
+        verdicts.push((
+            kind,
+            entry["count"].clone(),
+            record["signature"]["valid"].clone(),
+        ));
+    }
+    verdicts.sort_by(|a, b| a.0.cmp(&b.0));
+    ensure!(
+        verdicts
+            == [
+                ("forged".to_owned(), 1.into(), false.into()),
+                ("signed".to_owned(), 1.into(), true.into()),
+            ],
+        "one valid signature, one refused: {verdicts:?}"
+    );
+    let (_, verifiers) = server.get("/verifiers").await?;
+    ensure!(
+        verifiers == serde_json::json!({"verifiers": []}),
+        "the sample deletes its verifiers: {verifiers}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_demo_sut_passes_its_self_check() -> anyhow::Result<()> {
+    require("python3 (the demo SUT is Python)", "import sys")?;
+    let out = Command::new("python3")
+        .args([DEMO_SUT, "--self-check"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .context("failed to run python3 fixtures/demo_sut.py --self-check")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success() && stdout.contains(" checks, 0 failed"),
+        "the demo SUT's self-check failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_pytest_sample_gets_the_eventual_fixtures_from_the_binary_without_installing_anything()
 -> anyhow::Result<()> {
     require_pytest()?;

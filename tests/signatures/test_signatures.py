@@ -6,7 +6,8 @@ callbacks are signed by ``standardwebhooks`` (Standard Webhooks' own package), `
 library only verifies: the Stripe header made here is checked with ``stripe.WebhookSignature``
 first). Valid ones pass; one flipped body byte fails with ``mismatch``; a stale timestamp fails
 for stripe, slack and standard-webhooks; ``reject: true`` answers 401 and still records. The
-server's log must never contain a secret. ``scripts/test.sh`` runs this in its virtualenv.
+server's log must never contain a secret. The demo SUT's ``--sign-secret`` callbacks pass both
+the library and the sink. ``scripts/test.sh`` runs this in its virtualenv.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import hmac
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -188,3 +190,40 @@ def test_reject_answers_401_and_still_records(sink: Sink) -> None:
     assert sink.post("strict.bad", BODY + b" ", headers) == 401
     assert sink.signature("strict.bad")["valid"] is False
     assert sink.post("strict.good", BODY, headers) == 200
+
+
+DEMO_SUT = REPO / "sample-tests" / "_lib" / "demo_sut.py"
+
+
+def test_the_demo_suts_signed_callback_verifies_with_the_library_and_the_sink(sink: Sink) -> None:
+    # The demo SUT started with --sign-secret signs its callbacks; the standardwebhooks library
+    # accepts what arrived (the exact bytes and headers the sink recorded), and so does the sink.
+    sut = subprocess.Popen([sys.executable, str(DEMO_SUT), "--port", "0", "--delay", "0",
+                            "--sign-secret", SW_SECRET],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert sut.stdout is not None
+        first = sut.stdout.readline().strip()
+        assert first.startswith("listening on "), f"the demo SUT printed {first!r}"
+        job = json.dumps({"input": "sealed", "callback_url": sink.url + "/callbacks/sw.demo"})
+        request = urllib.request.Request(first.removeprefix("listening on ") + "/jobs",
+                                         data=job.encode(), method="POST",
+                                         headers={"content-type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            job_id = json.loads(answer.read())["job_id"]
+
+        status, record = sink.request("GET", "/callbacks/sw.demo?wait=30s")
+        assert status == 200, record
+        headers = json.loads(record)["headers"]
+        status, raw = sink.request("GET", "/callbacks/sw.demo/raw")
+        assert status == 200, raw
+
+        assert headers["webhook-id"] == "msg_" + job_id
+        Webhook(SW_SECRET).verify(raw.decode(), {name: headers[name] for name in (
+            "webhook-id", "webhook-timestamp", "webhook-signature")})
+        assert sink.signature("sw.demo") == {"verifier": "sw", "scheme": "standard-webhooks",
+                                             "valid": True}
+    finally:
+        sut.terminate()
+        _, errors = sut.communicate(timeout=30)
+    assert SW_SECRET not in errors, "the demo SUT logged its secret"

@@ -55,6 +55,13 @@ seq, and check how the system under test copes; every callback is still recorded
     eventual.stub(k, responses=[{"status": 503, "times": 2}, {"status": 200}])
     eventual.stub(k, drop=True)                  # close the connection without answering
     eventual.stub(k, status=200, delay="300ms")  # answer late
+
+Signatures (verifiers): the sink checks the signature on every callback under a prefix against
+the exact bytes sent; the record's `"signature"` gives the verdict (`reject=True` answers 401):
+
+    eventual.verify(k, prefix=k, scheme="standard-webhooks", secret="whsec_…")
+    assert eventual.wait_for(k)["signature"]["valid"]
+    eventual.delete_verifier(k)
 """
 
 from __future__ import annotations
@@ -79,7 +86,8 @@ __version__ = "0.1.0"
 # `all` is left out so that `from eventual import *` does not hide the builtin: use `eventual.all`.
 __all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Response", "Seconds", "SinkError", "Stub",
            "await_callback", "body", "callback_url", "callbacks", "delete_stub", "key", "latest",
-           "raw", "sink_url", "stub", "stubs", "verify", "wait_for", "wait_for_count"]
+           "raw", "sink_url", "stub", "stubs", "verifiers", "verify", "delete_verifier",
+           "wait_for", "wait_for_count"]
 
 
 def _client() -> Client:
@@ -124,6 +132,17 @@ def verify(verifier_id: str, *, prefix: str, scheme: str, secret: str,
     """Set a signature verifier for the keys under `prefix` (see `Client.verify`)."""
     return _client().verify(verifier_id, prefix=prefix, scheme=scheme, secret=secret,
                             tolerance=tolerance, reject=reject)
+
+
+def verifiers() -> List[Dict[str, Any]]:
+    """Every verifier on the sink, secrets redacted."""
+    return _client().verifiers()
+
+
+def delete_verifier(id: Optional[str] = None, *,  # noqa: A002 (the API's name)
+                    prefix: Optional[str] = None) -> List[str]:
+    """Delete verifier `id`, or every verifier under `prefix`; returns the ids deleted."""
+    return _client().delete_verifier(id, prefix=prefix)
 
 
 def wait_for(key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:

@@ -144,6 +144,22 @@ class Client:
         answer: Dict[str, Any] = json.loads(raw)
         return answer
 
+    def verifiers(self) -> List[Dict[str, Any]]:
+        """Every verifier on the sink, by id, secrets redacted (`"***"`)."""
+        return list(self._get_json("/verifiers")[1]["verifiers"])
+
+    def delete_verifier(self, id: Optional[str] = None, *,  # noqa: A002 (the API's name)
+                        prefix: Optional[str] = None) -> List[str]:
+        """Delete verifier `id`, or every verifier whose prefix starts with `prefix`; returns
+        the ids deleted."""
+        if (id is None) == (prefix is None):
+            raise ValueError("give either an id or prefix=…")
+        if id is not None:
+            self._request("DELETE", "/verifiers/%s" % _quote(id))
+            return [id]
+        answer = self._request("DELETE", "/verifiers?prefix=%s" % _quote(prefix or ""))[1]
+        return list(json.loads(answer)["removed"])
+
     def wait_for(self, key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:
         """Wait until a record exists for `key` (newer than seq `after`, if given) and return it.
 
