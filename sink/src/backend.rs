@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::postgres::Unavailable;
+use crate::store::Watcher;
 pub(crate) use crate::store::{InsertError, KeySummary, Stored, WaitEnd};
 use crate::{
     annotate::Annotation,
@@ -219,6 +220,37 @@ impl Backend {
         match self {
             Self::Embedded(store) => Ok(store.list(prefix, after, limit)),
             Self::Postgres(db) => db.list(prefix, after, limit).await,
+        }
+    }
+}
+
+/// A `GET /watch` stream's reader of the backend: where it is in the sink-wide sequence.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// Reads the embedded store's keys under the prefix as it goes.
+    Embedded(Watcher),
+}
+
+impl Watch {
+    /// The next records under the prefix, in id order (each with its `id`), waiting for one if
+    /// there is none; `None` once `shutdown` fires.
+    pub(crate) async fn next(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Vec<Stored>>, Unavailable> {
+        match self {
+            Self::Embedded(watcher) => Ok(watcher.next(shutdown).await),
+        }
+    }
+}
+
+impl Backend {
+    /// A reader of every record under `prefix` with an id above `after`; `None` where the
+    /// backend cannot watch a prefix yet.
+    pub(crate) fn watch(&self, prefix: &str, after: u64) -> Option<Watch> {
+        match self {
+            Self::Embedded(store) => Some(Watch::Embedded(store.watch(prefix, after))),
+            Self::Postgres(_) => None,
         }
     }
 }

@@ -220,6 +220,7 @@ impl PgStore {
             .into_iter()
             .map(|r| Stored {
                 seq: r.get::<_, i64>(0) as u64,
+                id: 0,
                 received_ms: r.get(1),
                 json: Bytes::from(r.get::<_, Vec<u8>>(2)),
             })
