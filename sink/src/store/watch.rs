@@ -191,3 +191,105 @@ impl Ord for ById {
         self.0.id.cmp(&other.0.id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::HashSet, time::Duration};
+
+    use super::*;
+    use crate::store::records::tests::encoded;
+
+    /// Writers on many threads race a watcher: ids must come in increasing order, each record
+    /// exactly once, none skipped because a lower id became visible after a higher one was read.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_watcher_racing_writers_on_many_threads_gets_every_record_once_in_id_order() {
+        const WRITERS: usize = 4;
+        const EACH: usize = 5_000;
+        let store = Store::new(usize::MAX, None, None);
+        let stop = CancellationToken::new();
+        let mut watcher = store.watch("p/", 0);
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    for i in 0..EACH {
+                        // Keys spread over the shards; some under another prefix.
+                        let key = format!("{}{w}-{}", if i % 5 == 0 { "q/" } else { "p/" }, i % 97);
+                        store.insert(&key, &encoded(&key)).expect("insert");
+                    }
+                })
+            })
+            .collect();
+        let wanted = WRITERS * EACH * 4 / 5;
+        let mut ids = Vec::with_capacity(wanted);
+        while ids.len() < wanted {
+            let batch = tokio::time::timeout(Duration::from_secs(30), watcher.next(&stop))
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {wanted} records came", ids.len()))
+                .expect("not shut down");
+            ids.extend(batch.iter().map(|r| r.id));
+        }
+        for w in writers {
+            w.join().expect("a writer panicked");
+        }
+        assert!(ids.windows(2).all(|p| p[0] < p[1]), "ids out of order");
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), wanted);
+        let in_store: usize = store
+            .keys_from("p/", None, usize::MAX)
+            .iter()
+            .map(|k| store.count(k))
+            .sum();
+        assert_eq!(
+            ids.len(),
+            in_store,
+            "every record under the prefix, and no other"
+        );
+    }
+
+    /// With `--fsync always` records become visible when their fsync is done, not in the order
+    /// they were written: a watcher must still get them in id order, none skipped.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn with_fsync_always_a_watcher_racing_writers_gets_every_record_once_in_id_order() {
+        const TASKS: usize = 64;
+        const EACH: usize = 40;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (wal, _) = crate::wal::Wal::open(
+            dir.path(),
+            crate::config::FsyncPolicy::Always,
+            u64::MAX,
+            |_| {},
+        )
+        .expect("open the log");
+        let store = Store::new(usize::MAX, None, Some(wal));
+        let stop = CancellationToken::new();
+        let mut watcher = store.watch("p/", 0);
+        let writers: Vec<_> = (0..TASKS)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let key = format!("p/{}", (t * 7 + i) % 23);
+                        store
+                            .insert_durable(&key, &encoded(&key), crate::annotate::nothing)
+                            .await
+                            .expect("insert");
+                    }
+                })
+            })
+            .collect();
+        let wanted = TASKS * EACH;
+        let mut seen = Vec::with_capacity(wanted);
+        while seen.len() < wanted {
+            let batch = tokio::time::timeout(Duration::from_secs(30), watcher.next(&stop))
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {wanted} records came", seen.len()))
+                .expect("not shut down");
+            seen.extend(batch.iter().map(|r| r.id));
+        }
+        for w in writers {
+            w.await.expect("a writer panicked");
+        }
+        assert!(seen.windows(2).all(|p| p[0] < p[1]), "ids out of order");
+        assert_eq!(seen.len(), store.len(), "every record exactly once");
+    }
+}
