@@ -304,3 +304,42 @@ async fn shutdown_ends_the_watch_stream() {
     .await;
     assert!(rest.is_ok(), "the stream ended on shutdown");
 }
+
+#[tokio::test]
+async fn client_watch_prefix_streams_records_with_their_ids_and_resumes_after_one() {
+    let app = spawn_app().await;
+    let client = app.sink.client();
+    client.post("c/1", &json!({"n": 1})).await.expect("post");
+    client.post("x/1", &json!({})).await.expect("post");
+    let mut stream = client.watch_prefix("c/", None).await.expect("watch");
+    let first = next(&mut stream).await;
+    assert_eq!(first.record.key, "c/1");
+    client.post("c/2", &json!({"n": 2})).await.expect("post");
+    let second = next(&mut stream).await;
+    assert_eq!(second.record.key, "c/2");
+    assert!(second.id > first.id);
+    drop(stream);
+    let mut resumed = client
+        .watch_prefix("c/", Some(first.id))
+        .await
+        .expect("watch");
+    assert_eq!(
+        next(&mut resumed).await,
+        second,
+        "resumes strictly after `after`"
+    );
+    let refused = client.watch_prefix(&"p".repeat(2000), None).await;
+    assert!(
+        matches!(&refused, Err(sink::ClientError::Api { status: 400, code, .. }) if code == "invalid_prefix"),
+        "{:?}",
+        refused.err()
+    );
+}
+
+async fn next(stream: &mut sink::WatchStream) -> sink::Watched {
+    tokio::time::timeout(PATIENCE, stream.next())
+        .await
+        .expect("a record in time")
+        .expect("the stream is open")
+        .expect("a record")
+}
