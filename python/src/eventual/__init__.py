@@ -59,7 +59,7 @@ seq, and check how the system under test copes; every callback is still recorded
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 
 from .client import (
     DEFAULT_SINK_URL,
@@ -79,7 +79,7 @@ __version__ = "0.1.0"
 # `all` is left out so that `from eventual import *` does not hide the builtin: use `eventual.all`.
 __all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Response", "Seconds", "SinkError", "Stub",
            "await_callback", "body", "callback_url", "callbacks", "delete_stub", "key", "latest",
-           "raw", "sink_url", "stub", "stubs", "verify", "wait_for", "wait_for_count"]
+           "raw", "sink_url", "stub", "stubs", "verify", "wait_for", "wait_for_count", "watch"]
 
 
 def _client() -> Client:
@@ -124,6 +124,12 @@ def verify(verifier_id: str, *, prefix: str, scheme: str, secret: str,
     """Set a signature verifier for the keys under `prefix` (see `Client.verify`)."""
     return _client().verify(verifier_id, prefix=prefix, scheme=scheme, secret=secret,
                             tolerance=tolerance, reject=reject)
+
+
+def watch(prefix: Optional[str] = None, after: Optional[int] = None) -> Generator[Tuple[int, Record], None, None]:
+    """Every record under `prefix` (default `EVENTUAL_KEY_PREFIX`, the run's keys) as `(id, record)`,
+    past then live, on one connection; `after=id` resumes strictly after an id (see `Client.watch`)."""
+    return _client().watch(prefix, after=after)
 
 
 def wait_for(key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:
