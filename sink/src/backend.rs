@@ -16,7 +16,6 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use crate::postgres::Unavailable;
-use crate::store::Watcher;
 pub(crate) use crate::store::{InsertError, KeySummary, Stored, WaitEnd};
 use crate::{
     annotate::Annotation,
@@ -24,6 +23,7 @@ use crate::{
     record::Encoded,
     store::Store,
 };
+use crate::{postgres::PgWatcher, store::Watcher};
 
 /// Where the callbacks live.
 #[derive(Debug, Clone)]
@@ -229,6 +229,8 @@ impl Backend {
 pub(crate) enum Watch {
     /// Reads the embedded store's keys under the prefix as it goes.
     Embedded(Watcher),
+    /// Reads the database's records under the prefix in commit order.
+    Postgres(PgWatcher),
 }
 
 impl Watch {
@@ -240,17 +242,17 @@ impl Watch {
     ) -> Result<Option<Vec<Stored>>, Unavailable> {
         match self {
             Self::Embedded(watcher) => Ok(watcher.next(shutdown).await),
+            Self::Postgres(watcher) => watcher.next(shutdown).await,
         }
     }
 }
 
 impl Backend {
-    /// A reader of every record under `prefix` with an id above `after`; `None` where the
-    /// backend cannot watch a prefix yet.
-    pub(crate) fn watch(&self, prefix: &str, after: u64) -> Option<Watch> {
+    /// A reader of every record under `prefix` with an id above `after`.
+    pub(crate) fn watch(&self, prefix: &str, after: u64) -> Watch {
         match self {
-            Self::Embedded(store) => Some(Watch::Embedded(store.watch(prefix, after))),
-            Self::Postgres(_) => None,
+            Self::Embedded(store) => Watch::Embedded(store.watch(prefix, after)),
+            Self::Postgres(db) => Watch::Postgres(db.watch(prefix, after)),
         }
     }
 }

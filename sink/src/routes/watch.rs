@@ -25,7 +25,7 @@ use crate::{backend::Stored, error::ApiError};
         ("prefix" = String, Query, description = "Every key starting with this (`prefix=` is every key)"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume strictly after this id"),
     ),
-    responses((status = 200, description = "SSE: event `callback`, `id` = the record's sink-wide id (increasing), data = the record (with its `key`); past then live", body = String, content_type = "text/event-stream"), (status = 400, description = "`missing_prefix`, `invalid_prefix`, `invalid_last_event_id`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody), (status = 501, description = "`not_implemented`: not available with this backend", body = crate::openapi::ErrorBody))
+    responses((status = 200, description = "SSE: event `callback`, `id` = the record's sink-wide id (increasing), data = the record (with its `key`); past then live", body = String, content_type = "text/event-stream"), (status = 400, description = "`missing_prefix`, `invalid_prefix`, `invalid_last_event_id`, `invalid_query`", body = crate::openapi::ErrorBody), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = crate::openapi::ErrorBody))
 )]
 pub(super) async fn watch(
     State(state): State<AppState>,
@@ -43,11 +43,7 @@ pub(super) async fn watch(
         ));
     }
     let after = last_event_id(&headers, "the id of the last event received")?;
-    let watch = state.backend().watch(&prefix, after).ok_or_else(|| {
-        ApiError::NotImplemented(
-            "GET /watch is not yet available in cluster mode (--database): watch each key with GET /callbacks/{key}/events".into(),
-        )
-    })?;
+    let watch = state.backend().watch(&prefix, after);
     let stream = futures_util::stream::unfold(
         (state, watch, VecDeque::<Stored>::new()),
         |(state, mut watch, mut pending)| async move {

@@ -32,7 +32,7 @@ mod index;
 mod records;
 mod slot;
 mod waiters;
-mod watch;
+pub(crate) mod watch;
 
 pub use index::KeySummary;
 pub use records::{InsertError, Store};
