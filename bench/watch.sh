@@ -29,7 +29,7 @@ waiting() { curl -s "$URL/healthz" | python3 -c 'import json,sys; print(json.loa
 
 echo '{"status":"done","total":10.5}' >"$work/body.json"
 post_all() { # N callbacks, one per key, over HTTP/2 on C connections
-  seq 0 $((N - 1)) | sed "s|^|$URL/callbacks/w/|" >"$work/posts"
+  seq 0 $((N - 1)) | sed "s|^|$URL/callbacks/w%2F|" >"$work/posts"
   h2load -n "$N" -c "$C" -m 10 -d "$work/body.json" -i "$work/posts" >"$work/post.log" 2>&1
   grep -E "^status codes:" "$work/post.log" | sed 's/^/  posts: /'
 }
@@ -57,7 +57,7 @@ watch() {
 polls() {
   start_sink
   local before; before=$(rss_kib)
-  seq 0 $((N - 1)) | sed "s|^|$URL/callbacks/w/|; s|$|?wait=120s|" >"$work/polls"
+  seq 0 $((N - 1)) | sed "s|^|$URL/callbacks/w%2F|; s|$|?wait=120s|" >"$work/polls"
   h2load -n "$N" -c "$C" -m $(((N + C - 1) / C)) -i "$work/polls" >"$work/polls.log" 2>&1 &
   local h2_pid=$!
   until [ "$(waiting)" -ge "$N" ]; do sleep 0.2; done
