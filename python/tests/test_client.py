@@ -74,6 +74,31 @@ def test_wait_for_count_returns_every_record_oldest_first(eventual_sink: Client,
     assert [r["body"]["attempt"] for r in records] == [1, 2]
 
 
+def test_watch_yields_past_then_live_records_under_a_prefix_and_resumes_after_an_id(
+        eventual_sink: Client, callback_key: str) -> None:
+    prefix = callback_key + "/"
+    eventual_sink.post(prefix + "a", {"n": 1})
+    eventual_sink.post(callback_key + "-elsewhere", {"n": 0})
+    stream = eventual_sink.watch(prefix)
+    first_id, first = next(stream)
+    assert (first["key"], first["body"]) == (prefix + "a", {"n": 1})
+    eventual_sink.post(prefix + "b", {"n": 2})  # live, after the stream began
+    second_id, second = next(stream)
+    assert (second["key"], second["body"]) == (prefix + "b", {"n": 2})
+    assert second_id > first_id
+    stream.close()
+
+    resumed = eventual_sink.watch(prefix, after=first_id)
+    assert next(resumed) == (second_id, second), "strictly after `after`: nothing missed or repeated"
+    resumed.close()
+
+
+def test_watch_without_a_usable_prefix_is_a_400_sink_error(eventual_sink: Client) -> None:
+    with pytest.raises(SinkError) as caught:
+        next(eventual_sink.watch("p" * 2000))
+    assert (caught.value.status, caught.value.code) == (400, "invalid_prefix")
+
+
 def test_wait_for_times_out_with_a_message_naming_the_key_and_the_url(
         eventual_sink: Client, callback_key: str) -> None:
     with pytest.raises(TimeoutError) as caught:

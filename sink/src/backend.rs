@@ -23,6 +23,7 @@ use crate::{
     record::Encoded,
     store::Store,
 };
+use crate::{postgres::PgWatcher, store::Watcher};
 
 /// Where the callbacks live.
 #[derive(Debug, Clone)]
@@ -219,6 +220,39 @@ impl Backend {
         match self {
             Self::Embedded(store) => Ok(store.list(prefix, after, limit)),
             Self::Postgres(db) => db.list(prefix, after, limit).await,
+        }
+    }
+}
+
+/// A `GET /watch` stream's reader of the backend: where it is in the sink-wide sequence.
+#[derive(Debug)]
+pub(crate) enum Watch {
+    /// Reads the embedded store's keys under the prefix as it goes.
+    Embedded(Watcher),
+    /// Reads the database's records under the prefix in commit order.
+    Postgres(PgWatcher),
+}
+
+impl Watch {
+    /// The next records under the prefix, in id order (each with its `id`), waiting for one if
+    /// there is none; `None` once `shutdown` fires.
+    pub(crate) async fn next(
+        &mut self,
+        shutdown: &CancellationToken,
+    ) -> Result<Option<Vec<Stored>>, Unavailable> {
+        match self {
+            Self::Embedded(watcher) => Ok(watcher.next(shutdown).await),
+            Self::Postgres(watcher) => watcher.next(shutdown).await,
+        }
+    }
+}
+
+impl Backend {
+    /// A reader of every record under `prefix` with an id above `after`.
+    pub(crate) fn watch(&self, prefix: &str, after: u64) -> Watch {
+        match self {
+            Self::Embedded(store) => Watch::Embedded(store.watch(prefix, after)),
+            Self::Postgres(db) => Watch::Postgres(db.watch(prefix, after)),
         }
     }
 }

@@ -69,6 +69,20 @@ pub struct Ack {
     pub seq: u64,
 }
 
+/// One record from [`Client::watch_prefix`], with its sink-wide id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    /// Its place in the sink-wide sequence: pass the last one seen as `after` to resume.
+    pub id: u64,
+    /// The record (its `key` says which key it is under).
+    pub record: Record,
+}
+
+/// The records of [`Client::watch_prefix`], past then live, in id order. It ends when the
+/// sink closes the stream (it shut down): resume with the last [`Watched::id`].
+pub type WatchStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Watched, ClientError>> + Send>>;
+
 #[derive(Deserialize)]
 struct ErrorBody {
     error: ErrorDetail,
@@ -231,6 +245,53 @@ impl Client {
         }
     }
 
+    /// Every record under `prefix` (`GET /watch`) on one connection: those stored already, then
+    /// each new one as it arrives, strictly after the id `after` when given (the last
+    /// [`Watched::id`] of an earlier stream: nothing is missed, nothing repeated).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), sink::ClientError> {
+    /// use futures_util::StreamExt as _;
+    /// let client = sink::Client::new("http://127.0.0.1:7700");
+    /// let mut stream = client.watch_prefix("run-7/", None).await?;
+    /// while let Some(watched) = stream.next().await {
+    ///     let watched = watched?;
+    ///     println!("{} called back (id {})", watched.record.key, watched.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn watch_prefix(
+        &self,
+        prefix: &str,
+        after: Option<u64>,
+    ) -> Result<WatchStream, ClientError> {
+        let mut req = self.get(format!("{}/watch?prefix={}", self.base, encode_key(prefix)));
+        if let Some(after) = after {
+            req = req.header("Last-Event-ID", after.to_string());
+        }
+        let response = req.send().await?;
+        if !response.status().is_success() {
+            return Err(api_error(response).await);
+        }
+        let state = (Box::pin(response.bytes_stream()), SseBuffer::default());
+        Ok(Box::pin(futures_util::stream::try_unfold(
+            state,
+            |(mut body, mut buffer)| async move {
+                use futures_util::StreamExt as _;
+                loop {
+                    if let Some((id, data)) = buffer.next_event() {
+                        let record = decode::<Record>(data.as_bytes())?;
+                        return Ok(Some((Watched { id, record }, (body, buffer))));
+                    }
+                    match body.next().await {
+                        Some(chunk) => buffer.push(&chunk?),
+                        None => return Ok(None),
+                    }
+                }
+            },
+        )))
+    }
+
     /// Forgets `key`.
     pub async fn delete(&self, key: &str) -> Result<(), ClientError> {
         self.send_delete(self.callback_url(key)).await
@@ -375,6 +436,41 @@ async fn api_error(response: reqwest::Response) -> ClientError {
             message: body.error.message,
         },
         Err(e) => ClientError::Http(e),
+    }
+}
+
+/// The `text/event-stream` of `GET /watch` as it arrives: whole `callback` events come out
+/// (keep-alive comments and other events are skipped).
+#[derive(Debug, Default)]
+struct SseBuffer {
+    text: String,
+}
+
+impl SseBuffer {
+    fn push(&mut self, chunk: &[u8]) {
+        self.text
+            .push_str(&String::from_utf8_lossy(chunk).replace("\r\n", "\n"));
+    }
+
+    /// The next whole `callback` event: its id and data.
+    fn next_event(&mut self) -> Option<(u64, String)> {
+        while let Some(end) = self.text.find("\n\n") {
+            let block: String = self.text.drain(..end + 2).collect();
+            let (mut event, mut id, mut data) = ("message", None, Vec::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim();
+                } else if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse::<u64>().ok();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+            if let (true, Some(id), false) = (event == "callback", id, data.is_empty()) {
+                return Some((id, data.join("\n")));
+            }
+        }
+        None
     }
 }
 

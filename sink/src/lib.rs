@@ -58,7 +58,7 @@ mod testing;
 mod verify;
 mod wal;
 
-pub use client::{Ack, Client, ClientError, NewVerifier, encode_key};
+pub use client::{Ack, Client, ClientError, NewVerifier, WatchStream, Watched, encode_key};
 pub use config::{Config, FsyncPolicy, InvalidFsyncPolicy};
 pub use definitions::DefinitionsError;
 pub use duration::{DURATION_FORMS, InvalidDuration, parse_duration};

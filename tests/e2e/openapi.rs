@@ -24,6 +24,7 @@ const SINK_PATHS: &[(&str, &[&str])] = &[
     ("/callbacks/{key}/all", &["get"]),
     ("/callbacks/{key}/raw", &["get"]),
     ("/callbacks/{key}/events", &["get"]),
+    ("/watch", &["get"]),
     ("/stubs", &["get", "delete"]),
     ("/stubs/{id}", &["put", "get", "delete"]),
     ("/verifiers", &["get", "delete"]),

@@ -66,7 +66,7 @@ the exact bytes sent; the record's `"signature"` gives the verdict (`reject=True
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Union
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 
 from .client import (
     DEFAULT_SINK_URL,
@@ -87,7 +87,7 @@ __version__ = "0.1.0"
 __all__ = ["Client", "DEFAULT_SINK_URL", "Record", "Response", "Seconds", "SinkError", "Stub",
            "await_callback", "body", "callback_url", "callbacks", "delete_stub", "key", "latest",
            "raw", "sink_url", "stub", "stubs", "verifiers", "verify", "delete_verifier",
-           "wait_for", "wait_for_count"]
+           "wait_for", "wait_for_count", "watch"]
 
 
 def _client() -> Client:
@@ -143,6 +143,12 @@ def delete_verifier(id: Optional[str] = None, *,  # noqa: A002 (the API's name)
                     prefix: Optional[str] = None) -> List[str]:
     """Delete verifier `id`, or every verifier under `prefix`; returns the ids deleted."""
     return _client().delete_verifier(id, prefix=prefix)
+
+
+def watch(prefix: Optional[str] = None, after: Optional[int] = None) -> Generator[Tuple[int, Record], None, None]:
+    """Every record under `prefix` (default `EVENTUAL_KEY_PREFIX`, the run's keys) as `(id, record)`,
+    past then live, on one connection; `after=id` resumes strictly after an id (see `Client.watch`)."""
+    return _client().watch(prefix, after=after)
 
 
 def wait_for(key: str, timeout: Seconds = 30, after: Optional[int] = None) -> Record:

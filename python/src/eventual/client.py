@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from datetime import timedelta
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Generator, List, Mapping, Optional, Tuple, Union
 
 #: A record as the sink returns it: `key, seq, received_at, method, path, query, headers,
 #: content_type, size` and `body` (JSON value or text) or `body_base64`.
@@ -269,6 +269,51 @@ class Client:
         answer = self._request("DELETE", "/stubs?prefix=%s" % _quote(prefix or ""))[1]
         return list(json.loads(answer)["deleted"])
 
+    def watch(self, prefix: Optional[str] = None,
+              after: Optional[int] = None) -> Generator[Tuple[int, Record], None, None]:
+        """Every record under `prefix` (default: this client's `prefix`, the run's keys), as
+        `(id, record)`: those stored already, then each new one as it arrives (`GET /watch`, one
+        connection for any number of keys). `id` is the record's place in the sink-wide sequence:
+        a new `watch(prefix, after=id)` resumes strictly after it, missing and repeating nothing.
+
+        The generator ends when the sink closes the stream (it is shutting down); stop reading
+        (`break`, or `close()`) to disconnect. Raises SinkError if the sink refuses or fails.
+        """
+        prefix = self.prefix if prefix is None else prefix
+        url = "%s/watch?prefix=%s" % (self.url, _quote(prefix))
+        request = urllib.request.Request(url, headers={"Accept": "text/event-stream"})
+        if after is not None:
+            request.add_header("Last-Event-ID", str(_whole(after, "after", minimum=0)))
+        if self.token:
+            request.add_header("Authorization", "Bearer " + self.token)
+        try:
+            # The sink sends a keep-alive comment every 15 s: a minute of silence is a dead link.
+            response = urllib.request.urlopen(request, timeout=_CHUNK)
+        except (urllib.error.URLError, OSError) as e:
+            raise self._error(e, "GET", url) from None
+        with response:
+            event: str = "message"
+            event_id: Optional[str] = None
+            data: List[str] = []
+            try:
+                for raw in response:
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                    if line:
+                        name, _, value = line.partition(":")
+                        value = value[1:] if value.startswith(" ") else value
+                        if name == "event":
+                            event = value
+                        elif name == "id":
+                            event_id = value
+                        elif name == "data":
+                            data.append(value)
+                        continue
+                    if event == "callback" and event_id is not None and data:
+                        yield int(event_id), dict(json.loads("\n".join(data)))
+                    event, event_id, data = "message", None, []
+            except OSError as e:
+                raise self._error(e, "GET", url) from None
+
     def await_callback(self, key: str, count: int = 1,
                        timeout: Union[Seconds, str, None] = None) -> str:
         """`eventual.await_callback`: announce `key` to the harness (it is not about this sink)."""
@@ -302,7 +347,12 @@ class Client:
         try:
             with urllib.request.urlopen(request, timeout=wait + _SLACK) as response:
                 return int(response.status), bytes(response.read())
-        except urllib.error.HTTPError as e:
+        except (urllib.error.URLError, OSError) as e:
+            raise self._error(e, method, url) from None
+
+    def _error(self, e: OSError, method: str, url: str) -> SinkError:
+        """The SinkError for what urllib raised: the sink's error body, or why it was not reached."""
+        if isinstance(e, urllib.error.HTTPError):
             raw = e.read()
             code: Optional[str]
             try:
@@ -310,14 +360,13 @@ class Client:
                 code, message = error.get("code"), error.get("message")
             except (ValueError, KeyError, TypeError, AttributeError):
                 code, message = None, raw.decode("utf-8", "replace").strip()
-            raise SinkError("the sink answered %d %s to %s %s: %s"
-                            % (e.code, code or "", method, url, message),
-                            status=e.code, code=code) from None
-        except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", e)
-            raise SinkError("cannot reach the sink at %s (%s): is it running? (`eventual serve` or "
-                            "`eventual sink`; EVENTUAL_SINK_URL says where it is)"
-                            % (self.url, reason)) from None
+            return SinkError("the sink answered %d %s to %s %s: %s"
+                             % (e.code, code or "", method, url, message),
+                             status=e.code, code=code)
+        reason = getattr(e, "reason", e)
+        return SinkError("cannot reach the sink at %s (%s): is it running? (`eventual serve` or "
+                         "`eventual sink`; EVENTUAL_SINK_URL says where it is)"
+                         % (self.url, reason))
 
 
 def await_callback(key: str, count: int = 1, timeout: Union[Seconds, str, None] = None) -> str:

@@ -28,7 +28,7 @@
 //!   (shared with the harness); `records.rs` — insert, reads, listing,
 //!   deletion, waits; `notifier.rs` — telling the other nodes, batched; `wakeups.rs` — the
 //!   listener and the local waiters by key; `schema.rs` — migrations; `retention.rs` — the purge
-//!   task.
+//!   task; `watch.rs` — `GET /watch`: the records under a prefix in commit (xid) order.
 
 pub mod database;
 mod notifier;
@@ -36,6 +36,7 @@ mod records;
 mod retention;
 mod schema;
 mod wakeups;
+mod watch;
 
 use std::{
     sync::{
@@ -51,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use records::PgInsertError;
 pub use schema::schema_version;
 use wakeups::Wakeups;
+pub(crate) use watch::PgWatcher;
 
 /// How often a waiter reads the database again although no notification came, by default: the
 /// safety net for a notification lost while the listening connection was down. Not the main

@@ -172,7 +172,7 @@ impl PgStore {
     }
 
     /// Reads ignore records received before this (milliseconds since the epoch).
-    fn cutoff_ms(&self) -> i64 {
+    pub(super) fn cutoff_ms(&self) -> i64 {
         match self.inner.retention {
             None => i64::MIN,
             Some(retention) => now_ms() - retention.as_millis() as i64,
@@ -220,6 +220,7 @@ impl PgStore {
             .into_iter()
             .map(|r| Stored {
                 seq: r.get::<_, i64>(0) as u64,
+                id: 0,
                 received_ms: r.get(1),
                 json: Bytes::from(r.get::<_, Vec<u8>>(2)),
             })
@@ -456,7 +457,7 @@ pub(super) fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
 /// The exclusive upper bound of the keys under `prefix`: its [`successor`], or past every key
 /// when it has none (keys are at most 1,024 bytes, so 1,025 `0xff` bytes sort after all of
 /// them). Always a bound, so the condition is an index range, never a filter over the rest.
-fn upper_bound(prefix: &[u8]) -> Vec<u8> {
+pub(super) fn upper_bound(prefix: &[u8]) -> Vec<u8> {
     successor(prefix).unwrap_or_else(|| vec![u8::MAX; crate::routes::MAX_KEY_LEN + 1])
 }
 

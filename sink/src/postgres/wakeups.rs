@@ -3,7 +3,14 @@
 //! of that key. Notifications are hints: a waiter always reads the database itself, and after
 //! the listener reconnects (notifications sent meanwhile are lost) every waiter reads again.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use futures_util::StreamExt as _;
 use parking_lot::Mutex;
@@ -21,6 +28,27 @@ const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 pub(super) struct Wakeups {
     /// One [`Notify`] per key that has waiters, with how many; removed with its last waiter.
     keys: Mutex<HashMap<Vec<u8>, Waiters>>,
+    /// The prefix watchers (`GET /watch`): woken by a callback under any key.
+    any: Notify,
+    /// How many prefix watchers there are: no wake-up of `any` without one.
+    watchers: AtomicUsize,
+}
+
+/// A prefix watcher's registration; unregisters on drop.
+#[derive(Debug)]
+pub(super) struct AnyKey(Arc<Wakeups>);
+
+impl AnyKey {
+    /// The wake-up to wait for: enable it *before* reading the database.
+    pub(super) fn notify(&self) -> &Notify {
+        &self.0.any
+    }
+}
+
+impl Drop for AnyKey {
+    fn drop(&mut self) {
+        self.0.watchers.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// The wake-up of one key's waiters and how many there are.
@@ -72,8 +100,22 @@ impl Wakeups {
         }
     }
 
-    /// Wakes the waiters of `key` (a callback was stored under it).
+    /// Registers a watcher of every key.
+    pub(super) fn subscribe_any(self: &Arc<Self>) -> AnyKey {
+        self.watchers.fetch_add(1, Ordering::SeqCst);
+        AnyKey(Arc::clone(self))
+    }
+
+    /// Wakes the watchers of every key.
+    fn wake_any(&self) {
+        if self.watchers.load(Ordering::SeqCst) > 0 {
+            self.any.notify_waiters();
+        }
+    }
+
+    /// Wakes the waiters of `key` (a callback was stored under it), and the prefix watchers.
     pub(super) fn wake(&self, key: &[u8]) {
+        self.wake_any();
         let notify = self.keys.lock().get(key).map(|(n, _)| Arc::clone(n));
         if let Some(notify) = notify {
             notify.notify_waiters();
@@ -82,6 +124,7 @@ impl Wakeups {
 
     /// Wakes every waiter (notifications may have been lost).
     fn wake_all(&self) {
+        self.wake_any();
         let all: Vec<Arc<Notify>> = self
             .keys
             .lock()

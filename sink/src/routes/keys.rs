@@ -64,12 +64,22 @@ pub(super) async fn delete_prefix(
     State(state): State<AppState>,
     p: Params,
 ) -> Result<StatusCode, ApiError> {
-    let prefix = p.prefix.ok_or_else(|| {
-        ApiError::param(
-            "missing_prefix",
-            "DELETE /callbacks needs ?prefix=P (use ?prefix= to delete every key)",
-        )
-    })?;
+    let prefix = required_prefix(p.prefix, "DELETE /callbacks", "delete every key")?;
     state.backend().delete_prefix(&prefix).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `?prefix=` a route cannot do without (`400 missing_prefix`); `what_empty` says what
+/// `?prefix=` does there.
+pub(super) fn required_prefix(
+    prefix: Option<String>,
+    route: &str,
+    what_empty: &str,
+) -> Result<String, ApiError> {
+    prefix.ok_or_else(|| {
+        ApiError::param(
+            "missing_prefix",
+            format!("{route} needs ?prefix=P (use ?prefix= to {what_empty})"),
+        )
+    })
 }

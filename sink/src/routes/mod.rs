@@ -5,6 +5,7 @@
 //! - `ingest.rs` — recording callbacks (`POST|PUT|PATCH /callbacks/{key}`, `POST /callbacks`).
 //! - `reads.rs` — latest, all, raw, long-poll (`?wait=`) and SSE (`/events`).
 //! - `keys.rs` — listing keys by prefix, deleting a key or a prefix.
+//! - `watch.rs` — `GET /watch?prefix=`: one SSE stream of every key under a prefix.
 //! - `auth.rs` — `--token`; `query.rs` — query parameters and their specific `400` codes.
 //! - `key.rs` — the `{key}` extractor (`400 invalid_key`); `state.rs` — [`AppState`].
 //! - `meta.rs` — `/healthz`, `/openapi.json`, the JSON 404/405 fallbacks, the JSON response helper.
@@ -24,6 +25,7 @@ mod reads;
 mod state;
 mod stubs;
 mod verifiers;
+mod watch;
 
 use axum::{
     Router,
@@ -60,6 +62,7 @@ use crate::openapi::{
         reads::all,
         reads::raw,
         reads::events,
+        watch::watch,
         stubs::list,
         stubs::delete_prefix,
         stubs::put,
@@ -104,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .route("/callbacks/{key}/all", get(reads::all))
         .route("/callbacks/{key}/raw", get(reads::raw))
         .route("/callbacks/{key}/events", get(reads::events))
+        .route("/watch", get(watch::watch))
         .route("/stubs", get(stubs::list).delete(stubs::delete_prefix))
         .route("/stubs/", any(stubs::empty_id))
         .route(

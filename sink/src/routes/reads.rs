@@ -177,19 +177,7 @@ pub(super) async fn events(
     Key(key): Key,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let last = match headers.get("last-event-id") {
-        None => 0,
-        Some(v) => v
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or_else(|| {
-                ApiError::param(
-                    "invalid_last_event_id",
-                    "Last-Event-ID must be the seq of the last record received, a whole number",
-                )
-            })?,
-    };
+    let last = last_event_id(&headers, "the seq of the last record received")?;
     let stream = futures_util::stream::unfold(
         (state, key, last, VecDeque::new()),
         |(state, key, mut last, mut pending)| async move {
@@ -197,10 +185,7 @@ pub(super) async fn events(
                 if let Some(r) = pending.pop_front() {
                     let r: Stored = r;
                     last = r.seq;
-                    let event = Event::default()
-                        .event("callback")
-                        .id(r.seq.to_string())
-                        .data(String::from_utf8_lossy(&r.json));
+                    let event = callback_event(r.seq, &r);
                     return Some((Ok(event), (state, key, last, pending)));
                 }
                 // Past records first, then wait for new ones; the stream ends on shutdown.
@@ -224,4 +209,29 @@ pub(super) async fn events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// The `Last-Event-ID` of a reconnecting event stream (0 when absent); `what` says what the id
+/// is on this route.
+pub(super) fn last_event_id(headers: &HeaderMap, what: &str) -> Result<u64, ApiError> {
+    let Some(v) = headers.get("last-event-id") else {
+        return Ok(0);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::param(
+                "invalid_last_event_id",
+                format!("Last-Event-ID must be {what}, a whole number"),
+            )
+        })
+}
+
+/// A record as an SSE event `callback` with this `id`.
+pub(super) fn callback_event(id: u64, r: &Stored) -> Event {
+    Event::default()
+        .event("callback")
+        .id(id.to_string())
+        .data(String::from_utf8_lossy(&r.json))
 }

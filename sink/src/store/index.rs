@@ -47,4 +47,17 @@ impl KeyIndex {
             .take(limit)
             .collect()
     }
+
+    /// Calls `f` with every key under `prefix`, in order (reading the list as it goes).
+    pub(super) fn for_each_under(&self, prefix: &str, mut f: impl FnMut(&str)) {
+        for entry in self
+            .0
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+        {
+            if !entry.value().starts_with(prefix) {
+                break;
+            }
+            f(entry.value());
+        }
+    }
 }

@@ -18,6 +18,7 @@ use super::{
     expiry::Expiry,
     index::{KeyIndex, KeySummary},
     slot::{Slot, Stored},
+    watch::Watches,
 };
 use crate::{
     annotate::Annotation,
@@ -52,7 +53,7 @@ pub(super) struct Inner {
     /// load, and foldhash is still randomly seeded per process.
     pub(super) map: DashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
     /// Keys that hold at least one record, in order. Mutated only under the key's shard lock.
-    index: KeyIndex,
+    pub(super) index: KeyIndex,
     /// Records held, across keys; reserved before an insert so the cap cannot be overshot.
     count: AtomicUsize,
     /// Bytes of record JSON held: compaction compares the log's size with it.
@@ -63,6 +64,8 @@ pub(super) struct Inner {
     /// Only with `--retention`.
     expiry: Option<Expiry>,
     wal: Option<Wal>,
+    /// The sink-wide record ids and the prefix watchers (`GET /watch`).
+    pub(super) watches: Watches,
     /// Held shared by every logged mutation, exclusively while a compaction snapshot is taken,
     /// so that the snapshot and the log's tail never overlap or leave a gap.
     gate: RwLock<()>,
@@ -70,7 +73,16 @@ pub(super) struct Inner {
 
 impl Store {
     /// An empty in-memory store.
+    ///
+    /// Record ids (`GET /watch`) start at the time of opening in microseconds since the epoch,
+    /// not at 0: the log does not keep them, so after a restart a watcher resuming with an id
+    /// from before is sent the replayed records again (and everything new) rather than missing
+    /// the first records of the new process. (That holds while a process gives out fewer ids
+    /// than a million a second on average over its life.)
     pub(crate) fn new(max_callbacks: usize, retention: Option<Duration>, wal: Option<Wal>) -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         Self {
             inner: Arc::new(Inner {
                 map: DashMap::with_hasher(foldhash::fast::RandomState::default()),
@@ -81,6 +93,7 @@ impl Store {
                 max_callbacks,
                 expiry: retention.map(Expiry::new),
                 wal,
+                watches: Watches::new(start),
                 gate: RwLock::new(()),
             }),
         }
@@ -208,8 +221,9 @@ impl Store {
         inner
             .live_bytes
             .fetch_add(json.len() as u64, Ordering::Relaxed);
-        let stored = Stored {
+        let mut stored = Stored {
             seq,
+            id: 0,
             received_ms: encoded.received_ms,
             json,
         };
@@ -223,6 +237,8 @@ impl Store {
                     slot.records.reserve_exact(1);
                     inner.index.insert(key_arc.clone());
                 }
+                // After the index insert, under the lock, right before the push: see `watch.rs`.
+                stored.id = inner.watches.next_id();
                 slot.last_seq = seq;
                 slot.records.push_back(stored);
                 slot.notify();
@@ -230,6 +246,9 @@ impl Store {
             }
         };
         drop(slot);
+        if visible {
+            inner.watches.ring();
+        }
         if let Some(expiry) = inner.expiry.as_ref().filter(|_| visible) {
             expiry.schedule(encoded.received_ms, key_arc);
         }
@@ -251,6 +270,7 @@ impl Store {
         let Some(mut entry) = inner.map.get_mut(key) else {
             return; // deleted meanwhile: the delete is after the record in the log too
         };
+        let key_arc = entry.key().clone();
         let slot = &mut *entry;
         let before = slot.records.len();
         while let Some((at, _)) = slot.pending.front() {
@@ -258,7 +278,7 @@ impl Store {
             if outcome == Outcome::Pending {
                 break;
             }
-            let Some((_, stored)) = slot.pending.pop_front() else {
+            let Some((_, mut stored)) = slot.pending.pop_front() else {
                 break;
             };
             if outcome == Outcome::Failed {
@@ -268,14 +288,18 @@ impl Store {
                     .fetch_sub(stored.json.len() as u64, Ordering::Relaxed);
                 continue;
             }
+            if slot.records.is_empty() {
+                // Before its id is taken: a watcher that sees the id finds the key (`watch.rs`).
+                inner.index.insert(key_arc.clone());
+            }
+            stored.id = inner.watches.next_id();
             slot.last_seq = stored.seq;
             slot.records.push_back(stored);
         }
         if slot.records.len() > before {
-            if before == 0 {
-                inner.index.insert(entry.key().clone());
-            }
             entry.notify();
+            drop(entry);
+            inner.watches.ring();
         }
     }
 
@@ -313,6 +337,7 @@ impl Store {
             .fetch_add(json.len() as u64, Ordering::Relaxed);
         slot.records.push_back(Stored {
             seq,
+            id: inner.watches.next_id(),
             received_ms,
             json,
         });

@@ -9,6 +9,9 @@ use tokio::sync::watch;
 #[derive(Debug, Clone)]
 pub(crate) struct Stored {
     pub(crate) seq: u64,
+    /// Its place in the sink-wide sequence of `GET /watch` (see `watch.rs`), given when it
+    /// becomes visible; 0 until then.
+    pub(crate) id: u64,
     pub(crate) received_ms: i64,
     /// The record's JSON, final form (see `record.rs`).
     pub(crate) json: Bytes,

@@ -11,3 +11,4 @@ mod reading;
 mod stubs;
 mod verifiers;
 mod waiting;
+mod watching;

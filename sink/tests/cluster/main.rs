@@ -114,6 +114,54 @@ async fn a_callback_posted_to_one_node_answers_a_long_poll_and_an_event_stream_o
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_watch_on_one_node_gets_the_callbacks_posted_to_another_in_commit_order() {
+    let Some(pg) = TestPostgres::start_or_skip("cross-node prefix watch") else {
+        return;
+    };
+    let url = pg.fresh_database().await.unwrap();
+    let (a, b) = (node(&url).await, node(&url).await);
+    assert_eq!(post(&a, "w/1", json!({"n": 1})).await.status(), 200);
+    let response = http()
+        .get(format!("{}/watch?prefix=w/", b.url()))
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    let mut parser = testkit::sse::SseParser::default();
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        if let Some(event) = parser.next_event() {
+            events.push(event);
+            if events.len() == 1 {
+                // Live ones, through node A, and one under another prefix between them.
+                assert_eq!(post(&a, "other", json!({})).await.status(), 200);
+                assert_eq!(post(&a, "w/2", json!({"n": 2})).await.status(), 200);
+                assert_eq!(post(&b, "w/1", json!({"n": 3})).await.status(), 200);
+            }
+            continue;
+        }
+        let chunk = tokio::time::timeout(Duration::from_secs(20), stream.next())
+            .await
+            .expect("an event on node B (woken by a notification: no re-check here)")
+            .expect("stream open")
+            .unwrap();
+        parser.push(&chunk);
+    }
+    let ns: Vec<Value> = events
+        .iter()
+        .map(|e| e.json()["body"]["n"].clone())
+        .collect();
+    assert_eq!(ns, [json!(1), json!(2), json!(3)]);
+    let ids: Vec<u64> = events
+        .iter()
+        .map(|e| e.id.as_deref().unwrap().parse().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|p| p[0] < p[1]), "{ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_posts_to_one_key_through_two_nodes_get_each_seq_exactly_once() {
     let Some(pg) = TestPostgres::start_or_skip("seq per key") else {
         return;
