@@ -100,6 +100,10 @@ const NOT_TOURS: &[(&str, &str)] = &[
         "Signature verification",
         "one `curl` with the reader's token; sink/tests/api/verifiers.rs drives every route",
     ),
+    (
+        "Watching many keys",
+        "an endless stream against the reader's sink; sink/tests/api/watching.rs drives it",
+    ),
     ("Benchmarks", "measurements that take minutes"),
 ];
 
