@@ -103,6 +103,9 @@ pub async fn serve(
             let conn = builder.serve_connection(TokioIo::new(tcp), service);
             let mut conn = pin!(watcher.watch(conn));
             tokio::select! {
+                // In this order: a request that has arrived is served even when this task is
+                // first polled after the deadline (a starved server must not drop it).
+                biased;
                 result = &mut conn => return log_end(result),
                 () = started.notified() => {}
                 () = tokio::time::sleep(first_request_within) => {
