@@ -6,7 +6,7 @@
 //! re-serialised), so their key order, number formatting and exact bytes survive; `/raw` cuts them
 //! back out of the stored record.
 
-use std::{collections::BTreeMap, time::SystemTime};
+use std::{collections::BTreeMap, io::Write as _, time::SystemTime};
 
 use axum::http::{HeaderMap, Method, header};
 use base64::Engine as _;
@@ -132,7 +132,7 @@ impl Encoded {
         let mut out = Vec::with_capacity(self.head.len() + self.tail.len() + 28 + extra);
         out.extend_from_slice(&self.head);
         out.extend_from_slice(b"\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
+        let _ = write!(out, "{seq}");
         out.push(b',');
         if let Some(response) = response {
             out.extend_from_slice(b"\"response\":");
@@ -151,11 +151,8 @@ fn encode_tail(
 ) -> Vec<u8> {
     let mut out = Vec::with_capacity(incoming.body.len() + 256);
     out.extend_from_slice(b"\"received_at\":\"");
-    out.extend_from_slice(
-        humantime::format_rfc3339_millis(received)
-            .to_string()
-            .as_bytes(),
-    );
+    // Written straight into the record: no intermediate `String` per callback.
+    let _ = write!(out, "{}", humantime::format_rfc3339_millis(received));
     out.extend_from_slice(b"\",\"method\":");
     write_json_str(&mut out, incoming.method.as_str());
     out.extend_from_slice(b",\"path\":");
@@ -196,7 +193,7 @@ fn encode_tail(
     let content_type = incoming
         .headers
         .get(header::CONTENT_TYPE)
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     match &content_type {
         Some(ct) => write_json_str(&mut out, ct),
         None => out.extend_from_slice(b"null"),
@@ -207,7 +204,7 @@ fn encode_tail(
         let _ = serde_json::to_writer(&mut out, sig);
     }
     out.extend_from_slice(b",\"size\":");
-    out.extend_from_slice(incoming.body.len().to_string().as_bytes());
+    let _ = write!(out, "{}", incoming.body.len());
     match classify(content_type.as_deref(), incoming.body) {
         Body::Json => {
             // Verbatim, surrounding whitespace included: the body is the record's last field,
@@ -245,13 +242,13 @@ enum Body<'a> {
 /// looks like an object or array) and it parses; else UTF-8 text; else binary.
 fn classify<'a>(content_type: Option<&str>, body: &'a [u8]) -> Body<'a> {
     let says_json = content_type.is_some_and(|ct| {
-        let essence = ct
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        essence == "application/json" || essence.ends_with("+json") || essence.ends_with("/json")
+        // Compared without lowering a copy: no allocation per callback.
+        let essence = ct.split(';').next().unwrap_or("").trim().as_bytes();
+        let ends_with = |suffix: &[u8]| {
+            essence.len() >= suffix.len()
+                && essence[essence.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        };
+        ends_with(b"+json") || ends_with(b"/json")
     });
     let looks_json = body
         .iter()
@@ -384,6 +381,30 @@ mod tests {
         let binary = encode(Some("application/octet-stream"), &[0xff, 0x00, 0xfe]);
         assert_eq!(binary.body, None);
         assert_eq!(binary.body_base64.as_deref(), Some("/wD+"));
+    }
+
+    #[test]
+    fn a_json_content_type_is_recognised_in_any_case_with_parameters_and_suffixes() {
+        // `"1"` does not look like JSON by itself: only the content type makes it a JSON body.
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/problem+json ;q=1",
+            "text/JSON",
+            "application/vnd.api+JSON",
+        ] {
+            let record = encode(Some(ct), b"1");
+            assert_eq!(record.body, Some(serde_json::json!(1)), "{ct}");
+        }
+        for ct in [
+            "text/plain",
+            "application/jsonl",
+            "application/json-seq",
+            "json",
+        ] {
+            let record = encode(Some(ct), b"1");
+            assert_eq!(record.body, Some(serde_json::json!("1")), "{ct}");
+        }
     }
 
     #[test]
