@@ -163,28 +163,26 @@ fn encode_tail(
         None => out.extend_from_slice(b"null"),
     }
     out.extend_from_slice(b",\"headers\":{");
+    // One pass over the values (a name's values are consecutive), instead of a lookup per name.
+    let mut headers = incoming.headers.iter().peekable();
     let mut first = true;
-    for name in incoming.headers.keys() {
+    while let Some((name, value)) = headers.next() {
         if !first {
             out.push(b',');
         }
         first = false;
         write_json_str(&mut out, name.as_str());
         out.push(b':');
-        let mut values = incoming.headers.get_all(name).iter();
-        match (values.next(), values.next()) {
+        let repeated = headers.peek().is_some_and(|(next, _)| *next == name);
+        match value.to_str() {
             // The common case, one value of plain text: no intermediate string.
-            (Some(only), None) if only.to_str().is_ok() => {
-                write_json_str(&mut out, only.to_str().unwrap_or_default());
-            }
+            Ok(text) if !repeated => write_json_str(&mut out, text),
             _ => {
-                let joined = incoming
-                    .headers
-                    .get_all(name)
-                    .iter()
-                    .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let mut joined = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                while let Some((_, more)) = headers.next_if(|(next, _)| *next == name) {
+                    joined.push_str(", ");
+                    joined.push_str(&String::from_utf8_lossy(more.as_bytes()));
+                }
                 write_json_str(&mut out, &joined);
             }
         }
@@ -264,6 +262,15 @@ fn classify<'a>(content_type: Option<&str>, body: &'a [u8]) -> Body<'a> {
 }
 
 pub(crate) fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    // Most strings here (header names and values, methods, paths, keys) need no escape: copied
+    // as they are, the same bytes serde_json would write, which escapes only these.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     // serde_json never fails writing a str into a Vec.
     let _ = serde_json::to_writer(&mut *out, s);
 }
@@ -404,6 +411,28 @@ mod tests {
         ] {
             let record = encode(Some(ct), b"1");
             assert_eq!(record.body, Some(serde_json::json!("1")), "{ct}");
+        }
+    }
+
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "plain",
+            "application/json; charset=utf-8",
+            "quote \" and backslash \\",
+            "tab\tnew line\ncr\r nul\u{0} esc\u{1b} del\u{7f}",
+            "héllo ☃ 𝄞",
+            "/callbacks/a%2Fb?x=1&y=\"2\"",
+        ] {
+            let mut ours = Vec::new();
+            write_json_str(&mut ours, text);
+            let theirs = serde_json::to_vec(text).expect("serialise");
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&theirs),
+                "{text:?}"
+            );
         }
     }
 
