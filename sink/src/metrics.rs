@@ -7,7 +7,10 @@
 //! a process-global recorder — and gauges are read from the store when scraped instead of being
 //! kept in step with it.
 
-use std::{fmt, sync::Arc};
+use std::{
+    fmt,
+    sync::{Arc, OnceLock},
+};
 
 use futures_util::future::BoxFuture;
 use parking_lot::Mutex;
@@ -39,6 +42,10 @@ pub(crate) struct Metrics {
     registry: Registry,
     /// Callbacks posted, by the status answered (`200` stored; `413`, `507`, `400`… refused).
     received: Family<Answer, Counter>,
+    /// The `200` series of `received`, kept once it exists: counting the common answer then takes
+    /// no lock and no hash (the family's map is behind an `RwLock` every worker thread touches).
+    /// Filled at the first `200`, so a sink that stored nothing still shows no `200` series.
+    stored_ok: OnceLock<Counter>,
     /// Records held now, read from the store at each scrape.
     stored: Gauge,
     /// Requests waiting for a callback now (long-polls and event streams), read at each scrape.
@@ -79,6 +86,7 @@ impl Metrics {
         Self {
             registry,
             received,
+            stored_ok: OnceLock::new(),
             stored,
             waiters,
             sources: Mutex::new(Vec::new()),
@@ -87,6 +95,12 @@ impl Metrics {
 
     /// A posted callback was answered `status`.
     pub(crate) fn callback_answered(&self, status: u16) {
+        if status == 200 {
+            self.stored_ok
+                .get_or_init(|| self.received.get_or_create(&Answer { status }).clone())
+                .inc();
+            return;
+        }
         self.received.get_or_create(&Answer { status }).inc();
     }
 

@@ -1,11 +1,11 @@
 //! Recording callbacks: `POST|PUT|PATCH /callbacks/{key}`, and `POST /callbacks` with the key
 //! found in a header or the JSON body. The hot path: route → backend → store → waiter.
 
-use std::collections::HashMap;
+use std::{collections::HashMap, io::Write as _};
 
 use axum::{
     body::Bytes,
-    extract::{OriginalUri, State, rejection::BytesRejection},
+    extract::{FromRequest as _, OriginalUri, Request, State, rejection::BytesRejection},
     http::{HeaderMap, Method, StatusCode, Uri},
     response::Response,
 };
@@ -32,14 +32,19 @@ use crate::{
 )]
 pub(super) async fn record_keyed(
     State(state): State<AppState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    Key(key): Key,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let body = body(raw, state.config().max_body)?;
-    store_callback(&state, key, &method, &uri, &headers, &body).await
+    key: Result<Key, ApiError>,
+    request: Request,
+) -> Response {
+    let answer = async {
+        let Key(key) = key?;
+        let (parts, raw) = split(request).await;
+        let body = body(raw, state.config().max_body)?;
+        store_callback(&state, key, &parts, &body).await
+    }
+    .await;
+    // Counted here rather than by a layer (no boxed future and service per callback); the key's
+    // refusal is taken as a `Result` above so that it is counted too.
+    super::metrics::counted(&state, answer)
 }
 
 #[utoipa::path(
@@ -50,15 +55,42 @@ pub(super) async fn record_keyed(
 )]
 pub(super) async fn record_by_lookup(
     State(state): State<AppState>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-    raw: Result<Bytes, BytesRejection>,
+    request: Request,
 ) -> Result<Response, ApiError> {
+    // Counted by the `count_callbacks` layer on this route (which also sees its `405`s).
     let config = state.config();
+    let (parts, raw) = split(request).await;
     let body = body(raw, config.max_body)?;
-    let key = find_key(config, &headers, &body)?;
-    store_callback(&state, key, &method, &uri, &headers, &body).await
+    let key = find_key(config, &parts.headers, &body)?;
+    store_callback(&state, key, &parts, &body).await
+}
+
+/// A request's head, taken as it is (an extractor per part would clone the headers), and its
+/// body buffered under the route's body limit (`413` past `--max-body`, as the `Bytes` extractor).
+async fn split(request: Request) -> (Head, Result<Bytes, BytesRejection>) {
+    let (mut parts, body) = request.into_parts();
+    // The path as received, also if this router is ever nested.
+    let uri = match parts.extensions.remove::<OriginalUri>() {
+        Some(OriginalUri(uri)) => uri,
+        None => parts.uri,
+    };
+    // The body limit travels in the extensions.
+    let mut limited = Request::new(body);
+    *limited.extensions_mut() = parts.extensions;
+    let raw = Bytes::from_request(limited, &()).await;
+    let head = Head {
+        method: parts.method,
+        uri,
+        headers: parts.headers,
+    };
+    (head, raw)
+}
+
+/// What an ingest route keeps of a request's head.
+struct Head {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
 }
 
 fn body(body: Result<Bytes, BytesRejection>, max: usize) -> Result<Bytes, ApiError> {
@@ -168,15 +200,14 @@ fn raw_at<'a>(body: &'a [u8], pointer: &str) -> Option<&'a RawValue> {
 async fn store_callback(
     state: &AppState,
     key: String,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    head: &Head,
     body: &[u8],
 ) -> Result<Response, ApiError> {
+    let headers = &head.headers;
     let incoming = Incoming {
-        method,
-        path: uri.path(),
-        query: uri.query(),
+        method: &head.method,
+        path: head.uri.path(),
+        query: head.uri.query(),
         headers,
         body,
     };
@@ -244,6 +275,6 @@ async fn store_callback(
     let mut out = Vec::with_capacity(key.len() + 32);
     out.extend_from_slice(b"{\"key\":");
     write_json_str(&mut out, &key);
-    out.extend_from_slice(format!(",\"seq\":{seq}}}").as_bytes());
+    let _ = write!(out, ",\"seq\":{seq}}}");
     Ok(json_response(StatusCode::OK, out.into()))
 }

@@ -93,7 +93,16 @@ pub fn router(state: AppState) -> Router {
             "/callbacks",
             get(keys::list)
                 .delete(keys::delete_prefix)
-                .post(ingest::record_by_lookup),
+                .post(ingest::record_by_lookup)
+                // Set here, not by the router's `method_not_allowed_fallback` below (which would
+                // replace it unlayered), so that the layer counts this route's 405s too.
+                .fallback(meta::method_not_allowed)
+                // Counts this route's answers to posts (see `metrics.rs`); `/callbacks/{key}`
+                // counts its own in the handler.
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    metrics::count_callbacks,
+                )),
         )
         .route("/callbacks/", any(meta::empty_key))
         .route(
@@ -135,13 +144,10 @@ pub fn router(state: AppState) -> Router {
     } else {
         router
     };
-    // Outermost, so that every answer to a posted callback is counted, refusals by the layers
-    // above included (a boxed future per request: small beside what an ingest costs).
+    // No layer counts answers here: one on the whole router cost every request a boxed future
+    // and service (the ingest routes count their own; see `metrics.rs`). Auth never refuses a
+    // posted callback, so nothing outside them answers one.
     router
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::count_callbacks,
-        ))
         .with_state(state)
 }

@@ -8,7 +8,13 @@ use crate::{helpers::*, waiting::wait_until_waiting};
 
 /// The scrape's sample lines (comments left out), which must be answered in OpenMetrics text.
 async fn scrape(app: &TestApp) -> Vec<String> {
-    let response = app.get("/metrics").await;
+    let response = app
+        .http
+        .get(app.url("/metrics"))
+        .bearer_auth("s3cret")
+        .send()
+        .await
+        .expect("scrape");
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
@@ -70,6 +76,75 @@ async fn every_route_that_records_counts_its_answer_and_nothing_else_does() {
     );
     assert_sample(&samples, "eventual_callbacks_stored 3");
     assert_sample(&samples, "eventual_callbacks_capacity 1000000");
+}
+
+/// The `eventual_callbacks_received_total` samples of a scrape, as `(status, count)`.
+async fn received(app: &TestApp) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = scrape(app)
+        .await
+        .iter()
+        .filter_map(|s| s.strip_prefix("eventual_callbacks_received_total{status=\""))
+        .filter_map(|s| s.split_once("\"} "))
+        .map(|(status, n)| (status.to_owned(), n.to_owned()))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn refusals_before_the_handler_and_scripted_answers_are_counted_too() {
+    let app = spawn_app_with(Config {
+        max_body: 64,
+        max_callbacks: 2,
+        token: Some("s3cret".into()),
+        ..Config::default()
+    })
+    .await;
+    // The key extractor's refusal (a key over 1024 bytes) and the body limit's.
+    let long = format!("/callbacks/{}", "k".repeat(1025));
+    let (code, _) = error_of(
+        app.http
+            .post(app.url(&long))
+            .body("{}")
+            .send()
+            .await
+            .expect("post"),
+        400,
+    )
+    .await;
+    assert_eq!(code, "invalid_key");
+    let big = app
+        .http
+        .post(app.url("/callbacks/big"))
+        .body(vec![b'x'; 65]);
+    assert_eq!(big.send().await.expect("post").status(), 413);
+    // A method the keyless route does not take is an answer to a posted callback as well.
+    let put = app.http.put(app.url("/callbacks")).body("{}");
+    assert_eq!(put.send().await.expect("put").status(), 405);
+    // A stub's status is what the sink answered; then the sink fills up (no token needed to post).
+    let stub = app
+        .http
+        .put(app.url("/stubs/s"))
+        .bearer_auth("s3cret")
+        .json(&json!({"key": "stubbed", "responses": [{"status": 503}]}));
+    assert!(stub.send().await.expect("stub").status().is_success());
+    assert_eq!(app.post_json("stubbed", json!({})).await.status(), 503);
+    assert_eq!(app.post_json("plain", json!({})).await.status(), 200);
+    assert_eq!(app.post_json("full", json!({})).await.status(), 507);
+
+    let counted = received(&app).await;
+    let expected: Vec<(String, String)> = [
+        ("200", "1"),
+        ("400", "1"),
+        ("405", "1"),
+        ("413", "1"),
+        ("503", "1"),
+        ("507", "1"),
+    ]
+    .iter()
+    .map(|(s, n)| ((*s).to_owned(), (*n).to_owned()))
+    .collect();
+    assert_eq!(counted, expected);
 }
 
 #[tokio::test]
