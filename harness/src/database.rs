@@ -36,3 +36,15 @@ pub(crate) async fn open(url: &str) -> Result<Pool, DatabaseError> {
     .await?;
     database::pool(&config, POOL_SIZE)
 }
+
+/// A time as the API shows it: RFC 3339 in UTC with milliseconds, as the SQLite history writes.
+macro_rules! rfc3339 {
+    ($column:literal) => {
+        concat!(
+            "to_char(",
+            $column,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        )
+    };
+}
+pub(crate) use rfc3339;

@@ -241,6 +241,37 @@ pub struct Run {
 }
 
 impl Run {
+    /// A run just stored: queued, its tests pending, nothing started.
+    pub(crate) fn queued(
+        id: i64,
+        username: &str,
+        env_id: u32,
+        tests: &[String],
+        created_at: String,
+    ) -> Self {
+        Self {
+            id,
+            username: username.to_owned(),
+            env_id,
+            status: RunStatus::Queued,
+            tests: tests
+                .iter()
+                .map(|path| RunTest {
+                    path: path.clone(),
+                    status: TestStatus::Pending,
+                    exit_code: None,
+                    duration_ms: None,
+                })
+                .collect(),
+            created_at,
+            started_at: None,
+            finished_at: None,
+            phase: None,
+            awaiting: Vec::new(),
+            scripts: Vec::new(),
+        }
+    }
+
     /// Its test paths, in execution order.
     pub fn test_paths(&self) -> Vec<String> {
         self.tests.iter().map(|t| t.path.clone()).collect()

@@ -11,6 +11,8 @@ use std::time::Duration;
 use deadpool_postgres::Pool;
 use sink::Unavailable;
 
+use crate::database::rfc3339;
+
 /// A node as `GET /api/nodes` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub(crate) struct NodeView {
@@ -95,8 +97,10 @@ impl Nodes {
             .query(
                 concat!(
                     "SELECT name, address, ",
-                    "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ",
-                    "to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ",
+                    rfc3339!("started_at"),
+                    ", ",
+                    rfc3339!("heartbeat_at"),
+                    ", ",
                     "heartbeat_at < now() - make_interval(secs => $1) ",
                     "FROM nodes ORDER BY name"
                 ),

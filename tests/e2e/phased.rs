@@ -200,6 +200,44 @@ fn job_id_of(data: &Path, run: i64) -> anyhow::Result<String> {
         .to_owned())
 }
 
+/// Runs the pytest sample `test` on environment 4 and checks it passed with both of its cases;
+/// answers the run's id and JSON.
+async fn run_passing_pytest_sample(server: &Running, test: &str) -> anyhow::Result<(i64, Value)> {
+    let run = server.create_run("ann", 4, &[test]).await?;
+    let id = id_of(&run)?;
+    let (run, log) = server.wait_run_finished(id).await?;
+    ensure!(
+        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
+        "{run}\nlog:\n{log}"
+    );
+    ensure!(
+        log.lines()
+            .any(|l| l.contains(" out ") && l.contains("2 passed")),
+        "pytest should report both tests passed:\n{log}"
+    );
+    Ok((id, run))
+}
+
+/// The keys under `prefix` on the server's sink, with their record counts.
+async fn keys_under(server: &Running, prefix: &str) -> anyhow::Result<Vec<Value>> {
+    let (status, keys) = server.get(&format!("/callbacks?prefix={prefix}")).await?;
+    match keys["keys"].as_array() {
+        Some(keys) if status == 200 => Ok(keys.clone()),
+        _ => bail!("GET /callbacks?prefix={prefix} answered {status}: {keys}"),
+    }
+}
+
+/// The record counts of the keys under `prefix`, smallest first.
+async fn counts_under(server: &Running, prefix: &str) -> anyhow::Result<Vec<u64>> {
+    let mut counts: Vec<u64> = keys_under(server, prefix)
+        .await?
+        .iter()
+        .filter_map(|k| k["count"].as_u64())
+        .collect();
+    counts.sort_unstable();
+    Ok(counts)
+}
+
 #[tokio::test]
 async fn the_sample_phased_pair_passes_after_awaiting_its_callback() -> anyhow::Result<()> {
     require_pytest()?;
@@ -553,32 +591,13 @@ async fn the_async_job_pytest_sample_passes_through_the_harness() -> anyhow::Res
     let sut = DemoSut::spawn().await?;
     let dir = tempfile::tempdir()?;
     let server = serve(dir.path(), SAMPLE_TESTS, &sut).await?;
-    let run = server
-        .create_run("ann", 4, &["async_job/test_job_callback.py"])
-        .await?;
-    let id = id_of(&run)?;
-    let (run, log) = server.wait_run_finished(id).await?;
-    ensure!(
-        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0 && run["phase"].is_null(),
-        "{run}\nlog:\n{log}"
-    );
-    ensure!(
-        log.lines()
-            .any(|l| l.contains(" out ") && l.contains("2 passed")),
-        "pytest should report both tests passed:\n{log}"
-    );
+    let (id, run) = run_passing_pytest_sample(&server, "async_job/test_job_callback.py").await?;
+    ensure!(run["phase"].is_null(), "not a phased run: {run}");
     // Both callbacks went through this server's sink under the run's private prefix.
-    let (status, keys) = server
-        .get(&format!("/callbacks?prefix=run-{id}.job-"))
-        .await?;
-    let mut counts: Vec<u64> = match keys["keys"].as_array() {
-        Some(keys) if status == 200 => keys.iter().filter_map(|k| k["count"].as_u64()).collect(),
-        _ => bail!("GET /callbacks?prefix=run-{id}.job- answered {status}: {keys}"),
-    };
-    counts.sort_unstable();
+    let counts = counts_under(&server, &format!("run-{id}.job-")).await?;
     ensure!(
         counts == [1, 2],
-        "one job called back once, one twice: {keys}"
+        "one job called back once, one twice: {counts:?}"
     );
     Ok(())
 }
@@ -590,30 +609,13 @@ async fn the_stubbed_receiver_sample_passes_with_the_sink_answering_as_scripted(
     let sut = DemoSut::spawn().await?;
     let dir = tempfile::tempdir()?;
     let server = serve(dir.path(), SAMPLE_TESTS, &sut).await?;
-    let run = server
-        .create_run("ann", 4, &["misbehaving/test_stubbed_receiver.py"])
-        .await?;
-    let id = id_of(&run)?;
-    let (run, log) = server.wait_run_finished(id).await?;
-    ensure!(
-        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
-        "{run}\nlog:\n{log}"
-    );
-    ensure!(
-        log.lines()
-            .any(|l| l.contains(" out ") && l.contains("2 passed")),
-        "pytest should report both tests passed:\n{log}"
-    );
+    let (id, _) =
+        run_passing_pytest_sample(&server, "misbehaving/test_stubbed_receiver.py").await?;
     // Every attempt went through this server's sink, under the run's prefix: 3 + 5.
-    let (status, keys) = server.get(&format!("/callbacks?prefix=run-{id}.")).await?;
-    let mut counts: Vec<u64> = match keys["keys"].as_array() {
-        Some(keys) if status == 200 => keys.iter().filter_map(|k| k["count"].as_u64()).collect(),
-        _ => bail!("GET /callbacks?prefix=run-{id}. answered {status}: {keys}"),
-    };
-    counts.sort_unstable();
+    let counts = counts_under(&server, &format!("run-{id}.")).await?;
     ensure!(
         counts == [3, 5],
-        "three attempts, then five dropped ones: {keys}"
+        "three attempts, then five dropped ones: {counts:?}"
     );
     let (_, stubs) = server.get("/stubs").await?;
     ensure!(
@@ -630,27 +632,11 @@ async fn the_signed_callback_sample_passes_with_the_sink_checking_the_signatures
     let sut = DemoSut::spawn().await?;
     let dir = tempfile::tempdir()?;
     let server = serve(dir.path(), SAMPLE_TESTS, &sut).await?;
-    let run = server
-        .create_run("ann", 4, &["misbehaving/test_signed_callback.py"])
-        .await?;
-    let id = id_of(&run)?;
-    let (run, log) = server.wait_run_finished(id).await?;
-    ensure!(
-        run["status"] == "passed" && run["tests"][0]["exit_code"] == 0,
-        "{run}\nlog:\n{log}"
-    );
-    ensure!(
-        log.lines()
-            .any(|l| l.contains(" out ") && l.contains("2 passed")),
-        "pytest should report both tests passed:\n{log}"
-    );
+    let (id, _) = run_passing_pytest_sample(&server, "misbehaving/test_signed_callback.py").await?;
     // Both callbacks reached this server's sink under the run's prefix, each with its verdict.
-    let (status, keys) = server.get(&format!("/callbacks?prefix=run-{id}.")).await?;
-    let Some(keys) = keys["keys"].as_array().filter(|_| status == 200) else {
-        bail!("GET /callbacks?prefix=run-{id}. answered {status}: {keys}");
-    };
+    let keys = keys_under(&server, &format!("run-{id}.")).await?;
     let mut verdicts = Vec::new();
-    for entry in keys {
+    for entry in &keys {
         let key = entry["key"].as_str().context("a key")?;
         let (_, record) = server.get(&format!("/callbacks/{key}")).await?;
         let name = key.strip_prefix(&format!("run-{id}.")).unwrap_or(key);

@@ -17,7 +17,10 @@ use deadpool_postgres::{Pool, Transaction};
 use sink::Unavailable;
 use tokio_postgres::Row;
 
-use crate::model::{EnvState, EnvView};
+use crate::{
+    database::rfc3339,
+    model::{EnvState, EnvView},
+};
 
 use super::Claim;
 
@@ -269,7 +272,8 @@ impl PgClaims {
             .query(
                 concat!(
                     "SELECT e.id, e.holder, e.holder_user, e.paused, ",
-                    "to_char(e.holder_since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ",
+                    rfc3339!("e.holder_since"),
+                    ", ",
                     "coalesce((SELECT array_agg(q.run_id ORDER BY q.run_id) FROM claim_queue q WHERE q.env_id = e.id), '{}') ",
                     "FROM environments e WHERE e.id <= $1 AND ($2::integer IS NULL OR e.id = $2) ORDER BY e.id"
                 ),

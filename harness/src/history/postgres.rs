@@ -11,20 +11,12 @@ use deadpool_postgres::Pool;
 use sink::Unavailable;
 use tokio_postgres::{Row, types::Json};
 
-use crate::model::{Awaiting, Phase, Run, RunStatus, RunTest, ScriptView, TestStatus};
+use crate::{
+    database::rfc3339,
+    model::{Awaiting, Phase, Run, RunStatus, RunTest, ScriptView, TestStatus},
+};
 
 use super::{Recovered, RunFilter, TestRun};
-
-/// A time as the API shows it: RFC 3339 in UTC with milliseconds, as the SQLite history writes.
-macro_rules! rfc3339 {
-    ($column:literal) => {
-        concat!(
-            "to_char(",
-            $column,
-            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-        )
-    };
-}
 
 /// The columns [`row_to_run`] reads, in its order.
 const RUN_COLUMNS: &str = concat!(
@@ -88,27 +80,7 @@ impl PgHistory {
         )
         .await?;
         tx.commit().await?;
-        Ok(Run {
-            id,
-            username: username.to_owned(),
-            env_id,
-            status: RunStatus::Queued,
-            tests: tests
-                .iter()
-                .map(|path| RunTest {
-                    path: path.clone(),
-                    status: TestStatus::Pending,
-                    exit_code: None,
-                    duration_ms: None,
-                })
-                .collect(),
-            created_at: row.get(1),
-            started_at: None,
-            finished_at: None,
-            phase: None,
-            awaiting: Vec::new(),
-            scripts: Vec::new(),
-        })
+        Ok(Run::queued(id, username, env_id, tests, row.get(1)))
     }
 
     /// How many leading tests of a run are preparation tests (0: not phased, or no such run).

@@ -110,27 +110,7 @@ impl SqliteHistory {
             )?;
         }
         tx.commit()?;
-        Ok(Run {
-            id,
-            username: username.to_owned(),
-            env_id,
-            status: RunStatus::Queued,
-            tests: tests
-                .iter()
-                .map(|path| RunTest {
-                    path: path.clone(),
-                    status: TestStatus::Pending,
-                    exit_code: None,
-                    duration_ms: None,
-                })
-                .collect(),
-            created_at,
-            started_at: None,
-            finished_at: None,
-            phase: None,
-            awaiting: Vec::new(),
-            scripts: Vec::new(),
-        })
+        Ok(Run::queued(id, username, env_id, tests, created_at))
     }
 
     /// How many leading tests of a run are preparation tests (0: not phased).
