@@ -126,6 +126,15 @@ struct HarnessFlags {
     /// otherwise. DURATION: 30s, 500ms, 3m; a bare number is seconds.
     #[arg(long, env = "EVENTUAL_AWAIT_TIMEOUT", default_value = "10m", value_name = "DURATION", value_parser = sink::parse_duration)]
     await_timeout: Duration,
+    /// Cluster mode (with --database): this node's name, as runs and `GET /api/nodes` show it
+    /// (default: HOSTNAME:PORT).
+    #[arg(long, env = "EVENTUAL_NODE_NAME")]
+    node_name: Option<String>,
+    /// Cluster mode: a node silent for longer than this is dead; its running runs end
+    /// `interrupted` and their environments go on. DURATION: 30s, 500ms, 3m; a bare number is
+    /// seconds.
+    #[arg(long, env = "EVENTUAL_NODE_TIMEOUT", default_value = "10s", value_name = "DURATION", value_parser = sink::parse_duration)]
+    node_timeout: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -270,13 +279,17 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => {
-                let config = args.sink.config(Some(args.data_dir.clone()))?;
-                anyhow::ensure!(
-                    config.database.is_none(),
-                    "--database is not available for `serve` yet: runs, claims and logs still live on one node. \
-                     Share callbacks between nodes with `eventual sink --database …` and point `serve --sink-url` at them"
-                );
-                let harness = harness_config(args.harness, args.data_dir, config.token.clone())?;
+                let mut config = args.sink.config(Some(args.data_dir.clone()))?;
+                if config.database.is_some() {
+                    // The callbacks live in the database; --data-dir keeps the runs' local files.
+                    config.data_dir = None;
+                }
+                let harness = harness_config(
+                    args.harness,
+                    args.data_dir,
+                    config.token.clone(),
+                    config.database.clone(),
+                )?;
                 run_server(&args.bind, config, Some(harness)).await
             }
             Command::Sink(args) => {
@@ -313,6 +326,7 @@ fn harness_config(
     flags: HarnessFlags,
     data_dir: PathBuf,
     token: Option<String>,
+    database: Option<String>,
 ) -> anyhow::Result<harness::Config> {
     let sample_tests = match flags.sample_tests {
         Some(dir) => dir,
@@ -333,7 +347,11 @@ fn harness_config(
     let mut config = harness::Config::new(data_dir);
     config.python_path = Some(python_path);
     config.envs = flags.envs;
-    config.workers = flags.workers.unwrap_or(flags.envs as usize).max(1);
+    config.workers = flags.workers.unwrap_or(flags.envs as usize);
+    if database.is_none() {
+        // `--workers 0` is for a cluster node that only serves; a single process must run.
+        config.workers = config.workers.max(1);
+    }
     config.test_timeout = flags.test_timeout;
     config.kill_grace = flags.kill_grace;
     config.max_upload =
@@ -346,6 +364,13 @@ fn harness_config(
         .unwrap_or_default();
     config.token = token;
     config.await_timeout = flags.await_timeout;
+    config.cluster = database.map(|database| harness::ClusterConfig {
+        database,
+        // Filled in once the port is known (see `run_server`).
+        node_name: flags.node_name.unwrap_or_default(),
+        address: String::new(),
+        node_timeout: flags.node_timeout,
+    });
     Ok(config)
 }
 
@@ -390,7 +415,22 @@ async fn run_server(
     let mut router = sink.router();
     let mut harness_handle = None;
     if let Some(mut harness_config) = harness {
-        if harness_config.sink_url.is_empty() {
+        if let Some(cluster) = &mut harness_config.cluster {
+            cluster.address = format!("http://{addr}");
+            if cluster.node_name.is_empty() {
+                cluster.node_name = format!("{}:{}", hostname(), addr.port());
+            }
+        }
+        if harness_config.sink_url.is_empty() && harness_config.cluster.is_some() {
+            // Cluster mode: the built-in sink keeps its callbacks in the database, and a phased
+            // run waits on it over HTTP like any client (woken across nodes by the database).
+            harness_config.sink_url = format!("http://{addr}");
+            let mut client = sink::Client::new(harness_config.sink_url.clone());
+            if let Some(token) = &harness_config.token {
+                client = client.with_token(token.clone());
+            }
+            harness_config.sink = Some(harness::SinkAccess::Remote(client));
+        } else if harness_config.sink_url.is_empty() {
             // The built-in sink: phased runs are woken by its inserts directly.
             harness_config.sink_url = format!("http://{addr}");
             let store = sink
@@ -436,6 +476,15 @@ async fn run_server(
     tracing::info!("stopped serving; flushing the callback log");
     sink.close().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// This machine's name (Linux), for the default `--node-name`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 async fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {

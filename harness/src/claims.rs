@@ -1,7 +1,7 @@
 //! Exclusive environments: who holds each one, and who waits for it, in order.
 //!
 //! [`Claims`] is the one way in, with one variant per backend: [`Envs`], the claims of one
-//! process (below), today; PostgreSQL rows with a fencing token for cluster mode beside it.
+//! process (below), and PostgreSQL rows with a fencing token for cluster mode (`postgres.rs`).
 //!
 //! # Why a claim cannot race
 //! Each environment is one entry of a [`DashMap`], and every decision about it — "is it free? then
@@ -12,22 +12,17 @@
 //! there is never a moment where it looks free while someone waits: waiting runs start in
 //! submission order, woken by the release itself, never by sleep-and-retry.
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "reached by `serve --database` once runs execute across nodes"
-    )
-)]
 mod postgres;
 
-#[cfg(test)]
-pub(crate) use postgres::PgClaims;
+pub(crate) use postgres::{PgClaims, Startable};
 use std::collections::VecDeque;
 
 use dashmap::DashMap;
 
-use crate::model::{EnvState, EnvView, now_rfc3339};
+use crate::{
+    error::HarnessError,
+    model::{EnvState, EnvView, now_rfc3339},
+};
 
 #[derive(Debug, Default)]
 struct Slot {
@@ -210,6 +205,8 @@ fn promote(slot: &mut Slot) -> Option<i64> {
 pub(crate) enum Claims {
     /// In this process: one DashMap entry per environment (see the module's comment).
     Local(Envs),
+    /// Cluster mode: a row per environment in the cluster's database (`postgres.rs`).
+    Postgres(PgClaims),
 }
 
 impl Claims {
@@ -217,70 +214,93 @@ impl Claims {
     pub(crate) fn count(&self) -> u32 {
         match self {
             Self::Local(envs) => envs.count(),
+            Self::Postgres(pg) => pg.count(),
         }
     }
 
     /// Submits `run` by `username` to `env`: it holds it now, or queues behind the others.
-    pub(crate) async fn submit(&self, env: u32, run: i64, username: &str) -> Option<Claim> {
+    pub(crate) async fn submit(
+        &self,
+        env: u32,
+        run: i64,
+        username: &str,
+    ) -> Result<Option<Claim>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.submit_by(env, run, username),
+            Self::Local(envs) => Ok(envs.submit_by(env, run, username)),
+            Self::Postgres(pg) => Ok(pg.submit(env, run, username).await?),
         }
     }
 
     /// `run` is done with `env`: hands it to the next queued run (returned), if any.
-    pub(crate) async fn release(&self, env: u32, run: i64) -> Option<i64> {
+    pub(crate) async fn release(&self, env: u32, run: i64) -> Result<Option<i64>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.release(env, run),
+            Self::Local(envs) => Ok(envs.release(env, run)),
+            Self::Postgres(pg) => Ok(pg.release(env, run).await?),
         }
     }
 
     /// Takes a queued `run` out of `env`'s queue; false if it was not queued there.
-    pub(crate) async fn dequeue(&self, env: u32, run: i64) -> bool {
+    pub(crate) async fn dequeue(&self, env: u32, run: i64) -> Result<bool, HarnessError> {
         match self {
-            Self::Local(envs) => envs.dequeue(env, run),
+            Self::Local(envs) => Ok(envs.dequeue(env, run)),
+            Self::Postgres(pg) => Ok(pg.dequeue(env, run).await?),
         }
     }
 
     /// Holds `env`'s queue; false if there is no such environment.
-    pub(crate) async fn pause(&self, env: u32) -> bool {
+    pub(crate) async fn pause(&self, env: u32) -> Result<bool, HarnessError> {
         match self {
-            Self::Local(envs) => envs.pause(env),
+            Self::Local(envs) => Ok(envs.pause(env)),
+            Self::Postgres(pg) => Ok(pg.pause(env).await?),
         }
     }
 
     /// Lets `env`'s queue go on: `None` if there is no such environment, else the run that now
     /// holds it and must start, if any.
-    pub(crate) async fn resume(&self, env: u32) -> Option<Option<i64>> {
+    pub(crate) async fn resume(&self, env: u32) -> Result<Option<Option<i64>>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.resume(env),
+            Self::Local(envs) => Ok(envs.resume(env)),
+            Self::Postgres(pg) => Ok(pg.resume(env).await?),
         }
     }
 
     /// Where `run` stands in `env`'s queue (1-based), if queued.
-    pub(crate) async fn position(&self, env: u32, run: i64) -> Option<usize> {
+    pub(crate) async fn position(&self, env: u32, run: i64) -> Result<Option<usize>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.position(env, run),
+            Self::Local(envs) => Ok(envs.position(env, run)),
+            Self::Postgres(pg) => Ok(pg.position(env, run).await?),
         }
     }
 
     /// One environment as the board shows it.
-    pub(crate) async fn view(&self, env: u32) -> Option<EnvView> {
+    pub(crate) async fn view(&self, env: u32) -> Result<Option<EnvView>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.view(env),
+            Self::Local(envs) => Ok(envs.view(env)),
+            Self::Postgres(pg) => Ok(pg.view(env).await?),
         }
     }
 
     /// A free environment, else the one with the shortest queue; none if all are paused.
-    pub(crate) async fn least_busy(&self) -> Option<u32> {
+    pub(crate) async fn least_busy(&self) -> Result<Option<u32>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.least_busy(),
+            Self::Local(envs) => Ok(envs.least_busy()),
+            Self::Postgres(pg) => Ok(pg.least_busy().await?),
         }
     }
 
     /// Every environment as the board shows it.
-    pub(crate) async fn views(&self) -> Vec<EnvView> {
+    pub(crate) async fn views(&self) -> Result<Vec<EnvView>, HarnessError> {
         match self {
-            Self::Local(envs) => envs.views(),
+            Self::Local(envs) => Ok(envs.views()),
+            Self::Postgres(pg) => Ok(pg.views().await?),
+        }
+    }
+
+    /// The cluster's claims, in cluster mode.
+    pub(crate) fn postgres(&self) -> Option<&PgClaims> {
+        match self {
+            Self::Local(_) => None,
+            Self::Postgres(pg) => Some(pg),
         }
     }
 }

@@ -32,6 +32,32 @@ pub struct Config {
     pub await_timeout: Duration,
     /// Where phased runs wait for callbacks: the in-process sink, or another one.
     pub sink: Option<crate::phases::SinkAccess>,
+    /// Cluster mode (`--database`): runs, claims and logs shared with the other nodes.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How this node joins a cluster (`serve --database`).
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// The PostgreSQL URL (it may hold a password: never printed).
+    pub database: String,
+    /// `--node-name`: how the other nodes, the runs and `GET /api/nodes` name this one.
+    pub node_name: String,
+    /// Where this node listens (shown by `GET /api/nodes`).
+    pub address: String,
+    /// `--node-timeout`: a node silent for longer is dead.
+    pub node_timeout: Duration,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("database", &"<redacted>")
+            .field("node_name", &self.node_name)
+            .field("address", &self.address)
+            .field("node_timeout", &self.node_timeout)
+            .finish()
+    }
 }
 
 impl Config {
@@ -50,6 +76,7 @@ impl Config {
             token: None,
             await_timeout: Duration::from_secs(600),
             sink: None,
+            cluster: None,
         }
     }
 }

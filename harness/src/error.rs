@@ -28,6 +28,10 @@ pub enum HarnessError {
     /// The cluster's database is down or refused a statement (cluster mode).
     #[error("{0}")]
     Unavailable(#[from] sink::Unavailable),
+    /// The cluster's database could not be opened (cluster mode: unreachable, a bad URL, a
+    /// schema newer than this build).
+    #[error("{0}")]
+    Database(#[from] sink::DatabaseError),
     /// The file system failed.
     #[error("{0}")]
     Io(#[from] std::io::Error),
@@ -144,7 +148,9 @@ impl From<HarnessError> for ApiError {
             HarnessError::Unavailable(e) => {
                 Self::Unavailable(format!("{e}; retry once the database is back"))
             }
-            HarnessError::Db(_) | HarnessError::Io(_) => Self::Internal(e.to_string()),
+            HarnessError::Db(_) | HarnessError::Io(_) | HarnessError::Database(_) => {
+                Self::Internal(e.to_string())
+            }
         }
     }
 }

@@ -28,6 +28,7 @@
 mod catalog;
 mod claims;
 pub mod client;
+mod cluster;
 mod config;
 mod database;
 mod error;
@@ -38,13 +39,6 @@ mod log_index;
 mod logs;
 mod metrics;
 mod model;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "reached by `serve --database` once runs execute across nodes"
-    )
-)]
 mod nodes;
 pub mod openapi;
 mod phases;
@@ -58,7 +52,7 @@ mod testing;
 
 pub use catalog::{Catalog, ConfigInfo, DeleteError, Kind, SupportInfo, TestInfo, TestPath};
 pub use claims::{Claim, Envs};
-pub use config::Config;
+pub use config::{ClusterConfig, Config};
 pub use error::{ApiError, HarnessError};
 pub use history::{RunFilter, TestRun};
 pub use model::{

@@ -90,9 +90,7 @@ impl RunLog {
         let mut w = self.file.lock();
         let mut result = Ok(());
         for (tag, text) in lines {
-            let text = text.strip_suffix('\n').unwrap_or(text);
-            let text = text.strip_suffix('\r').unwrap_or(text);
-            let line = format!("{now} {} {text}\n", tag.as_str());
+            let line = format_line(&now, tag, text);
             result = result.and(w.out.write_all(line.as_bytes()));
             w.bytes += line.len() as u64;
         }
@@ -114,6 +112,13 @@ impl RunLog {
     pub(crate) fn follow(&self) -> watch::Receiver<Progress> {
         self.progress.subscribe()
     }
+}
+
+/// One log line as it is stored: `now` (RFC 3339, ms), the tag, the text without its line end.
+pub(crate) fn format_line(now: &str, tag: Tag<'_>, text: &str) -> String {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let text = text.strip_suffix('\r').unwrap_or(text);
+    format!("{now} {} {text}\n", tag.as_str())
 }
 
 /// Streams a log file: what is there, then what is appended, until `progress` says done. Yields

@@ -238,6 +238,9 @@ pub struct Run {
     pub awaiting: Vec<Awaiting>,
     /// With an `eventual.toml`: its scripts' states, exit codes and times.
     pub scripts: Vec<ScriptView>,
+    /// Cluster mode: the node executing it (or that executed it); absent on a single process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 impl Run {
@@ -269,6 +272,7 @@ impl Run {
             phase: None,
             awaiting: Vec::new(),
             scripts: Vec::new(),
+            node: None,
         }
     }
 

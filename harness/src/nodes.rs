@@ -23,7 +23,11 @@ pub(crate) struct NodeView {
     /// When it (last) started (RFC 3339, UTC, ms).
     pub(crate) started_at: String,
     /// Its last heartbeat.
-    pub(crate) heartbeat_at: String,
+    pub(crate) last_seen: String,
+    /// Runs it executes at once (`--workers`; 0: it only serves the API and the sink).
+    pub(crate) workers: u32,
+    /// The runs it is executing now, by id.
+    pub(crate) running: Vec<i64>,
     /// `alive`, or `dead` once silent for longer than `--node-timeout`.
     pub(crate) state: NodeState,
 }
@@ -47,20 +51,23 @@ pub(crate) struct Nodes {
 }
 
 impl Nodes {
-    /// Registers node `name` at `address` (a restart of the same name takes its row over).
+    /// Registers node `name` at `address` with `workers` (a restart of the same name takes its
+    /// row over).
     pub(crate) async fn join(
         pool: Pool,
         name: &str,
         address: &str,
+        workers: usize,
         timeout: Duration,
     ) -> Result<Self, Unavailable> {
+        let workers = i32::try_from(workers).unwrap_or(i32::MAX);
         pool.get()
             .await?
             .execute(
-                "INSERT INTO nodes (name, address) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET address = $2, started_at = now(),
+                "INSERT INTO nodes (name, address, workers) VALUES ($1, $2, $3)
+                 ON CONFLICT (name) DO UPDATE SET address = $2, workers = $3, started_at = now(),
                      heartbeat_at = now(), reaped_at = NULL",
-                &[&name, &address],
+                &[&name, &address, &workers],
             )
             .await?;
         Ok(Self {
@@ -101,7 +108,9 @@ impl Nodes {
                     ", ",
                     rfc3339!("heartbeat_at"),
                     ", ",
-                    "heartbeat_at < now() - make_interval(secs => $1) ",
+                    "heartbeat_at < now() - make_interval(secs => $1), workers, ",
+                    "coalesce((SELECT array_agg(r.id ORDER BY r.id) FROM runs r ",
+                    "WHERE r.node = nodes.name AND r.status = 'running'), '{}') ",
                     "FROM nodes ORDER BY name"
                 ),
                 &[&self.timeout.as_secs_f64()],
@@ -113,7 +122,9 @@ impl Nodes {
                 name: r.get(0),
                 address: r.get(1),
                 started_at: r.get(2),
-                heartbeat_at: r.get(3),
+                last_seen: r.get(3),
+                workers: u32::try_from(r.get::<_, i32>(5)).unwrap_or_default(),
+                running: r.get(6),
                 state: if r.get(4) {
                     NodeState::Dead
                 } else {
@@ -157,13 +168,13 @@ mod tests {
         let Some(pool) = pool().await else { return };
         // A zero timeout: any node that has not heartbeat in this very instant is dead, so the
         // test needs no clock and no waiting.
-        let a = Nodes::join(pool.clone(), "a", "127.0.0.1:1", Duration::ZERO)
+        let a = Nodes::join(pool.clone(), "a", "127.0.0.1:1", 1, Duration::ZERO)
             .await
             .expect("join a");
-        let b = Nodes::join(pool.clone(), "b", "127.0.0.1:2", Duration::ZERO)
+        let b = Nodes::join(pool.clone(), "b", "127.0.0.1:2", 1, Duration::ZERO)
             .await
             .expect("join b");
-        let patient = Nodes::join(pool, "c", "127.0.0.1:3", Duration::from_secs(3600))
+        let patient = Nodes::join(pool, "c", "127.0.0.1:3", 1, Duration::from_secs(3600))
             .await
             .expect("join c");
         let listed = patient.list().await.expect("list");
@@ -219,10 +230,10 @@ mod tests {
         };
         let pool = crate::database::open(&url).await.expect("pool");
         let claims = PgClaims::open(pool.clone(), 1).await.expect("claims");
-        let a = Nodes::join(pool.clone(), "a", "127.0.0.1:1", Duration::ZERO)
+        let a = Nodes::join(pool.clone(), "a", "127.0.0.1:1", 1, Duration::ZERO)
             .await
             .expect("a");
-        let b = Nodes::join(pool, "b", "127.0.0.1:2", Duration::ZERO)
+        let b = Nodes::join(pool, "b", "127.0.0.1:2", 1, Duration::ZERO)
             .await
             .expect("b");
 

@@ -71,6 +71,11 @@ impl PgClaims {
         Ok(Some(out))
     }
 
+    /// How many environments there are (`1..=count`).
+    pub(crate) fn count(&self) -> u32 {
+        self.count
+    }
+
     /// Claims `env` for `run`, or queues it behind the others.
     pub(crate) async fn submit(
         &self,
@@ -78,44 +83,25 @@ impl PgClaims {
         run: i64,
         username: &str,
     ) -> Result<Option<Claim>, Unavailable> {
-        let env_id = to_i32(env);
         self.with_env(env, async |tx, row| {
-            let holder: Option<i64> = row.get(0);
-            let paused: bool = row.get(1);
-            let queued: i64 = tx
-                .query_one(
-                    "SELECT count(*) FROM claim_queue WHERE env_id = $1",
-                    &[&env_id],
-                )
-                .await?
-                .get(0);
-            if holder.is_none() && !paused && queued == 0 {
-                tx.execute(
-                    "UPDATE environments SET holder = $2, holder_user = $3, holder_since = now(),
-                            token = token + 1 WHERE id = $1",
-                    &[&env_id, &run, &username],
-                )
-                .await?;
-                return Ok(Claim::Holder);
-            }
-            tx.execute(
-                "INSERT INTO claim_queue (run_id, env_id, username) VALUES ($1, $2, $3)",
-                &[&run, &env_id, &username],
-            )
-            .await?;
-            let row = tx
-                .query_one(
-                    "SELECT count(*), max(run_id) FILTER (WHERE run_id < $2)
-                     FROM claim_queue WHERE env_id = $1 AND run_id <= $2",
-                    &[&env_id, &run],
-                )
-                .await?;
-            let position: i64 = row.get(0);
-            let ahead: Option<i64> = row.get(1);
-            Ok(Claim::Queued {
-                position: usize::try_from(position).unwrap_or(usize::MAX),
-                behind: ahead.or(holder),
-            })
+            claim_or_queue(tx, to_i32(env), row, run, username).await
+        })
+        .await
+    }
+
+    /// Creates a run with `create` and submits it to `env`, in one transaction under `env`'s
+    /// row lock: the run's id is given while no other submission to `env` can be, so ids never
+    /// invert queue order across nodes (a run numbered first is queued first).
+    pub(crate) async fn submit_new<T>(
+        &self,
+        env: u32,
+        username: &str,
+        create: impl AsyncFnOnce(&Transaction<'_>) -> Result<(i64, T), Unavailable>,
+    ) -> Result<Option<(T, Claim)>, Unavailable> {
+        self.with_env(env, async |tx, row| {
+            let (run, created) = create(tx).await?;
+            let claim = claim_or_queue(tx, to_i32(env), row, run, username).await?;
+            Ok((created, claim))
         })
         .await
     }
@@ -219,6 +205,7 @@ impl PgClaims {
     }
 
     /// `env`'s current holder with its fencing token.
+    #[cfg(test)]
     pub(crate) async fn token(&self, env: u32) -> Result<Option<(i64, i64)>, Unavailable> {
         let row = self
             .pool
@@ -337,6 +324,53 @@ pub(crate) struct Startable {
     pub(crate) env: u32,
     /// The claim's fencing token: its results may be written while the claim still has it.
     pub(crate) token: i64,
+}
+
+/// Under `env_id`'s row lock (`row`: its holder and paused flag): `run` holds the environment
+/// if it is free, not paused and nobody queues; else it queues.
+async fn claim_or_queue(
+    tx: &Transaction<'_>,
+    env_id: i32,
+    row: &Row,
+    run: i64,
+    username: &str,
+) -> Result<Claim, Unavailable> {
+    let holder: Option<i64> = row.get(0);
+    let paused: bool = row.get(1);
+    let queued: i64 = tx
+        .query_one(
+            "SELECT count(*) FROM claim_queue WHERE env_id = $1",
+            &[&env_id],
+        )
+        .await?
+        .get(0);
+    if holder.is_none() && !paused && queued == 0 {
+        tx.execute(
+            "UPDATE environments SET holder = $2, holder_user = $3, holder_since = now(),
+                    token = token + 1 WHERE id = $1",
+            &[&env_id, &run, &username],
+        )
+        .await?;
+        return Ok(Claim::Holder);
+    }
+    tx.execute(
+        "INSERT INTO claim_queue (run_id, env_id, username) VALUES ($1, $2, $3)",
+        &[&run, &env_id, &username],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT count(*), max(run_id) FILTER (WHERE run_id < $2)
+             FROM claim_queue WHERE env_id = $1 AND run_id <= $2",
+            &[&env_id, &run],
+        )
+        .await?;
+    let position: i64 = row.get(0);
+    let ahead: Option<i64> = row.get(1);
+    Ok(Claim::Queued {
+        position: usize::try_from(position).unwrap_or(usize::MAX),
+        behind: ahead.or(holder),
+    })
 }
 
 /// Under `env_id`'s row lock: the lowest queued run id becomes the holder (a new token) unless

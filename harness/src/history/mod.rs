@@ -8,13 +8,6 @@
 //! backend runs each statement on Tokio's blocking pool, so a slow disk never stalls the async
 //! workers that serve requests.
 
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "reached by `serve --database` once runs execute across nodes"
-    )
-)]
 mod log_chunks;
 mod postgres;
 mod sqlite;
@@ -26,9 +19,10 @@ use crate::{
     model::{Awaiting, Phase, Run, RunStatus, ScriptView, TestStatus},
 };
 
+pub(crate) use log_chunks::{AppendError, PgLogChunks};
 #[cfg(test)]
 pub(crate) use postgres::Interrupted;
-use postgres::PgHistory;
+pub(crate) use postgres::{PgHistory, insert_run_in};
 use sqlite::SqliteHistory;
 
 /// Filters of `GET /api/runs`.
@@ -103,18 +97,20 @@ impl History {
         Ok(Self::Sqlite(Arc::new(SqliteHistory::open(path)?)))
     }
 
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "reached by `serve --database` once claims and logs are in PostgreSQL too"
-        )
-    )]
     /// Connects to the cluster's database at `url` (migrating the harness's schema) as node
     /// `node`.
+    #[cfg(test)]
     pub(crate) async fn open_postgres(url: &str, node: &str) -> Result<Self, sink::DatabaseError> {
         let pool = crate::database::open(url).await?;
         Ok(Self::Postgres(Arc::new(PgHistory::new(pool, node))))
+    }
+
+    /// The cluster's history, in cluster mode.
+    pub(crate) fn postgres(&self) -> Option<&PgHistory> {
+        match self {
+            Self::Sqlite(_) => None,
+            Self::Postgres(db) => Some(db),
+        }
     }
 
     /// Stores a new queued run and returns it.

@@ -26,7 +26,7 @@ const RUN_COLUMNS: &str = concat!(
     rfc3339!("started_at"),
     ", ",
     rfc3339!("finished_at"),
-    ", phase, awaiting, scripts"
+    ", phase, awaiting, scripts, node"
 );
 
 /// The PostgreSQL history of one node.
@@ -61,26 +61,9 @@ impl PgHistory {
     ) -> Result<Run, Unavailable> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let row = tx
-            .query_one(
-                &format!(
-                    "INSERT INTO runs (username, env_id, status, prep_count)
-                     VALUES ($1, $2, 'queued', $3) RETURNING id, {}",
-                    rfc3339!("created_at")
-                ),
-                &[&username, &to_i32(env_id), &to_i32(prep_count)],
-            )
-            .await?;
-        let id: i64 = row.get(0);
-        let positions: Vec<i32> = (0..tests.len()).map(to_i32).collect();
-        tx.execute(
-            "INSERT INTO run_tests (run_id, position, path, status)
-             SELECT $1, position, path, 'pending' FROM unnest($2::integer[], $3::text[]) AS t (position, path)",
-            &[&id, &positions, &tests],
-        )
-        .await?;
+        let run = insert_run_in(&tx, username, env_id, tests, prep_count).await?;
         tx.commit().await?;
-        Ok(Run::queued(id, username, env_id, tests, row.get(1)))
+        Ok(run)
     }
 
     /// How many leading tests of a run are preparation tests (0: not phased, or no such run).
@@ -363,6 +346,36 @@ impl PgHistory {
     }
 }
 
+/// Stores a new queued run with its tests in transaction `tx` (cluster mode creates it under its
+/// environment's row lock: `PgClaims::submit_new`).
+pub(crate) async fn insert_run_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    username: &str,
+    env_id: u32,
+    tests: &[String],
+    prep_count: usize,
+) -> Result<Run, Unavailable> {
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO runs (username, env_id, status, prep_count)
+                 VALUES ($1, $2, 'queued', $3) RETURNING id, {}",
+                rfc3339!("created_at")
+            ),
+            &[&username, &to_i32(env_id), &to_i32(prep_count)],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    let positions: Vec<i32> = (0..tests.len()).map(to_i32).collect();
+    tx.execute(
+        "INSERT INTO run_tests (run_id, position, path, status)
+         SELECT $1, position, path, 'pending' FROM unnest($2::integer[], $3::text[]) AS t (position, path)",
+        &[&id, &positions, &tests],
+    )
+    .await?;
+    Ok(Run::queued(id, username, env_id, tests, row.get(1)))
+}
+
 /// A run a node left running, now `interrupted`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Interrupted {
@@ -393,6 +406,7 @@ fn row_to_run(row: &Row) -> Run {
             .get::<_, Option<Json<Vec<ScriptView>>>>(9)
             .map(|Json(s)| s)
             .unwrap_or_default(),
+        node: row.get(10),
     }
 }
 

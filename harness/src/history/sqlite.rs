@@ -320,6 +320,7 @@ fn row_to_run(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
             .get::<_, Option<String>>(9)?
             .and_then(|a| serde_json::from_str(&a).ok())
             .unwrap_or_default(),
+        node: None,
     })
 }
 

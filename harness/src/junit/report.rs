@@ -504,6 +504,7 @@ mod tests {
             phase: None,
             awaiting: Vec::new(),
             scripts: Vec::new(),
+            node: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The environments routes: the board, pause and resume.
+//! The environments routes: the board, pause and resume; the cluster's nodes.
 
 use axum::{Json, extract::State};
 use serde_json::Value;
@@ -11,8 +11,20 @@ use super::extract::EnvId;
     get, path = "/api/envs", tag = "harness",
     responses((status = 200, description = "The environments", body = Vec<crate::EnvView>), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
 )]
-pub(super) async fn list_envs(State(h): State<Harness>) -> Json<Value> {
-    Json(serde_json::to_value(h.envs().await).unwrap_or_default())
+pub(super) async fn list_envs(State(h): State<Harness>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        serde_json::to_value(h.envs().await?).unwrap_or_default(),
+    ))
+}
+
+#[utoipa::path(
+    get, path = "/api/nodes", tag = "harness",
+    responses((status = 200, description = "Cluster mode: every node with its heartbeat, workers and the runs it executes; `[]` on a single process", body = Vec<crate::nodes::NodeView>), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody), (status = 503, description = "`database_unavailable`: the cluster's database cannot answer", body = sink::openapi::ErrorBody))
+)]
+pub(super) async fn list_nodes(State(h): State<Harness>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        serde_json::to_value(h.nodes().await?).unwrap_or_default(),
+    ))
 }
 
 #[utoipa::path(

@@ -29,7 +29,7 @@ pub(super) async fn run_events(
     let run = h.get_run(id).await?;
     let first = SseEvent::default().event("run").json_data(&run).ok();
     let finished = run.status.is_finished();
-    let log_lines = crate::logs::follow_file(h.log_path(id), h.log_progress(id))
+    let log_lines = crate::logs::follow_file(h.log_file(id).await?, h.follow_log(id).await)
         .flat_map(|chunk| {
             let lines: Vec<String> = chunk
                 .map(|c| {
@@ -45,7 +45,7 @@ pub(super) async fn run_events(
     // Intermediate changes (a test starts or ends) interleave with the log lines. The stream
     // ends once the log is complete — which happens only after the final status is stored — and
     // then closes with that final `run` event.
-    let done = h.done_signal(id);
+    let done = h.done_signal(id).await;
     let until_done = async move {
         if let Some(mut done) = done {
             let _ = done.wait_for(|d| *d).await;

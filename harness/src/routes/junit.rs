@@ -23,7 +23,7 @@ pub(super) async fn run_junit(
     RunId(id): RunId,
 ) -> Result<Response, ApiError> {
     let run = h.get_run(id).await?;
-    let log = h.log_path(id);
+    let log = h.log_file(id).await?;
     let pytest_xml = (0..run.tests.len())
         .map(|i| h.junit_path(id, i))
         .collect::<Vec<_>>();

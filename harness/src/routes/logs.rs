@@ -60,7 +60,7 @@ pub(super) async fn lines(
     offset: i64,
     limit: u64,
 ) -> Result<Response, ApiError> {
-    let path = h.log_path(id);
+    let path = h.log_file(id).await?;
     let index = h.log_index(id);
     let (first, lines, text) = tokio::task::spawn_blocking(move || {
         absent_is_empty(
@@ -96,10 +96,10 @@ pub(super) async fn lines(
 /// The log from line `offset` on, streamed until the run ends; `X-Log-Offset` says where it
 /// starts.
 pub(super) async fn follow_from(h: &Harness, id: i64, offset: i64) -> Result<Response, ApiError> {
-    let path = h.log_path(id);
+    let path = h.log_file(id).await?;
     let index = h.log_index(id);
     // Taken before the start is found, so a run that ends meanwhile still ends the stream.
-    let progress = h.log_progress(id);
+    let progress = h.follow_log(id).await;
     let (first, start) = {
         let path = path.clone();
         tokio::task::spawn_blocking(move || {
@@ -128,7 +128,7 @@ pub(super) async fn follow_from(h: &Harness, id: i64, offset: i64) -> Result<Res
 /// The raw file as it is now, exactly its bytes, as an attachment (`run-ID.log`).
 pub(super) async fn download(h: &Harness, id: i64) -> Result<Response, ApiError> {
     use tokio::io::AsyncReadExt;
-    let path = h.log_path(id);
+    let path = h.log_file(id).await?;
     let disposition = HeaderValue::from_str(&format!("attachment; filename=\"run-{id}.log\""))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let (body, len) = match tokio::fs::File::open(&path).await {
@@ -173,7 +173,7 @@ pub(super) async fn sections(
     RunId(id): RunId,
 ) -> Result<Response, ApiError> {
     h.get_run(id).await?;
-    let path = h.log_path(id);
+    let path = h.log_file(id).await?;
     let index = h.log_index(id);
     let value = tokio::task::spawn_blocking(move || {
         absent_is_empty(
@@ -212,7 +212,7 @@ pub(super) async fn search(
     } = q.parts()?;
     let query = needle.clone();
     h.get_run(id).await?;
-    let path = h.log_path(id);
+    let path = h.log_file(id).await?;
     let index = h.log_index(id);
     let value = tokio::task::spawn_blocking(move || {
         absent_is_empty(

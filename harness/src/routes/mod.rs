@@ -58,6 +58,7 @@ use crate::runner::Harness;
         envs::list_envs,
         envs::pause_env,
         envs::resume_env,
+        envs::list_nodes,
         events::events,
         ui::ui_index,
         ui::ui_asset,
@@ -68,6 +69,7 @@ use crate::runner::Harness;
         crate::openapi::RunList, crate::openapi::NewRunRequest, crate::openapi::RerunRequest,
         crate::openapi::Uploaded, crate::openapi::Upload, crate::openapi::Only,
         crate::openapi::EnvChoice, crate::openapi::Any, crate::openapi::TestName,
+        crate::nodes::NodeView, crate::nodes::NodeState,
     )),
     tags((name = "harness", description = "Tests, runs and environments"), (name = "ui", description = "The web UI"))
 )]
@@ -104,6 +106,7 @@ pub fn router(harness: Harness) -> Router {
         .route("/api/envs", get(envs::list_envs))
         .route("/api/envs/{id}/pause", post(envs::pause_env))
         .route("/api/envs/{id}/resume", post(envs::resume_env))
+        .route("/api/nodes", get(envs::list_nodes))
         .route("/api/events", get(events::events))
         .method_not_allowed_fallback(extract::method_not_allowed);
     let ui = Router::new()

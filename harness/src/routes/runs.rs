@@ -97,9 +97,10 @@ pub(super) async fn run_log(
         LogRequest::FollowFrom { offset } => return super::logs::follow_from(&h, id, offset).await,
         LogRequest::Download => return super::logs::download(&h, id).await,
     };
-    let progress = if follow { h.log_progress(id) } else { None };
-    let stream = crate::logs::follow_file(h.log_path(id), progress)
-        .take_until(h.stopping().cancelled_owned());
+    let path = h.log_file(id).await?;
+    let progress = if follow { h.follow_log(id).await } else { None };
+    let stream =
+        crate::logs::follow_file(path, progress).take_until(h.stopping().cancelled_owned());
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -54,9 +54,17 @@ impl Harness {
                     .inner
                     .claims
                     .least_busy()
-                    .await
+                    .await?
                     .ok_or(HarnessError::AllPaused)?,
             };
+            if self.inner.cluster.is_some() {
+                let run = self
+                    .submit_cluster(username, env_id, &ordered, prep_count)
+                    .await?;
+                drop(_order);
+                self.emit_run(run.id).await;
+                return Ok(self.inner.history.get_run(run.id).await?.unwrap_or(run));
+            }
             let run = self
                 .inner
                 .history
@@ -104,13 +112,15 @@ impl Harness {
                 done: watch::channel(false).0,
                 queued_at: std::time::Instant::now(),
                 started_at: std::sync::OnceLock::new(),
+                fence: None,
+                shipper: parking_lot::Mutex::new(None),
             },
         );
         match self
             .inner
             .claims
             .submit(run.env_id, run.id, &run.username)
-            .await
+            .await?
         {
             Some(Claim::Holder) => self.start(run.id),
             Some(Claim::Queued { position, behind }) => {
@@ -150,13 +160,26 @@ impl Harness {
     }
 
     pub(super) fn start(&self, id: i64) {
+        self.start_with(id, None);
+    }
+
+    /// Starts executing run `id` (it holds its environment), under `permit` if a worker was
+    /// taken for it already (cluster mode takes one before it takes a run).
+    pub(super) fn start_with(&self, id: i64, permit: Option<tokio::sync::OwnedSemaphorePermit>) {
         if self.inner.stopping.is_cancelled() {
-            // The server is going down: the run stays queued and goes on after the restart.
-            return;
+            if self.inner.cluster.is_none() {
+                // The server is going down: the run stays queued and goes on after the restart.
+                return;
+            }
+            // Taken by this node as it stops: it ends `interrupted` at once and its environment
+            // goes on to another node.
+            if let Some(active) = self.inner.active.get(&id) {
+                active.cancel.cancel();
+            }
         }
         let harness = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = harness.execute(id).await {
+            if let Err(e) = harness.execute(id, permit).await {
                 tracing::error!(run = id, error = %e, "run failed inside the harness");
                 let history = &harness.inner.history;
                 let _ = history.finish_open_tests(id, TestStatus::Skipped).await;
@@ -166,12 +189,26 @@ impl Harness {
         });
     }
 
-    /// Frees `env` and starts whoever is next.
+    /// Frees `env` and starts whoever is next (here; in cluster mode, on whichever node has a
+    /// free worker first).
     pub(super) async fn release(&self, env: u32, id: i64) {
-        if let Some(next) = self.inner.claims.release(env, id).await {
-            self.start(next);
+        match self.inner.claims.release(env, id).await {
+            Ok(Some(next)) => self.start_next(next).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(run = id, env, error = %e, "failed to release an environment")
+            }
         }
         self.emit_env(env).await;
+    }
+
+    /// Run `next` holds its environment now: start it.
+    async fn start_next(&self, next: i64) {
+        if self.inner.cluster.is_some() {
+            self.wake_startable().await;
+        } else {
+            self.start(next);
+        }
     }
 
     /// The run has its final status: close its log, forget its switches, tell everyone.
@@ -192,14 +229,20 @@ impl Harness {
         }
         let active = self.inner.active.remove(&id);
         if let Some((_, active)) = &active {
+            active.log.finish();
+            // Cluster mode: the whole log is in the database before anyone hears of the end.
+            let shipper = active.shipper.lock().take();
+            if let Some(shipper) = shipper {
+                let _ = shipper.await;
+            }
             // Counted once (only the call that removed the run's switches gets here), and before
             // its log ends: whoever saw the run end finds it counted.
             if let Some(status) = run.as_ref().map(|r| r.status).filter(|s| s.is_finished()) {
                 let ran = active.started_at.get().map(|at| at.elapsed());
                 self.inner.metrics.finished(status, ran);
             }
-            active.log.finish();
         }
+        self.hint(crate::cluster::Hint::Run(id)).await;
         if let Some(run) = run {
             self.send_run(run);
         }
@@ -210,6 +253,9 @@ impl Harness {
 
     pub(super) async fn finish_cancelled(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
         let history = &self.inner.history;
+        if !self.holds_claim(id).await {
+            return self.give_up_lost(id, log).await;
+        }
         history.finish_open_tests(id, TestStatus::Skipped).await?;
         if self.inner.stopping.is_cancelled() {
             history.set_run_status(id, RunStatus::Interrupted).await?;
@@ -231,13 +277,20 @@ impl Harness {
         if run.status.is_finished() {
             return Err(HarnessError::Finished(id, run.status.as_str()));
         }
-        if self.inner.claims.dequeue(run.env_id, id).await {
-            if let Some(active) = self.inner.active.get(&id).map(|a| a.log.clone()) {
+        let dequeued = self.inner.claims.dequeue(run.env_id, id).await?;
+        let local = self.inner.active.get(&id).map(|a| a.log.clone());
+        if dequeued {
+            if let Some(active) = local {
                 active.line(Tag::Harness, "cancelled while queued");
                 self.finish_cancelled(id, &active).await?;
+                self.emit_env(run.env_id).await;
+                return self.get_run(id).await;
             }
+        }
+        if local.is_none() && self.inner.cluster.is_some() {
+            let run = self.cancel_elsewhere(id, dequeued).await?;
             self.emit_env(run.env_id).await;
-            return self.get_run(id).await;
+            return Ok(run);
         }
         let done = self.inner.active.get(&id).map(|a| {
             a.cancel.cancel();
@@ -251,10 +304,21 @@ impl Harness {
         self.get_run(id).await
     }
 
+    /// Cluster mode: the run's claim moved on (this node was declared dead, its environment
+    /// handed on): nothing of its end is written; its switches go.
+    pub(super) async fn give_up_lost(&self, id: i64, log: &RunLog) -> Result<(), HarnessError> {
+        log.line(
+            Tag::Harness,
+            "this node lost the run's claim (its environment went on without it): its results are not written",
+        );
+        self.retire(id).await;
+        Ok(())
+    }
+
     /// Holds an environment's queue.
     pub async fn pause(&self, env: u32) -> Result<EnvView, HarnessError> {
         let claims = &self.inner.claims;
-        if !claims.pause(env).await {
+        if !claims.pause(env).await? {
             return Err(HarnessError::UnknownEnv(env, claims.count()));
         }
         self.emit_env(env).await;
@@ -264,9 +328,9 @@ impl Harness {
     /// Lets an environment's queue go on.
     pub async fn resume(&self, env: u32) -> Result<EnvView, HarnessError> {
         let claims = &self.inner.claims;
-        match claims.resume(env).await {
+        match claims.resume(env).await? {
             None => return Err(HarnessError::UnknownEnv(env, claims.count())),
-            Some(Some(next)) => self.start(next),
+            Some(Some(next)) => self.start_next(next).await,
             Some(None) => {}
         }
         self.emit_env(env).await;

@@ -2,7 +2,10 @@
 
 use tokio::sync::broadcast;
 
-use crate::model::{EnvView, Run};
+use crate::{
+    cluster::Hint,
+    model::{EnvView, Run},
+};
 
 use super::Harness;
 
@@ -21,7 +24,9 @@ impl Harness {
         self.inner.events.subscribe()
     }
 
+    /// Tells followers (on every node, in cluster mode) that run `id` changed.
     pub(super) async fn emit_run(&self, id: i64) {
+        self.hint(Hint::Run(id)).await;
         if self.inner.events.receiver_count() == 0 {
             return;
         }
@@ -35,12 +40,9 @@ impl Harness {
         let _ = self.inner.events.send(Event::Run(run));
     }
 
+    /// Tells followers (on every node, in cluster mode) that environment `env` changed.
     pub(super) async fn emit_env(&self, env: u32) {
-        if self.inner.events.receiver_count() == 0 {
-            return;
-        }
-        if let Some(view) = self.inner.claims.view(env).await {
-            let _ = self.inner.events.send(Event::Env(view));
-        }
+        self.hint(Hint::Env(env)).await;
+        self.send_env(env).await;
     }
 }

@@ -24,7 +24,11 @@ use super::Harness;
 impl Harness {
     /// Executes run `id` (it holds its environment): waits for a worker, runs its scripts and
     /// tests, records its final status, and retires it.
-    pub(super) async fn execute(&self, id: i64) -> Result<(), HarnessError> {
+    pub(super) async fn execute(
+        &self,
+        id: i64,
+        permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<(), HarnessError> {
         let inner = &*self.inner;
         let history = &inner.history;
         let Some(run) = history.get_run(id).await? else {
@@ -34,9 +38,12 @@ impl Harness {
             Some(a) => (a.cancel.clone(), a.log.clone()),
             None => return Err(HarnessError::UnknownRun(id)),
         };
-        let _permit = tokio::select! {
-            permit = inner.workers.acquire() => permit.ok(),
-            () = cancel.cancelled() => None,
+        let _permit = match permit {
+            Some(permit) => Some(permit),
+            None => tokio::select! {
+                permit = inner.workers.clone().acquire_owned() => permit.ok(),
+                () = cancel.cancelled() => None,
+            },
         };
         if cancel.is_cancelled() {
             return self.finish_cancelled(id, &log).await;
@@ -87,6 +94,9 @@ impl Harness {
         };
         if cancel.is_cancelled() && status.is_none_or(|s| s == RunStatus::Cancelled) {
             return self.finish_cancelled(id, &log).await;
+        }
+        if !self.holds_claim(id).await {
+            return self.give_up_lost(id, &log).await;
         }
         history.finish_open_tests(id, TestStatus::Skipped).await?;
         let tests = history
@@ -295,6 +305,12 @@ impl RunContext<'_> {
                 outcome.duration.as_secs_f64()
             ),
         );
+        if !harness.holds_claim(id).await {
+            // Cluster mode: the environment went on without this node; the run's end is not ours
+            // to write any more.
+            self.cancel.cancel();
+            return Ok(outcome.status);
+        }
         history
             .set_test(
                 id,

@@ -42,8 +42,8 @@ pub(super) struct Inner {
     pub(super) catalog: Catalog,
     /// Exclusive environments: holder and FIFO queue of each (`claims.rs` says why it cannot race).
     pub(super) claims: Claims,
-    /// `--workers`: runs executing at once.
-    pub(super) workers: Semaphore,
+    /// `--workers`: runs executing at once (on this node).
+    pub(super) workers: Arc<Semaphore>,
     /// Runs that are queued or running, by id: how to cancel them, their log, their end.
     pub(super) active: DashMap<i64, Active>,
     /// Run and environment changes, for SSE followers (`GET /api/events`).
@@ -62,6 +62,8 @@ pub(super) struct Inner {
     pub(super) log_indexes: crate::log_index::LogIndexes,
     /// Its series at `GET /metrics` (this harness's own, not process-global).
     pub(super) metrics: RunMetrics,
+    /// Cluster mode: this node's part in it (`cluster.rs`); `None` on a single process.
+    pub(super) cluster: Option<super::cluster::Cluster>,
 }
 
 /// A live run's switches.
@@ -81,6 +83,11 @@ pub(super) struct Active {
     pub(super) queued_at: Instant,
     /// When it started, for `eventual_run_duration_seconds`; unset while queued.
     pub(super) started_at: OnceLock<Instant>,
+    /// Cluster mode: the fencing token of its claim, checked before its results are written.
+    pub(super) fence: Option<i64>,
+    /// Cluster mode: the task copying its log into the database, awaited before its end is
+    /// announced (so that whoever hears of the end can read the whole log on any node).
+    pub(super) shipper: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Harness {
@@ -94,22 +101,12 @@ impl Harness {
         &self.inner.config
     }
 
-    /// A receiver that changes as the run's log grows, while the run is live.
-    pub(crate) fn log_progress(&self, id: i64) -> Option<watch::Receiver<crate::logs::Progress>> {
-        self.inner.active.get(&id).map(|a| a.log.follow())
-    }
-
     /// The line index of run `id`'s log (refresh it before use).
     pub(crate) fn log_index(
         &self,
         id: i64,
     ) -> Arc<parking_lot::Mutex<crate::log_index::LineIndex>> {
         self.inner.log_indexes.of(id)
-    }
-
-    /// A receiver that turns true when the run has its final status, while the run is live.
-    pub fn done_signal(&self, id: i64) -> Option<watch::Receiver<bool>> {
-        self.inner.active.get(&id).map(|a| a.done.subscribe())
     }
 
     /// A token cancelled when the server begins to stop.
@@ -138,11 +135,16 @@ impl Harness {
 
     /// Where `run` stands in its environment's queue, if queued.
     pub async fn queue_position(&self, run: &Run) -> Option<usize> {
-        self.inner.claims.position(run.env_id, run.id).await
+        self.inner
+            .claims
+            .position(run.env_id, run.id)
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Every environment.
-    pub async fn envs(&self) -> Vec<EnvView> {
+    pub async fn envs(&self) -> Result<Vec<EnvView>, HarnessError> {
         self.inner.claims.views().await
     }
 
@@ -150,7 +152,7 @@ impl Harness {
         let claims = &self.inner.claims;
         claims
             .view(env)
-            .await
+            .await?
             .ok_or(HarnessError::UnknownEnv(env, claims.count()))
     }
 }
@@ -162,7 +164,8 @@ impl sink::MetricsSource for Harness {
         out: &'a mut String,
     ) -> futures_util::future::BoxFuture<'a, fmt::Result> {
         Box::pin(async move {
-            let envs = self.inner.claims.views().await;
+            // A database that cannot answer leaves the environment series out, not the page.
+            let envs = self.inner.claims.views().await.unwrap_or_default();
             self.inner.metrics.encode(&envs, out)
         })
     }

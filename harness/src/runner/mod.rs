@@ -11,11 +11,14 @@
 //! - `recovery.rs` — opening: runs a dead server left running become `interrupted`, what they
 //!   left running is killed, their cleanup runs, queued runs go on.
 //! - `events.rs` — run and environment changes for SSE followers.
+//! - `cluster.rs` — cluster mode: submission under the environment's row lock, the worker loop
+//!   that takes runs, logs copied to and from the database, heartbeats and dead nodes.
 //!
 //! Imports run one way: routes → runner → services / phases / exec → db / logs / claims /
 //! catalog → model.
 
 mod admission;
+mod cluster;
 mod events;
 mod execute;
 mod harness;

@@ -29,12 +29,31 @@ impl Harness {
         // Tests run in `<data-dir>/runs/<id>/work`: every path handed to them (EVENTUAL_CALLBACKS,
         // EVENTUAL_DATA_DIR) must not depend on the server's working directory.
         config.data_dir = std::path::absolute(&config.data_dir)?;
-        let history = History::open_sqlite(&config.data_dir.join("history.db"))?;
         let catalog = Catalog::new(config.sample_tests.clone(), config.data_dir.join("tests"))?;
+        let (history, claims, cluster) = match &config.cluster {
+            None => (
+                History::open_sqlite(&config.data_dir.join("history.db"))?,
+                Claims::Local(Envs::new(config.envs)),
+                None,
+            ),
+            Some(cluster) => {
+                let (history, claims, cluster) =
+                    super::cluster::connect(cluster, config.envs, config.workers).await?;
+                (history, Claims::Postgres(claims), Some(cluster))
+            }
+        };
+        let clustered = cluster.is_some();
+        // `--workers 0` makes a cluster node that only serves; a single process must run.
+        let workers = if clustered {
+            config.workers
+        } else {
+            config.workers.max(1)
+        };
         let harness = Self {
             inner: Arc::new(Inner {
-                claims: Claims::Local(Envs::new(config.envs)),
-                workers: Semaphore::new(config.workers.max(1)),
+                claims,
+                cluster,
+                workers: Arc::new(Semaphore::new(workers)),
                 history,
                 catalog,
                 active: DashMap::new(),
@@ -47,6 +66,10 @@ impl Harness {
                 config,
             }),
         };
+        if clustered {
+            harness.start_cluster().await?;
+            return Ok(harness);
+        }
         let (interrupted, queued) = harness.inner.history.recover().await?;
         for (id, pgid) in interrupted {
             let Ok(log) = RunLog::create(&harness.log_path(id)) else {
