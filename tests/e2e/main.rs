@@ -34,6 +34,7 @@ mod cli;
 mod cli_output;
 mod cli_runs;
 mod cluster;
+mod cluster_runs;
 mod full_disk;
 mod harness_restart;
 mod harness_serve;

@@ -91,16 +91,20 @@ impl PgClaims {
 
     /// Creates a run with `create` and submits it to `env`, in one transaction under `env`'s
     /// row lock: the run's id is given while no other submission to `env` can be, so ids never
-    /// invert queue order across nodes (a run numbered first is queued first).
+    /// invert queue order across nodes (a run numbered first is queued first). `then` writes
+    /// what goes with the outcome (a queued run's first log line) in the same transaction, so
+    /// no node can take the run before it is written.
     pub(crate) async fn submit_new<T>(
         &self,
         env: u32,
         username: &str,
         create: impl AsyncFnOnce(&Transaction<'_>) -> Result<(i64, T), Unavailable>,
+        then: impl AsyncFnOnce(&Transaction<'_>, i64, &Claim) -> Result<(), Unavailable>,
     ) -> Result<Option<(T, Claim)>, Unavailable> {
         self.with_env(env, async |tx, row| {
             let (run, created) = create(tx).await?;
             let claim = claim_or_queue(tx, to_i32(env), row, run, username).await?;
+            then(tx, run, &claim).await?;
             Ok((created, claim))
         })
         .await

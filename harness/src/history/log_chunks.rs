@@ -114,6 +114,21 @@ impl PgLogChunks {
     }
 }
 
+/// Writes the first bytes of a new run's log in transaction `tx` (the run was created in it, so
+/// nobody else can have written any).
+pub(crate) async fn first_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    run: i64,
+    data: &[u8],
+) -> Result<(), Unavailable> {
+    tx.execute(
+        "INSERT INTO log_chunks (run_id, start, data) VALUES ($1, 0, $2)",
+        &[&run, &data],
+    )
+    .await?;
+    Ok(())
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }

@@ -19,7 +19,7 @@ use crate::{
     model::{Awaiting, Phase, Run, RunStatus, ScriptView, TestStatus},
 };
 
-pub(crate) use log_chunks::{AppendError, PgLogChunks};
+pub(crate) use log_chunks::{AppendError, PgLogChunks, first_in as first_log_chunk_in};
 #[cfg(test)]
 pub(crate) use postgres::Interrupted;
 pub(crate) use postgres::{PgHistory, insert_run_in};

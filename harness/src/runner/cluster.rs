@@ -26,7 +26,7 @@ use crate::{
     config::ClusterConfig,
     error::HarnessError,
     exec,
-    history::{AppendError, History, PgHistory, PgLogChunks, insert_run_in},
+    history::{AppendError, History, PgHistory, PgLogChunks, first_log_chunk_in, insert_run_in},
     logs::{Progress, RunLog, Tag, format_line},
     model::{Run, RunStatus, TestStatus},
     nodes::{NodeView, Nodes},
@@ -134,24 +134,30 @@ impl Harness {
     ) -> Result<Run, HarnessError> {
         let claims = self.pg_claims().ok_or(HarnessError::UnknownEnv(env, 0))?;
         let submitted = claims
-            .submit_new(env, username, async |tx| {
-                let run = insert_run_in(tx, username, env, tests, prep_count).await?;
-                Ok((run.id, run))
-            })
+            .submit_new(
+                env,
+                username,
+                async |tx| {
+                    let run = insert_run_in(tx, username, env, tests, prep_count).await?;
+                    Ok((run.id, run))
+                },
+                async |tx, id, claim| {
+                    let Claim::Queued { position, behind } = claim else {
+                        return Ok(());
+                    };
+                    let behind = behind.map_or(String::new(), |b| format!(" behind run {b}"));
+                    let line = harness_line(&format!(
+                        "queued on env {env}{behind} (position {position})"
+                    ));
+                    first_log_chunk_in(tx, id, line.as_bytes()).await
+                },
+            )
             .await?;
         let Some((run, claim)) = submitted else {
             return Err(HarnessError::UnknownEnv(env, claims.count()));
         };
-        match claim {
-            Claim::Holder => self.wake_startable().await,
-            Claim::Queued { position, behind } => {
-                let behind = behind.map_or(String::new(), |b| format!(" behind run {b}"));
-                self.append_line(
-                    run.id,
-                    &format!("queued on env {env}{behind} (position {position})"),
-                )
-                .await;
-            }
+        if claim == Claim::Holder {
+            self.wake_startable().await;
         }
         self.emit_env(env).await;
         Ok(run)
@@ -163,8 +169,7 @@ impl Harness {
         let Some(cluster) = self.cluster() else {
             return;
         };
-        let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let line = format_line(&now, Tag::Harness, text);
+        let line = harness_line(text);
         // Another writer may append between reading the end and appending: read it again.
         for _ in 0..5 {
             let appended = match cluster.chunks.len(id).await {
@@ -690,4 +695,10 @@ impl Harness {
             let _ = self.inner.events.send(super::Event::Env(view));
         }
     }
+}
+
+/// A harness line stamped now, as the log stores it.
+fn harness_line(text: &str) -> String {
+    let now = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    format_line(&now, Tag::Harness, text)
 }

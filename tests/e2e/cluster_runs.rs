@@ -1,0 +1,354 @@
+//! `eventual serve --database`: runs shared by nodes of the real binary on one real PostgreSQL
+//! (started by the test from the system's binaries; `SKIPPED` where none is installed and none
+//! is required). Every wait is on an event: the runs' changes on `GET /api/events`, a followed
+//! log, a long-poll.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, ensure};
+use serde_json::{Value, json};
+use sink::TestPostgres;
+
+use crate::helpers::{FIXTURE_TESTS, Launch, Running, kill_processes_in};
+
+/// `eventual serve` as node `name` of the cluster on `url`, its state in `dir`, with `extra`
+/// flags last.
+fn node(dir: &Path, catalog: &str, url: &str, name: &str, extra: &[&str]) -> Launch {
+    let dir = dir.to_string_lossy();
+    let mut args = vec![
+        "serve",
+        "--data-dir",
+        &dir,
+        "--sample-tests",
+        catalog,
+        "--database",
+        url,
+        "--node-name",
+        name,
+        "--test-timeout",
+        "120s",
+        "--kill-grace",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    Launch::new(&args)
+}
+
+fn write_script(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// Every run the cluster knows, oldest first (paging through `GET /api/runs`).
+async fn all_runs(node: &Running) -> anyhow::Result<Vec<Value>> {
+    let mut runs = Vec::new();
+    let mut before = String::new();
+    loop {
+        let (status, page) = node.get(&format!("/api/runs?limit=200{before}")).await?;
+        ensure!(status == 200, "GET /api/runs answered {status}: {page}");
+        let page = page["runs"].as_array().cloned().unwrap_or_default();
+        let Some(last) = page.last() else { break };
+        before = format!("&before={}", last["id"]);
+        runs.extend(page);
+    }
+    runs.reverse();
+    Ok(runs)
+}
+
+/// A small deterministic spread (no two clients alike): which node, which environment.
+fn pick(client: u64, n: u64, modulo: u64) -> u64 {
+    (client.wrapping_mul(6_364_136_223_846_793_005) ^ n.wrapping_mul(1_442_695_040_888_963_407))
+        .rotate_left(17)
+        % modulo
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_runs_from_fifty_clients_on_three_nodes_never_overlap_and_start_in_id_order()
+-> anyhow::Result<()> {
+    let Some(pg) = TestPostgres::start_or_skip("runs across three nodes") else {
+        return Ok(());
+    };
+    let url = pg.fresh_database().await?;
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    // Started at the same moment on an empty database: the schema is migrated once, under the
+    // advisory lock, and all three come up.
+    let (a, b, c) = tokio::try_join!(
+        node(dirs[0].path(), FIXTURE_TESTS, &url, "n1", &["--envs", "10"]).spawn(),
+        node(dirs[1].path(), FIXTURE_TESTS, &url, "n2", &["--envs", "10"]).spawn(),
+        node(dirs[2].path(), FIXTURE_TESTS, &url, "n3", &["--envs", "10"]).spawn(),
+    )?;
+    let nodes = [a, b, c];
+    let migrations: usize = nodes
+        .iter()
+        .map(|n| {
+            n.stderr()
+                .lines()
+                .filter(|l| {
+                    l.contains("applied a database migration")
+                        && l.contains("eventual_harness_schema_history")
+                })
+                .count()
+        })
+        .sum();
+    let (_, schema) = nodes[0].get("/api/nodes").await?;
+    ensure!(
+        schema.as_array().map(Vec::len) == Some(3),
+        "three nodes: {schema}"
+    );
+    ensure!(
+        migrations == 6,
+        "each of the harness's 6 migrations applied once in all: {migrations}"
+    );
+
+    const CLIENTS: u64 = 50;
+    const PER_CLIENT: u64 = 20;
+    let total = (CLIENTS * PER_CLIENT) as usize;
+    let submitted = futures_util::future::try_join_all((0..CLIENTS).map(|client| {
+        let nodes = &nodes;
+        async move {
+            let mut ids = Vec::new();
+            for n in 0..PER_CLIENT {
+                let to = &nodes[pick(client, n, 3) as usize];
+                let env = pick(n, client, 10) as u32 + 1;
+                let run = to
+                    .create_run(&format!("client-{client}"), env, &["pass.sh"])
+                    .await?;
+                ids.push(run["id"].as_i64().context("run id")?);
+            }
+            anyhow::Ok(ids)
+        }
+    }))
+    .await?;
+    let submitted: HashSet<i64> = submitted.into_iter().flatten().collect();
+    ensure!(
+        submitted.len() == total,
+        "{} distinct run ids",
+        submitted.len()
+    );
+
+    // Queues are FIFO: once each environment's last run has ended, every run has. Followed
+    // from a node that may not execute it.
+    let runs = all_runs(&nodes[0]).await?;
+    let mut last_per_env: BTreeMap<u64, i64> = BTreeMap::new();
+    for run in &runs {
+        last_per_env.insert(
+            run["env_id"].as_u64().unwrap_or_default(),
+            run["id"].as_i64().unwrap_or_default(),
+        );
+    }
+    for (env, id) in &last_per_env {
+        let reader = &nodes[(*env % 3) as usize];
+        reader
+            .follow_log(*id)
+            .await?
+            .until_end(Duration::from_secs(300))
+            .await
+            .with_context(|| format!("env {env}'s last run {id}"))?;
+    }
+
+    let runs = all_runs(&nodes[1]).await?;
+    ensure!(runs.len() == total, "{} runs listed", runs.len());
+    let mut by_env: BTreeMap<u64, Vec<&Value>> = BTreeMap::new();
+    let mut by_node: BTreeMap<String, usize> = BTreeMap::new();
+    for run in &runs {
+        ensure!(run["status"] == "passed", "every run passes: {run}");
+        *by_node
+            .entry(run["node"].as_str().unwrap_or("none").to_owned())
+            .or_default() += 1;
+        by_env
+            .entry(run["env_id"].as_u64().unwrap_or_default())
+            .or_default()
+            .push(run);
+    }
+    ensure!(
+        by_node.len() == 3 && by_node.values().all(|n| *n > 0),
+        "the runs are spread over all three nodes: {by_node:?}"
+    );
+    for (env, runs) in &by_env {
+        // In id order, each starts only once the one before has ended: no overlap, FIFO.
+        for pair in runs.windows(2) {
+            let (before, after) = (pair[0], pair[1]);
+            ensure!(
+                after["started_at"].as_str() >= before["finished_at"].as_str(),
+                "env {env}: run {} started before run {} ended: {before} / {after}",
+                after["id"],
+                before["id"]
+            );
+        }
+    }
+    // A log reads the same from any node.
+    for run in runs.iter().step_by(97) {
+        let id = run["id"].as_i64().unwrap_or_default();
+        let reader = &nodes[pick(id as u64, 1, 3) as usize];
+        let (_, log) = reader.wait_run_finished(id).await?;
+        ensure!(
+            log.contains(&format!("hello from {id} on env {}", run["env_id"]))
+                && log.contains(&format!("run {id} passed")),
+            "run {id}'s log on another node:\n{log}"
+        );
+    }
+    eprintln!("runs per node: {by_node:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_with_9_has_its_run_interrupted_and_the_next_run_starts_on_another_node()
+-> anyhow::Result<()> {
+    let Some(pg) = TestPostgres::start_or_skip("kill -9 of a node executing a run") else {
+        return Ok(());
+    };
+    let url = pg.fresh_database().await?;
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let timeout = ["--node-timeout", "2s", "--envs", "2"];
+    let mut a = node(dir_a.path(), FIXTURE_TESTS, &url, "node-a", &timeout)
+        .spawn()
+        .await?;
+    // Alone, node a takes the run; then b joins.
+    let hanging = a.create_run("ann", 1, &["hang.sh"]).await?;
+    let hanging = hanging["id"].as_i64().context("id")?;
+    a.follow_log(hanging)
+        .await?
+        .until_line(
+            "hang.sh ready",
+            |l| l.ends_with("out ready"),
+            Duration::from_secs(30),
+        )
+        .await?;
+    let b = node(dir_b.path(), FIXTURE_TESTS, &url, "node-b", &timeout)
+        .spawn()
+        .await?;
+    let next = b.create_run("bob", 1, &["pass.sh"]).await?;
+    let next = next["id"].as_i64().context("id")?;
+    ensure!(
+        b.run(next).await?["status"] == "queued",
+        "env 1 is held by run {hanging} on node a"
+    );
+    for n in 0..20 {
+        let (status, ack) = a
+            .post_json(&format!("job-{}", n % 4), &json!({"n": n}))
+            .await?;
+        ensure!(status == 200, "post {n} to node a: {status} {ack}");
+    }
+    let follower = b.follow_log(hanging).await?;
+
+    a.kill_9()?;
+    let killed = Instant::now();
+    let log = follower.until_end(Duration::from_secs(30)).await?;
+    let noticed = killed.elapsed();
+    let run = b.run(hanging).await?;
+    ensure!(run["status"] == "interrupted", "{run}\n{log}");
+    ensure!(
+        log.contains("interrupted: node node-a stopped heartbeating"),
+        "the log names the dead node:\n{log}"
+    );
+    ensure!(
+        noticed < Duration::from_secs(2 + 10),
+        "interrupted {noticed:?} after the kill (--node-timeout 2s)"
+    );
+    let (after, log) = b.wait_run_finished(next).await?;
+    ensure!(
+        after["status"] == "passed" && after["node"] == "node-b",
+        "the next run went on on node b: {after}\n{log}"
+    );
+    // Nothing node a acknowledged is lost.
+    for k in 0..4 {
+        let records = b.all(&format!("job-{k}")).await?;
+        let ns: Vec<_> = records.iter().map(|r| r["body"]["n"].clone()).collect();
+        let expected: Vec<_> = (0..20).filter(|n| n % 4 == k).map(|n| json!(n)).collect();
+        ensure!(ns == expected, "job-{k} on node b: {ns:?}");
+    }
+    let (_, nodes) = b.get("/api/nodes").await?;
+    let dead = nodes
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["name"] == "node-a"))
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        dead["state"] == "dead",
+        "GET /api/nodes shows it dead: {nodes}"
+    );
+    // What the killed node left running is nobody's child now.
+    kill_processes_in(dir_a.path(), Duration::from_secs(10)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_callback_posted_to_node_a_answers_a_long_poll_on_b_and_releases_a_phased_run_on_c()
+-> anyhow::Result<()> {
+    let Some(pg) = TestPostgres::start_or_skip("callbacks and phased runs across nodes") else {
+        return Ok(());
+    };
+    let url = pg.fresh_database().await?;
+    let catalog = tempfile::tempdir()?;
+    let prep = catalog.path().join("job/preparation");
+    let validation = catalog.path().join("job/validation");
+    std::fs::create_dir_all(&prep)?;
+    std::fs::create_dir_all(&validation)?;
+    write_script(
+        &prep.join("start.sh"),
+        "#!/usr/bin/env bash\necho \"::await-callback job-$EVENTUAL_RUN_ID timeout=60s\"\n",
+    )?;
+    write_script(
+        &validation.join("check.sh"),
+        "#!/usr/bin/env bash\ngrep -q '\"result\":\"done\"' \"$EVENTUAL_CALLBACKS\" && echo \"checked the callback\"\n",
+    )?;
+    let catalog_dir = catalog.path().to_string_lossy().into_owned();
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    // Only node c executes runs.
+    let (a, b, c) = tokio::try_join!(
+        node(dirs[0].path(), &catalog_dir, &url, "a", &["--workers", "0"]).spawn(),
+        node(dirs[1].path(), &catalog_dir, &url, "b", &["--workers", "0"]).spawn(),
+        node(dirs[2].path(), &catalog_dir, &url, "c", &[]).spawn(),
+    )?;
+    let run = a
+        .create_run(
+            "ann",
+            1,
+            &["job/preparation/start.sh", "job/validation/check.sh"],
+        )
+        .await?;
+    let id = run["id"].as_i64().context("id")?;
+    let key = format!("job-{id}");
+    b.follow_log(id)
+        .await?
+        .until_line(
+            "the announce",
+            |l| l.contains("will await 1 callback(s)"),
+            Duration::from_secs(30),
+        )
+        .await?;
+    let long_poll = {
+        let http = b.http().clone();
+        let at = b.at(&format!("/callbacks/{key}?wait=30s"));
+        tokio::spawn(async move { crate::helpers::read(http.get(at).send().await?).await })
+    };
+    let (status, ack) = a.post_json(&key, &json!({"result": "done"})).await?;
+    ensure!(status == 200, "{status} {ack}");
+    let (status, record) = long_poll.await??;
+    ensure!(
+        status == 200 && record["body"]["result"] == "done",
+        "node b's long-poll: {status} {record}"
+    );
+    let (run, log) = b.wait_run_finished(id).await?;
+    ensure!(
+        run["status"] == "passed" && run["node"] == "c",
+        "the phased run on node c went on: {run}\n{log}"
+    );
+    ensure!(log.contains("checked the callback"), "{log}");
+    drop(c);
+    Ok(())
+}
