@@ -56,6 +56,9 @@ cargo test --workspace --doc --locked
 # The sink's API suite again, every test against the PostgreSQL backend (a fresh database each).
 echo "==> cargo test: the sink's API suite on PostgreSQL (cluster mode)"
 EVENTUAL_TEST_BACKEND=postgres cargo test -p sink --test api --locked
+# The harness's API suite again, every app a single node of cluster mode on a fresh database.
+echo "==> cargo test: the harness's API suite in cluster mode (PostgreSQL)"
+EVENTUAL_TEST_BACKEND=postgres cargo test -p harness --test api --locked
 
 # The Python package (python/): installed with pip into a fresh virtualenv, as a user would, its
 # suite run against a real sink (its own `eventual_sink` fixture starts the debug binary) and its

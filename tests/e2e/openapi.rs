@@ -49,6 +49,7 @@ const HARNESS_PATHS: &[(&str, &[&str])] = &[
     ("/api/envs", &["get"]),
     ("/api/envs/{id}/pause", &["post"]),
     ("/api/envs/{id}/resume", &["post"]),
+    ("/api/nodes", &["get"]),
     ("/api/events", &["get"]),
     ("/", &["get"]),
     ("/ui/{file}", &["get"]),

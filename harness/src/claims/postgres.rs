@@ -254,6 +254,21 @@ impl PgClaims {
         }))
     }
 
+    /// Takes run `run` for node `node` if it holds its environment but no node executes it
+    /// yet (to cancel it before it starts); false if a node took it first.
+    pub(crate) async fn take(&self, run: i64, node: &str) -> Result<bool, Unavailable> {
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE runs SET node = $2 WHERE id = $1 AND node IS NULL AND status = 'queued'",
+                &[&run, &node],
+            )
+            .await?
+            == 1)
+    }
+
     /// Every environment as the board shows it (`only`: just that one).
     async fn load_views(&self, only: Option<u32>) -> Result<Vec<EnvView>, Unavailable> {
         let rows = self

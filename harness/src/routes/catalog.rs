@@ -78,6 +78,7 @@ pub(super) async fn delete_test(
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
+    h.check_upload_unused(&test).await?;
     tokio::task::spawn_blocking(move || h.delete_upload(&test))
         .await
         .map_err(|e| ApiError::Internal(format!("the delete task failed: {e}")))??;

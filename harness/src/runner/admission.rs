@@ -99,6 +99,39 @@ impl Harness {
         Ok(self.inner.catalog.delete(path)?)
     }
 
+    /// Cluster mode: refuses to delete an upload that a queued or running run names on any
+    /// node (a single process knows its live runs from their switches: [`Self::delete_upload`]).
+    pub async fn check_upload_unused(&self, path: &TestPath) -> Result<(), HarnessError> {
+        if self.inner.cluster.is_none() {
+            return Ok(());
+        }
+        let mut runs = Vec::new();
+        for status in [RunStatus::Queued, RunStatus::Running] {
+            let filter = crate::history::RunFilter {
+                status: Some(status),
+                test: Some(path.as_str().to_owned()),
+                limit: 1000,
+                ..Default::default()
+            };
+            runs.extend(
+                self.inner
+                    .history
+                    .list_runs(&filter)
+                    .await?
+                    .iter()
+                    .map(|r| r.id),
+            );
+        }
+        if runs.is_empty() {
+            return Ok(());
+        }
+        runs.sort_unstable();
+        Err(HarnessError::TestInUse {
+            path: path.as_str().to_owned(),
+            runs,
+        })
+    }
+
     /// Registers a queued run as live and submits it to its environment.
     pub(super) async fn admit(&self, run: &Run) -> Result<(), HarnessError> {
         let log = Arc::new(RunLog::create(&self.log_path(run.id))?);

@@ -202,12 +202,25 @@ impl Harness {
     }
 
     async fn sync_log(&self, id: i64) -> Result<u64, HarnessError> {
-        use tokio::io::AsyncWriteExt;
         let Some(cluster) = self.cluster() else {
             return Ok(0);
         };
         let lock = cluster.syncing.entry(id).or_default().clone();
         let _one = lock.lock().await;
+        if let Some(active) = self.inner.active.get(&id) {
+            // This node executes it (since the check before the lock): its file is the original.
+            return Ok(active.log.follow().borrow().bytes);
+        }
+        self.copy_log(id).await
+    }
+
+    /// Appends what the database holds past the end of this node's copy of run `id`'s log (the
+    /// caller holds the run's `syncing` lock).
+    async fn copy_log(&self, id: i64) -> Result<u64, HarnessError> {
+        use tokio::io::AsyncWriteExt;
+        let Some(cluster) = self.cluster() else {
+            return Ok(0);
+        };
         let path = self.log_path(id);
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
@@ -232,38 +245,49 @@ impl Harness {
 
     /// A receiver that changes as run `id`'s log grows, while the run is live (on any node).
     pub(crate) async fn follow_log(&self, id: i64) -> Option<watch::Receiver<Progress>> {
-        if let Some(active) = self.inner.active.get(&id) {
-            return Some(active.log.follow());
-        }
-        self.remote_follow(id).await.map(|f| f.progress.subscribe())
+        self.live_follow(id).await.map(|(progress, _)| progress)
     }
 
     /// A receiver that turns true when the run has its final status, while the run is live.
     pub async fn done_signal(&self, id: i64) -> Option<watch::Receiver<bool>> {
-        if let Some(active) = self.inner.active.get(&id) {
-            return Some(active.done.subscribe());
-        }
-        self.remote_follow(id).await.map(|f| f.done.subscribe())
+        self.live_follow(id).await.map(|(_, done)| done)
     }
 
-    /// The follow of a live run executed on another node (made on first use).
-    async fn remote_follow(&self, id: i64) -> Option<dashmap::mapref::one::Ref<'_, i64, Follow>> {
+    /// How a live run's log grows and when it ends: from its switches if this node executes
+    /// it, else from a follow of the database's copy (made on first use). `None` once it ended.
+    async fn live_follow(
+        &self,
+        id: i64,
+    ) -> Option<(watch::Receiver<Progress>, watch::Receiver<bool>)> {
+        let local = |active: &Active| (active.log.follow(), active.done.subscribe());
+        if let Some(active) = self.inner.active.get(&id) {
+            return Some(local(&active));
+        }
         let cluster = self.cluster()?;
+        let remote = |f: &Follow| (f.progress.subscribe(), f.done.subscribe());
         if let Some(follow) = cluster.follows.get(&id) {
-            return Some(follow);
+            return Some(remote(&follow));
         }
         let run = self.inner.history.get_run(id).await.ok()??;
         if run.status.is_finished() {
             return None;
         }
-        let bytes = self.sync_log(id).await.ok()?;
-        cluster.follows.entry(id).or_insert_with(|| Follow {
+        // Under the run's copy lock, as `begin` holds it while the run becomes this node's:
+        // either it is this node's already, or `begin` will hand this follow over.
+        let lock = cluster.syncing.entry(id).or_default().clone();
+        let one = lock.lock().await;
+        if let Some(active) = self.inner.active.get(&id) {
+            return Some(local(&active));
+        }
+        let bytes = self.copy_log(id).await.ok()?;
+        let receivers = remote(&cluster.follows.entry(id).or_insert_with(|| Follow {
             progress: watch::channel(Progress { bytes, done: false }).0,
             done: watch::channel(false).0,
-        });
+        }));
+        drop(one);
         // Looked at once more: the run may have ended between the read and the insert.
         self.refresh_follow(id).await;
-        cluster.follows.get(&id)
+        Some(receivers)
     }
 
     /// Copies what is new of a followed run's log and ends the follow once the run has ended.
@@ -452,8 +476,12 @@ impl Harness {
             return;
         };
         let path = self.log_path(id);
+        // Under the run's copy lock until its switches are in place: from then on nobody copies
+        // into the file this node now writes.
+        let lock = cluster.syncing.entry(id).or_default().clone();
+        let one = lock.lock().await;
         let prepared = async {
-            let at = self.sync_log(id).await?;
+            let at = self.copy_log(id).await?;
             let log = Arc::new(RunLog::create(&path)?);
             let run = self.get_run(id).await?;
             Ok::<_, HarnessError>((at, log, run))
@@ -472,8 +500,8 @@ impl Harness {
                 return;
             }
         };
-        cluster.follows.remove(&id);
         let cancel = CancellationToken::new();
+        let local = log.follow();
         let shipper =
             tokio::spawn(
                 self.clone()
@@ -493,6 +521,21 @@ impl Harness {
                 shipper: parking_lot::Mutex::new(Some(shipper)),
             },
         );
+        // Followers here that began while the run was another node's now follow this file.
+        if let Some((_, follow)) = cluster.follows.remove(&id) {
+            let mut local = local;
+            tokio::spawn(async move {
+                loop {
+                    let seen = *local.borrow_and_update();
+                    follow.progress.send_replace(seen);
+                    if seen.done || local.changed().await.is_err() {
+                        break;
+                    }
+                }
+                let _ = follow.done.send(true);
+            });
+        }
+        drop(one);
         self.start_with(id, Some(permit));
     }
 
@@ -656,6 +699,22 @@ impl Harness {
             history.finish_open_tests(id, TestStatus::Skipped).await?;
             history.set_run_status(id, RunStatus::Cancelled).await?;
             self.append_line(id, &format!("run {id} cancelled")).await;
+            self.emit_run(id).await;
+            return self.get_run(id).await;
+        }
+        let taken = match (self.pg_claims(), self.cluster()) {
+            (Some(claims), Some(cluster)) => claims.take(id, &cluster.name).await?,
+            _ => false,
+        };
+        if taken {
+            // It held its environment, waiting for a worker: it never started.
+            let history = &self.inner.history;
+            history.finish_open_tests(id, TestStatus::Skipped).await?;
+            history.set_run_status(id, RunStatus::Cancelled).await?;
+            self.append_line(id, &format!("run {id} cancelled before it started"))
+                .await;
+            let run = self.get_run(id).await?;
+            self.release(run.env_id, id).await;
             self.emit_run(id).await;
             return self.get_run(id).await;
         }

@@ -54,6 +54,14 @@ pub(crate) async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config
     config.test_timeout = Duration::from_secs(30);
     config.kill_grace = Duration::from_secs(1);
     config.sink_url = SINK_URL.to_owned();
+    if on_postgres() {
+        config.cluster = Some(harness::ClusterConfig {
+            database: database_for(data_dir).await,
+            node_name: "api-test".to_owned(),
+            address: "http://127.0.0.1:0".to_owned(),
+            node_timeout: Duration::from_secs(10),
+        });
+    }
     tweak(&mut config);
     let harness = Harness::open(config).await.expect("the harness opens");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -86,6 +94,44 @@ pub(crate) async fn spawn_app_in(data_dir: &Path, tweak: impl FnOnce(&mut Config
         server: Some(server),
         _dir: None,
     }
+}
+
+/// Whether this run tests cluster mode (`EVENTUAL_TEST_BACKEND=postgres`): every app is a
+/// single node on a fresh PostgreSQL database (the same one again for a data dir seen before,
+/// so restart tests restart the node).
+pub(crate) fn on_postgres() -> bool {
+    std::env::var("EVENTUAL_TEST_BACKEND").is_ok_and(|b| b == "postgres")
+}
+
+/// A fresh database of this process's private PostgreSQL, or for a `data_dir` seen before the
+/// database it was given then.
+async fn database_for(data_dir: &Path) -> String {
+    use std::{
+        collections::HashMap,
+        sync::{Mutex, OnceLock},
+    };
+    static SERVER: OnceLock<sink::TestPostgres> = OnceLock::new();
+    static BY_DIR: OnceLock<Mutex<HashMap<PathBuf, String>>> = OnceLock::new();
+    let by_dir = BY_DIR.get_or_init(Mutex::default);
+    if let Some(url) = by_dir.lock().unwrap().get(data_dir).cloned() {
+        return url;
+    }
+    let server = tokio::task::spawn_blocking(|| {
+        SERVER.get_or_init(|| {
+            sink::TestPostgres::start().expect("EVENTUAL_TEST_BACKEND=postgres needs PostgreSQL")
+        })
+    })
+    .await
+    .expect("join");
+    let url = server
+        .fresh_database()
+        .await
+        .expect("failed to create a test database");
+    by_dir
+        .lock()
+        .unwrap()
+        .insert(data_dir.to_owned(), url.clone());
+    url
 }
 
 impl TestApp {
