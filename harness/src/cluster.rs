@@ -37,6 +37,8 @@ pub(crate) enum Hint {
     Log(i64),
     /// A run should stop: its executor cancels it.
     Cancel(i64),
+    /// An upload was stored or deleted: every node's mirror looks.
+    Uploads,
     /// The listener (re)connected: anything may have been missed.
     Reconnected,
 }
@@ -45,6 +47,7 @@ impl Hint {
     fn payload(&self, origin: &str) -> String {
         match self {
             Self::Claims | Self::Reconnected => format!("claims {origin}"),
+            Self::Uploads => format!("uploads 0 {origin}"),
             Self::Run(id) => format!("run {id} {origin}"),
             Self::Env(id) => format!("env {id} {origin}"),
             Self::Log(id) => format!("log {id} {origin}"),
@@ -66,6 +69,7 @@ impl Hint {
             "env" if !own => id.parse().ok().map(Self::Env),
             "log" if !own => id.parse().ok().map(Self::Log),
             "cancel" => id.parse().ok().map(Self::Cancel),
+            "uploads" if !own => Some(Self::Uploads),
             _ => None,
         }
     }
@@ -161,6 +165,7 @@ mod tests {
             Hint::Env(3),
             Hint::Log(9),
             Hint::Cancel(12),
+            Hint::Uploads,
         ] {
             assert_eq!(
                 Hint::parse(&hint.payload("node a"), "b"),

@@ -349,6 +349,33 @@ async fn a_callback_posted_to_node_a_answers_a_long_poll_on_b_and_releases_a_pha
         "the phased run on node c went on: {run}\n{log}"
     );
     ensure!(log.contains("checked the callback"), "{log}");
+
+    // A test uploaded through node a is listed on b and runs on c.
+    let file = catalog.path().join("uploaded.sh");
+    write_script(&file, "#!/usr/bin/env bash\necho \"uploaded test runs\"\n")?;
+    let uploaded = crate::helpers::cli(
+        &a,
+        &[
+            "upload",
+            file.to_str().unwrap_or_default(),
+            "--dir",
+            "shared",
+        ],
+    )
+    .await?;
+    ensure!(
+        uploaded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uploaded.stderr)
+    );
+    let run = b.create_run("bob", 2, &["shared/uploaded.sh"]).await?;
+    let (run, log) = a
+        .wait_run_finished(run["id"].as_i64().context("id")?)
+        .await?;
+    ensure!(
+        run["status"] == "passed" && run["node"] == "c" && log.contains("uploaded test runs"),
+        "{run}\n{log}"
+    );
     drop(c);
     Ok(())
 }

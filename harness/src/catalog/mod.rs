@@ -16,13 +16,6 @@
 mod kind;
 mod listing;
 mod path;
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "reached by `serve --database` once runs execute across nodes"
-    )
-)]
 mod shared;
 mod store;
 
@@ -30,6 +23,7 @@ pub use kind::Kind;
 pub(crate) use listing::tags_of;
 pub use listing::{ConfigInfo, SupportInfo, TestInfo};
 pub use path::TestPath;
+pub(crate) use shared::{Mirror, SharedUploads};
 pub(crate) use store::UploadError;
 pub use store::{Catalog, DeleteError};
 

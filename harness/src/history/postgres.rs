@@ -312,15 +312,53 @@ impl PgHistory {
     /// running test `cancelled`, the rest `skipped`), in one transaction; returns each, oldest
     /// first, so that its environment can go on.
     pub(crate) async fn interrupt_node(&self, node: &str) -> Result<Vec<Interrupted>, Unavailable> {
+        self.interrupt_where("status IN ('queued', 'running') AND node = $1", &[], node)
+            .await
+    }
+
+    /// The runs the history says this node is running.
+    pub(crate) async fn running_here(&self) -> Result<Vec<i64>, Unavailable> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT id FROM runs WHERE status = 'running' AND node = $1",
+                &[&self.node],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Runs `lost` of this node (the history says running, but this node no longer executes
+    /// them: their end could not be recorded) become `interrupted` as [`Self::interrupt_node`]
+    /// does — those still `running`.
+    pub(crate) async fn interrupt_lost(
+        &self,
+        lost: &[i64],
+    ) -> Result<Vec<Interrupted>, Unavailable> {
+        self.interrupt_where(
+            "status = 'running' AND node = $1 AND id = ANY($2)",
+            lost,
+            &self.node,
+        )
+        .await
+    }
+
+    async fn interrupt_where(
+        &self,
+        condition: &str,
+        live: &[i64],
+        node: &str,
+    ) -> Result<Vec<Interrupted>, Unavailable> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
+        let select = format!(
+            "SELECT id, env_id,
+                    (SELECT pgid FROM run_tests t WHERE t.run_id = runs.id AND t.status = 'running')
+             FROM runs WHERE {condition} AND $2::bigint[] IS NOT NULL ORDER BY id FOR UPDATE"
+        );
         let interrupted: Vec<Interrupted> = tx
-            .query(
-                "SELECT id, env_id,
-                        (SELECT pgid FROM run_tests t WHERE t.run_id = runs.id AND t.status = 'running')
-                 FROM runs WHERE status IN ('queued', 'running') AND node = $1 ORDER BY id FOR UPDATE",
-                &[&node],
-            )
+            .query(&select, &[&node, &live])
             .await?
             .iter()
             .map(|r| Interrupted {

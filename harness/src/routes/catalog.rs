@@ -79,9 +79,12 @@ pub(super) async fn delete_test(
 ) -> Result<StatusCode, ApiError> {
     let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
     h.check_upload_unused(&test).await?;
-    tokio::task::spawn_blocking(move || h.delete_upload(&test))
+    let harness = h.clone();
+    let deleted = test.clone();
+    tokio::task::spawn_blocking(move || harness.delete_upload(&deleted))
         .await
         .map_err(|e| ApiError::Internal(format!("the delete task failed: {e}")))??;
+    h.unshare_upload(&test).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,10 +167,14 @@ pub(super) async fn upload_test(
         )]));
     }
     let catalog = h.catalog().clone();
+    let contents = bytes.clone();
     let stored =
         tokio::task::spawn_blocking(move || catalog.upload(&dir, &filename, &bytes, overwrite))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Ok(path) = &stored {
+        h.share_upload(path, &contents).await?;
+    }
     match stored {
         Ok(path) => Ok((
             StatusCode::CREATED,

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    catalog::{Mirror, SharedUploads, TestPath},
     claims::{Claim, PgClaims, Startable},
     cluster::{self, Hint, RECHECK},
     config::ClusterConfig,
@@ -56,6 +57,9 @@ pub(crate) struct Cluster {
     syncing: DashMap<i64, Arc<tokio::sync::Mutex<()>>>,
     /// `--node-timeout`, for the line a dead node's runs get.
     timeout: Duration,
+    /// Uploads in the database, and this node's copy of them in its catalog.
+    uploads: SharedUploads,
+    mirror: tokio::sync::Mutex<Mirror>,
 }
 
 /// What followers on this node see of a run executed on another.
@@ -83,6 +87,7 @@ pub(super) async fn connect(
         config.node_timeout,
     )
     .await?;
+    let pool_for_uploads = pool.clone();
     let cluster = Cluster {
         name: config.node_name.clone(),
         chunks: PgLogChunks::new(pool.clone()),
@@ -93,6 +98,8 @@ pub(super) async fn connect(
         follows: DashMap::new(),
         syncing: DashMap::new(),
         timeout: config.node_timeout,
+        uploads: SharedUploads::new(pool_for_uploads),
+        mirror: tokio::sync::Mutex::new(Mirror::default()),
     };
     Ok((history, claims, cluster))
 }
@@ -350,6 +357,9 @@ impl Harness {
             Hint::Log(id) => {
                 tokio::spawn(async move { harness.refresh_follow(id).await });
             }
+            Hint::Uploads => {
+                tokio::spawn(async move { harness.mirror_uploads().await });
+            }
             Hint::Reconnected => {
                 tokio::spawn(async move { harness.recheck().await });
             }
@@ -363,6 +373,7 @@ impl Harness {
             return;
         };
         cluster.startable.notify_one();
+        self.mirror_uploads().await;
         let followed: Vec<i64> = cluster.follows.iter().map(|f| *f.key()).collect();
         for id in followed {
             self.refresh_follow(id).await;
@@ -401,6 +412,7 @@ impl Harness {
             }
             self.emit_run(id).await;
         }
+        self.mirror_uploads().await;
         let stopping = self.inner.stopping.clone();
         let harness = self.clone();
         let config = cluster.listen_config.clone();
@@ -645,6 +657,7 @@ impl Harness {
                     }
                 }
             }
+            self.end_lost_runs().await;
             match cluster.nodes.reap_dead().await {
                 Ok(dead) => {
                     for node in dead {
@@ -653,6 +666,43 @@ impl Harness {
                 }
                 Err(e) => tracing::warn!(error = %e, "failed to look for dead nodes"),
             }
+        }
+    }
+
+    /// Runs of this node the history says are running but this node no longer executes (their
+    /// end was not recorded: the database was down then) end `interrupted` now, and their
+    /// environments go on.
+    async fn end_lost_runs(&self) {
+        let Some(history) = self.inner.history.postgres() else {
+            return;
+        };
+        // Read before looking at the switches: a run is live here from before it is `running`
+        // in the history until after its end is recorded.
+        let lost: Vec<i64> = match history.running_here().await {
+            Ok(running) => running
+                .into_iter()
+                .filter(|id| !self.inner.active.contains_key(id))
+                .collect(),
+            Err(_) => return,
+        };
+        if lost.is_empty() {
+            return;
+        }
+        let lost = match history.interrupt_lost(&lost).await {
+            Ok(lost) => lost,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to look for runs whose end was not recorded");
+                return;
+            }
+        };
+        for run in lost {
+            self.append_line(
+                run.id,
+                "interrupted: this node could not record the run's end (the database was unreachable); it is over",
+            )
+            .await;
+            self.release(run.env_id, run.id).await;
+            self.emit_run(run.id).await;
         }
     }
 
@@ -735,6 +785,41 @@ impl Harness {
                 None => tokio::time::sleep(RECHECK).await,
             }
         }
+    }
+
+    /// Brings this node's uploads in line with the cluster's.
+    async fn mirror_uploads(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let mut mirror = cluster.mirror.lock().await;
+        if let Err(e) = mirror.sync(&cluster.uploads, &self.inner.catalog).await {
+            tracing::warn!(error = %e, "failed to mirror the cluster's uploads");
+        }
+    }
+
+    /// Cluster mode: an upload stored in this node's catalog goes to the database for every
+    /// node; if the database refuses it, the local copy goes too (nothing half-stored).
+    pub async fn share_upload(&self, path: &TestPath, contents: &[u8]) -> Result<(), HarnessError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        if let Err(e) = cluster.uploads.put(path, contents).await {
+            let _ = self.inner.catalog.delete(path);
+            return Err(e.into());
+        }
+        self.hint(Hint::Uploads).await;
+        Ok(())
+    }
+
+    /// Cluster mode: an upload deleted here is deleted for every node.
+    pub async fn unshare_upload(&self, path: &TestPath) -> Result<(), HarnessError> {
+        let Some(cluster) = self.cluster() else {
+            return Ok(());
+        };
+        cluster.uploads.delete(path).await?;
+        self.hint(Hint::Uploads).await;
+        Ok(())
     }
 
     /// `GET /api/nodes`: every node of the cluster; on a single process, this one.
