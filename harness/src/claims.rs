@@ -169,6 +169,7 @@ impl Envs {
                 .cloned(),
             since: slot.holder.as_ref().map(|h| h.1.clone()),
             queued: slot.queue.iter().copied().collect(),
+            node: None,
         })
     }
 

@@ -189,6 +189,7 @@ impl Client {
                 username: None,
                 since: e.since,
                 queued: e.queued,
+                node: None,
             })
             .collect())
     }

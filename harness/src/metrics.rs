@@ -172,6 +172,7 @@ mod tests {
             username: None,
             since: None,
             queued,
+            node: None,
         }
     }
 

@@ -314,6 +314,9 @@ pub struct EnvView {
     pub since: Option<String>,
     /// Runs waiting for it, in the order they will start.
     pub queued: Vec<i64>,
+    /// Cluster mode: the node executing the run that holds it (once a node took it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// Current time as SPEC formats it: RFC 3339, UTC, milliseconds.

@@ -316,6 +316,9 @@ function runPage(main, id, line) {
     for (const [k, v] of Object.entries({ id: `#${r.id}`, username: r.username, env_id: r.env_id, created_at: "", duration: duration(r), phase: r.phase || "—" }))
       $(`[data-f=${k}]`).textContent = v;
     $("[data-f=created_at]").replaceChildren(when(r.created_at));
+    // Cluster mode: which node executes it.
+    $("[data-f=node]").textContent = r.node || "";
+    for (const e of document.querySelectorAll("[data-cluster]")) e.hidden = !r.node;
     const statusBadge = badge(r.status);
     statusBadge.dataset.f = "status";
     $("[data-f=status]").replaceWith(statusBadge);
@@ -872,7 +875,7 @@ function envsPage(main) {
     const queue = env.queued.map((q, i) => [i ? ", " : " — ", el("a", { href: `#/runs/${q}` }, `#${q}`), who(q) ? ` ${who(q)}` : ""]);
     return el("article", { class: `env ${state}`, "data-env": env.id, "aria-label": `Environment ${env.id}: ${state}` },
       el("h3", {}, `Env ${env.id}`), badge(state),
-      el("p", { class: "holder" }, env.run_id ? ["run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : ""] : ""),
+      el("p", { class: "holder" }, env.run_id ? ["run ", el("a", { href: `#/runs/${env.run_id}` }, `#${env.run_id}`), env.username ? ` by ${env.username}` : "", env.node ? ` on node ${env.node}` : ""] : ""),
       el("p", { class: "since" }, env.since ? ["since ", when(env.since, "time")] : ""),
       el("p", { class: "queue" }, `queue: ${env.queued.length}`, queue.flat()),
       el("p", { class: "services", "data-run": env.run_id ?? "" }, services(env)),

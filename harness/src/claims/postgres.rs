@@ -280,7 +280,8 @@ impl PgClaims {
                     "SELECT e.id, e.holder, e.holder_user, e.paused, ",
                     rfc3339!("e.holder_since"),
                     ", ",
-                    "coalesce((SELECT array_agg(q.run_id ORDER BY q.run_id) FROM claim_queue q WHERE q.env_id = e.id), '{}') ",
+                    "coalesce((SELECT array_agg(q.run_id ORDER BY q.run_id) FROM claim_queue q WHERE q.env_id = e.id), '{}'), ",
+                    "(SELECT r.node FROM runs r WHERE r.id = e.holder) ",
                     "FROM environments e WHERE e.id <= $1 AND ($2::integer IS NULL OR e.id = $2) ORDER BY e.id"
                 ),
                 &[&to_i32(self.count), &only.map(to_i32)],
@@ -306,6 +307,7 @@ impl PgClaims {
                         .filter(|u| !u.is_empty()),
                     since: holder.and(row.get(4)),
                     queued: row.get(5),
+                    node: holder.and(row.get(6)),
                 }
             })
             .collect())
