@@ -19,6 +19,10 @@ pub(super) struct Board<'a, H> {
     /// Bumped on every change. A waiter subscribes *before* it reads the board, so a change
     /// between its read and its wait is not missed.
     changed: watch::Sender<u64>,
+    /// Held from taking a snapshot until it is recorded, so that snapshots are recorded in the
+    /// order they were taken (two scripts ending at once would otherwise race, and the older
+    /// state could be the one that stays — a pool of database connections commits in any order).
+    recording: tokio::sync::Mutex<()>,
 }
 
 impl<'a, H: RunHost> Board<'a, H> {
@@ -38,6 +42,7 @@ impl<'a, H: RunHost> Board<'a, H> {
             host,
             views: Mutex::new(views),
             changed: watch::channel(0).0,
+            recording: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -52,6 +57,7 @@ impl<'a, H: RunHost> Board<'a, H> {
     }
 
     pub(super) async fn set(&self, name: &str, state: ScriptState, exit_code: Option<i32>) {
+        let in_order = self.recording.lock().await;
         let snapshot = {
             let mut views = self.views.lock();
             if let Some(v) = views.iter_mut().find(|v| v.name == name) {
@@ -69,6 +75,7 @@ impl<'a, H: RunHost> Board<'a, H> {
             views.clone()
         };
         self.host.set_scripts(&snapshot).await;
+        drop(in_order);
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
