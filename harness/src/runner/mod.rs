@@ -11,14 +11,18 @@
 //! - `recovery.rs` — opening: runs a dead server left running become `interrupted`, what they
 //!   left running is killed, their cleanup runs, queued runs go on.
 //! - `events.rs` — run and environment changes for SSE followers.
-//! - `cluster.rs` — cluster mode: submission under the environment's row lock, the worker loop
-//!   that takes runs, logs copied to and from the database, heartbeats and dead nodes.
+//! - `cluster.rs` — cluster mode: connecting, submission under the environment's row lock,
+//!   hints, cancels of runs on other nodes, uploads, nodes; `cluster_logs.rs` — logs copied to
+//!   and from the database, followed on any node; `cluster_work.rs` — the worker loop taking
+//!   runs, fencing, heartbeats and dead nodes.
 //!
 //! Imports run one way: routes → runner → services / phases / exec → db / logs / claims /
 //! catalog → model.
 
 mod admission;
 mod cluster;
+mod cluster_logs;
+mod cluster_work;
 mod events;
 mod execute;
 mod harness;
