@@ -379,3 +379,76 @@ async fn a_callback_posted_to_node_a_answers_a_long_poll_on_b_and_releases_a_pha
     drop(c);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_ends_while_the_database_is_down_is_interrupted_saying_so_and_the_queue_goes_on()
+-> anyhow::Result<()> {
+    let Some(pg) = TestPostgres::start_or_skip("a database restart under a run") else {
+        return Ok(());
+    };
+    let url = pg.fresh_database().await?;
+    let catalog = tempfile::tempdir()?;
+    let flag = catalog.path().join("end-now");
+    // Ends when the test says so: while the database is down.
+    write_script(
+        &catalog.path().join("wait.sh"),
+        "#!/usr/bin/env bash\necho waiting\nuntil [ -e \"$END_FLAG\" ]; do sleep 0.02; done\necho ended\n",
+    )?;
+    write_script(
+        &catalog.path().join("pass.sh"),
+        "#!/usr/bin/env bash\necho passed\n",
+    )?;
+    let catalog_dir = catalog.path().to_string_lossy().into_owned();
+    let dir = tempfile::tempdir()?;
+    let a = node(
+        dir.path(),
+        &catalog_dir,
+        &url,
+        "a",
+        &["--node-timeout", "3s"],
+    )
+    .env("END_FLAG", flag.to_str().unwrap_or_default())
+    .spawn()
+    .await?;
+    let first = a.create_run("ann", 1, &["wait.sh"]).await?;
+    let first = first["id"].as_i64().context("id")?;
+    let next = a.create_run("bob", 1, &["pass.sh"]).await?;
+    let next = next["id"].as_i64().context("id")?;
+    a.follow_log(first)
+        .await?
+        .until_line(
+            "wait.sh starts",
+            |l| l.ends_with("out waiting"),
+            Duration::from_secs(30),
+        )
+        .await?;
+
+    pg.stop().await?;
+    std::fs::write(&flag, "")?;
+    a.wait_for_stderr("the run's end failing to be recorded", |l| {
+        l.contains("run failed inside the harness")
+    })
+    .await?;
+    let (status, refused) = a.post_json("job-1", &json!({"n": 1})).await?;
+    ensure!(
+        status == 503 && refused["error"]["code"] == "database_unavailable",
+        "a callback while the database is down: {status} {refused}"
+    );
+    pg.start_again().await?;
+
+    // The node reconnects by itself; the run it could not end is ended, saying why.
+    let (run, log) = a.wait_run_finished(first).await?;
+    ensure!(run["status"] == "interrupted", "{run}\n{log}");
+    ensure!(
+        log.contains("could not record the run's end"),
+        "the log says why:\n{log}"
+    );
+    let (after, log) = a.wait_run_finished(next).await?;
+    ensure!(
+        after["status"] == "passed",
+        "the queue goes on: {after}\n{log}"
+    );
+    let (status, ack) = a.post_json("job-1", &json!({"n": 2})).await?;
+    ensure!(status == 200, "callbacks again: {status} {ack}");
+    Ok(())
+}
