@@ -262,17 +262,17 @@ impl Harness {
         }
         let active = self.inner.active.remove(&id);
         if let Some((_, active)) = &active {
-            active.log.finish();
-            // Cluster mode: the whole log is in the database before anyone hears of the end.
-            let shipper = active.shipper.lock().take();
-            if let Some(shipper) = shipper {
-                let _ = shipper.await;
-            }
             // Counted once (only the call that removed the run's switches gets here), and before
             // its log ends: whoever saw the run end finds it counted.
             if let Some(status) = run.as_ref().map(|r| r.status).filter(|s| s.is_finished()) {
                 let ran = active.started_at.get().map(|at| at.elapsed());
                 self.inner.metrics.finished(status, ran);
+            }
+            active.log.finish();
+            // Cluster mode: the whole log is in the database before anyone hears of the end.
+            let shipper = active.shipper.lock().take();
+            if let Some(shipper) = shipper {
+                let _ = shipper.await;
             }
         }
         self.hint(crate::cluster::Hint::Run(id)).await;
