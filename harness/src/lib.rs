@@ -1,5 +1,6 @@
 //! Eventual's test-runner service: a catalog of tests, runs on exclusive numbered environments,
-//! every test a supervised process with its output streamed to disk, and history in SQLite.
+//! every test a supervised process with its output streamed to disk, and history in SQLite — or,
+//! in cluster mode (`serve --database`), all of it shared by several nodes through PostgreSQL.
 //!
 //! # Layout
 //! Imports run one way: `routes` → `runner` → `services` / `phases` / `exec` → `db` / `logs` /
@@ -10,7 +11,9 @@
 //! - `claims.rs` — exclusive environments: atomic claim, FIFO queue, pause (why it cannot race);
 //!   `claims/postgres.rs` — the same across nodes: a row lock per environment, fencing tokens.
 //! - `runner/` — the core, one file per stage: admission and hand-over, execution, test launch,
-//!   crash recovery, events.
+//!   crash recovery, events; cluster mode's submission, worker loop, logs and heartbeats.
+//! - `cluster.rs` — cluster mode's wake-ups: `NOTIFY` hints on one channel, one listener per
+//!   node; `nodes.rs` — the nodes table, heartbeats, dead nodes.
 //! - `exec.rs` — one supervised process: process group, timeout, leftovers.
 //! - `phases.rs` — phased runs: announce lines, the await phase on the sink, the callbacks file.
 //! - `scripts.rs` — `eventual.toml`: scripts beside the tests, parsed and validated whole.
