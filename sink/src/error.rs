@@ -21,7 +21,7 @@ pub enum Error {
     },
     /// The database (`--database`) could not be opened.
     #[error("failed to open the database: {0}")]
-    Database(#[from] crate::postgres::OpenError),
+    Database(crate::postgres::OpenError),
     /// A definitions file kept in the data directory (`stubs.json`, `verifiers.json`) could not
     /// be read.
     #[error("failed to load the sink's definitions: {0}")]
@@ -196,5 +196,13 @@ impl From<crate::postgres::Unavailable> for ApiError {
         Self::Unavailable(format!(
             "{e}: the sink's database is unavailable, nothing was stored or read; retry shortly"
         ))
+    }
+}
+
+/// The database's error is in the message already: not also a source (which a `{:#}` chain would
+/// print a second time).
+impl From<crate::postgres::OpenError> for Error {
+    fn from(e: crate::postgres::OpenError) -> Self {
+        Self::Database(e)
     }
 }

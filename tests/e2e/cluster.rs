@@ -81,6 +81,10 @@ async fn database_flags_that_cannot_work_are_refused_at_start_saying_why() -> an
         "{said}"
     );
     ensure!(
+        said.matches("the database is unreachable").count() == 1,
+        "the cause is said once: {said}"
+    );
+    ensure!(
         !said.contains("nobody@"),
         "the URL (it may hold a password) is not echoed: {said}"
     );

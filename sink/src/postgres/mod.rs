@@ -75,7 +75,12 @@ impl From<tokio_postgres::Error> for Unavailable {
     fn from(e: tokio_postgres::Error) -> Self {
         Self(match e.as_db_error() {
             Some(db) => format!("the database refused a statement: {}", db.message()),
-            None => format!("the database is unreachable: {e}"),
+            // tokio-postgres says "error connecting to server"; the cause (refused, timed
+            // out, no such host) is its source.
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("the database is unreachable: {e}: {cause}"),
+                None => format!("the database is unreachable: {e}"),
+            },
         })
     }
 }
@@ -93,7 +98,7 @@ pub enum OpenError {
     #[error("invalid --database URL: {0}")]
     Url(String),
     /// The database could not be reached or refused us.
-    #[error("{0}")]
+    #[error(transparent)]
     Unavailable(#[from] Unavailable),
     /// The database's schema is newer than this build knows.
     #[error(
