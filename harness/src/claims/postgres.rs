@@ -223,35 +223,42 @@ impl PgClaims {
         Ok(row.map(|r| (r.get(0), r.get(1))))
     }
 
-    /// Takes the oldest run that holds its environment but that no node executes yet, for node
-    /// `node` to start: marks the run as `node`'s and answers it with its environment and
-    /// fencing token. Nodes asking at once each get a different run (`FOR UPDATE SKIP LOCKED`,
-    /// as GitLab hands out CI jobs): a run is started by exactly one node, whichever has a free
-    /// worker first.
+    /// Takes up to `max` of the oldest runs that hold their environment but that no node
+    /// executes yet, for node `node` to start: marks them as `node`'s and answers each with its
+    /// environment and fencing token, oldest first. Nodes asking at once each get different runs
+    /// (`FOR UPDATE SKIP LOCKED`, as GitLab hands out CI jobs): a run is started by exactly one
+    /// node, whichever has a free worker first.
     pub(crate) async fn take_startable(
         &self,
         node: &str,
-    ) -> Result<Option<Startable>, Unavailable> {
-        let row = self
+        max: usize,
+    ) -> Result<Vec<Startable>, Unavailable> {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        let rows = self
             .pool
             .get()
             .await?
-            .query_opt(
+            .query(
                 "WITH next AS (
                      SELECT r.id, e.id AS env_id, e.token FROM runs r JOIN environments e ON e.holder = r.id
                      WHERE r.node IS NULL AND r.status = 'queued'
-                     ORDER BY r.id LIMIT 1 FOR UPDATE OF r SKIP LOCKED
+                     ORDER BY r.id LIMIT $2 FOR UPDATE OF r SKIP LOCKED
                  )
                  UPDATE runs SET node = $1 FROM next WHERE runs.id = next.id
                  RETURNING next.id, next.env_id, next.token",
-                &[&node],
+                &[&node, &max],
             )
             .await?;
-        Ok(row.map(|r| Startable {
-            run: r.get(0),
-            env: u32::try_from(r.get::<_, i32>(1)).unwrap_or_default(),
-            token: r.get(2),
-        }))
+        let mut taken: Vec<Startable> = rows
+            .iter()
+            .map(|r| Startable {
+                run: r.get(0),
+                env: u32::try_from(r.get::<_, i32>(1)).unwrap_or_default(),
+                token: r.get(2),
+            })
+            .collect();
+        taken.sort_by_key(|s| s.run);
+        Ok(taken)
     }
 
     /// Takes run `run` for node `node` if it holds its environment but no node executes it
@@ -670,9 +677,16 @@ mod tests {
             tokio::spawn(async move {
                 let name = format!("node-{}", w % 3);
                 let mut taken = Vec::new();
-                while let Some(s) = claims.take_startable(&name).await.unwrap() {
-                    assert!(claims.holds(s.env, s.run, s.token).await.unwrap());
-                    taken.push(s.run);
+                // Some ask for one at a time, some for several.
+                loop {
+                    let batch = claims.take_startable(&name, 1 + w % 4).await.unwrap();
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for s in batch {
+                        assert!(claims.holds(s.env, s.run, s.token).await.unwrap());
+                        taken.push(s.run);
+                    }
                 }
                 taken
             })

@@ -275,7 +275,7 @@ impl Harness {
                 let _ = shipper.await;
             }
         }
-        self.hint(crate::cluster::Hint::Run(id)).await;
+        self.hint(crate::cluster::Hint::Run(id));
         if let Some(run) = run {
             self.send_run(run);
         }

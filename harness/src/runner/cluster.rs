@@ -19,7 +19,6 @@
 use std::{sync::Arc, time::Duration};
 
 use dashmap::DashMap;
-use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 
 use crate::{
@@ -41,8 +40,6 @@ use super::{Harness, cluster_logs::harness_line};
 pub(crate) struct Cluster {
     /// `--node-name`.
     pub(super) name: String,
-    /// The harness's pool in the cluster's database (history, claims and logs share it).
-    pub(super) pool: Pool,
     /// Where the listener connects (its own connection, outside the pool).
     pub(super) listen_config: tokio_postgres::Config,
     /// This node's heartbeat and the others' deaths.
@@ -56,6 +53,8 @@ pub(crate) struct Cluster {
     pub(super) follows: DashMap<i64, super::cluster_logs::Follow>,
     /// One copy from the database at a time per run (two would append the same bytes twice).
     pub(super) syncing: DashMap<i64, Arc<tokio::sync::Mutex<()>>>,
+    /// Sends this node's hints to the others (and itself).
+    pub(super) notifier: cluster::Notifier,
     /// `--node-timeout`, for the line a dead node's runs get.
     pub(super) timeout: Duration,
     /// Uploads in the database, and this node's copy of them in its catalog.
@@ -71,6 +70,7 @@ pub(super) async fn connect(
 ) -> Result<(History, PgClaims, Cluster), HarnessError> {
     let pool = crate::database::open(&config.database).await?;
     let listen_config = sink::database::parse_url(&config.database)?;
+    let notify_config = listen_config.clone();
     let history = History::Postgres(Arc::new(PgHistory::new(pool.clone(), &config.node_name)));
     let claims = PgClaims::open(pool.clone(), envs).await?;
     let nodes = Nodes::join(
@@ -81,18 +81,23 @@ pub(super) async fn connect(
         config.node_timeout,
     )
     .await?;
-    let pool_for_uploads = pool.clone();
     let cluster = Cluster {
         name: config.node_name.clone(),
         chunks: PgLogChunks::new(pool.clone()),
-        pool,
         listen_config,
         nodes,
         startable: Notify::new(),
         follows: DashMap::new(),
         syncing: DashMap::new(),
+        // Until the last hint is handed over (never cancelled: a stopping node's last hints —
+        // the environments it frees — are the ones the others most need).
+        notifier: cluster::Notifier::start(
+            notify_config,
+            config.node_name.clone(),
+            tokio_util::sync::CancellationToken::new(),
+        ),
         timeout: config.node_timeout,
-        uploads: SharedUploads::new(pool_for_uploads),
+        uploads: SharedUploads::new(pool.clone()),
         mirror: tokio::sync::Mutex::new(Mirror::default()),
     };
     Ok((history, claims, cluster))
@@ -107,12 +112,11 @@ impl Harness {
         self.inner.claims.postgres()
     }
 
-    /// Tells every node `hint` (logged, not returned: a lost hint is caught up by re-checks).
-    pub(super) async fn hint(&self, hint: Hint) {
+    /// Tells every node (this one included) `hint`, soon (a lost hint is caught up by the
+    /// re-checks).
+    pub(super) fn hint(&self, hint: Hint) {
         if let Some(cluster) = self.cluster() {
-            if let Err(e) = cluster::notify(&cluster.pool, &hint, &cluster.name).await {
-                tracing::warn!(error = %e, ?hint, "failed to notify the other nodes");
-            }
+            cluster.notifier.send(hint);
         }
     }
 
@@ -120,7 +124,7 @@ impl Harness {
     pub(super) async fn wake_startable(&self) {
         if let Some(cluster) = self.cluster() {
             cluster.startable.notify_one();
-            self.hint(Hint::Claims).await;
+            self.hint(Hint::Claims);
         }
     }
 
@@ -314,7 +318,7 @@ impl Harness {
         let limit = self.inner.config.kill_grace + Duration::from_secs(30);
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            self.hint(Hint::Cancel(id)).await;
+            self.hint(Hint::Cancel(id));
             let run = self.get_run(id).await?;
             if run.status.is_finished() || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
@@ -351,7 +355,7 @@ impl Harness {
             let _ = self.inner.catalog.delete(path);
             return Err(e.into());
         }
-        self.hint(Hint::Uploads).await;
+        self.hint(Hint::Uploads);
         Ok(())
     }
 
@@ -361,7 +365,7 @@ impl Harness {
             return Ok(());
         };
         cluster.uploads.delete(path).await?;
-        self.hint(Hint::Uploads).await;
+        self.hint(Hint::Uploads);
         Ok(())
     }
 

@@ -40,7 +40,7 @@ impl Harness {
             };
             match appended {
                 Ok(_) => {
-                    self.hint(Hint::Log(id)).await;
+                    self.hint(Hint::Log(id));
                     self.refresh_follow(id).await;
                     return;
                 }
@@ -217,7 +217,7 @@ impl Harness {
                 match cluster.chunks.append(id, at, &buf[..n]).await {
                     Ok(end) => {
                         at = end;
-                        self.hint(Hint::Log(id)).await;
+                        self.hint(Hint::Log(id));
                     }
                     Err(AppendError::NotAtEnd { .. }) => {
                         tracing::warn!(

@@ -29,19 +29,29 @@ impl Harness {
         };
         let stopping = self.inner.stopping.clone();
         loop {
-            let permit = tokio::select! {
+            // At least one free worker; then as many runs as there are free workers, in one
+            // statement, each begun on its own task (a hand-over to many environments at once
+            // does not queue behind one run's preparation).
+            let first = tokio::select! {
                 permit = self.inner.workers.clone().acquire_owned() => permit,
                 () = stopping.cancelled() => return,
             };
-            let Ok(permit) = permit else { return };
-            match claims.take_startable(&cluster.name).await {
-                Ok(Some(startable)) => {
-                    self.begin(startable, permit).await;
+            let Ok(first) = first else { return };
+            let mut permits = vec![first];
+            while let Ok(more) = self.inner.workers.clone().try_acquire_owned() {
+                permits.push(more);
+            }
+            match claims.take_startable(&cluster.name, permits.len()).await {
+                Ok(taken) if !taken.is_empty() => {
+                    for (startable, permit) in taken.into_iter().zip(permits) {
+                        let harness = self.clone();
+                        tokio::spawn(async move { harness.begin(startable, permit).await });
+                    }
                     continue;
                 }
-                Ok(None) => drop(permit),
+                Ok(_) => drop(permits),
                 Err(e) => {
-                    drop(permit);
+                    drop(permits);
                     tracing::warn!(error = %e, "failed to look for runs to start");
                 }
             }

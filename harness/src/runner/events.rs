@@ -26,7 +26,7 @@ impl Harness {
 
     /// Tells followers (on every node, in cluster mode) that run `id` changed.
     pub(super) async fn emit_run(&self, id: i64) {
-        self.hint(Hint::Run(id)).await;
+        self.hint(Hint::Run(id));
         if self.inner.events.receiver_count() == 0 {
             return;
         }
@@ -42,7 +42,7 @@ impl Harness {
 
     /// Tells followers (on every node, in cluster mode) that environment `env` changed.
     pub(super) async fn emit_env(&self, env: u32) {
-        self.hint(Hint::Env(env)).await;
+        self.hint(Hint::Env(env));
         self.send_env(env).await;
     }
 }
