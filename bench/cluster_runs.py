@@ -7,6 +7,9 @@ What it measures, for 1 node and for N nodes (default 3) on one PostgreSQL datab
     clock, from the runs' own timestamps);
   - hand-over: for consecutive runs of one environment, next run's start - previous run's end
     (median and p90), split by whether the next run executed on another node than the previous.
+  - with --handover N: N runs queued on ONE environment (each hand-over alone, nothing else
+    running), from the logs: the holder's last line ("run N passed") -> the next run's first
+    line, split by same node / another node.
 Every run is `pass.sh` from the repository's fixtures (one echo and an exit).
 
 Usage: bench/cluster_runs.py --bin target/release/eventual --database postgres://u@host:port/
@@ -127,6 +130,42 @@ def one(binary, url, nodes, runs, envs):
     return drain, gaps, per_node
 
 
+def log_ts(line):
+    return ts(line.split(" ", 1)[0])
+
+
+def handover(binary, url, nodes, runs):
+    procs, urls = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(nodes):
+            proc, base = start_node(binary, url, f"n{i + 1}", 1, os.path.join(tmp, f"n{i + 1}"))
+            procs.append(proc)
+            urls.append(base)
+        try:
+            call("POST", f"{urls[0]}/api/envs/1/pause")
+            rng = random.Random(11)
+            ids = [call("POST", f"{rng.choice(urls)}/api/runs", {"username": "bench", "env_id": 1, "tests": ["pass.sh"]})["id"]
+                   for _ in range(runs)]
+            call("POST", f"{urls[-1]}/api/envs/1/resume")
+            while call("GET", f"{urls[0]}/api/runs/{ids[-1]}")["status"] in ("queued", "running"):
+                time.sleep(0.2)
+            got = [call("GET", f"{urls[0]}/api/runs/{i}") for i in ids]
+            logs = {}
+            for i in ids:
+                with urllib.request.urlopen(f"{urls[0]}/api/runs/{i}/log", timeout=60) as r:
+                    logs[i] = [l for l in r.read().decode().splitlines() if " --- queued on env" not in l]
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+    gaps = {"cross": [], "same": []}
+    for a, b in zip(got, got[1:]):
+        kind = "cross" if a.get("node") != b.get("node") else "same"
+        gaps[kind].append((log_ts(logs[b["id"]][0]) - log_ts(logs[a["id"]][-1])) * 1000)
+    return gaps
+
+
 def psql(psql_bin, url, sql):
     subprocess.run([psql_bin, url + "postgres", "-qc", sql], check=True, stdout=subprocess.DEVNULL)
 
@@ -140,7 +179,21 @@ def main():
     ap.add_argument("--runs", type=int, default=1000)
     ap.add_argument("--envs", type=int, default=100)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--handover", type=int, default=0, help="measure N lone hand-overs on one environment instead")
     args = ap.parse_args()
+    if args.handover:
+        db = f"bench_{os.getpid()}_h"
+        psql(args.psql, args.database, f"CREATE DATABASE {db}")
+        try:
+            gaps = handover(args.bin, args.database + db, args.nodes, args.handover)
+        finally:
+            psql(args.psql, args.database, f"DROP DATABASE {db} WITH (FORCE)")
+        for kind in ("same", "cross"):
+            xs = gaps[kind]
+            if xs:
+                print(f"hand-over ({kind} node), holder's last line -> next run's first line: "
+                      f"median {statistics.median(xs):.1f} ms, p90 {statistics.quantiles(xs, n=10)[-1]:.1f} ms ({len(xs)})")
+        return
     results = {}
     n = 0
     for nodes in (1, args.nodes):

@@ -80,9 +80,10 @@ impl Harness {
         let lock = cluster.syncing.entry(id).or_default().clone();
         let one = lock.lock().await;
         let prepared = async {
-            let at = self.copy_log(id).await?;
+            // Both from the database, at once: they do not depend on each other.
+            let (at, run) = tokio::join!(self.copy_log(id), self.get_run(id));
+            let (at, run) = (at?, run?);
             let log = Arc::new(RunLog::create(&path)?);
-            let run = self.get_run(id).await?;
             Ok::<_, HarnessError>((at, log, run))
         };
         let (at, log, run) = match prepared.await {
