@@ -22,6 +22,7 @@ use super::{extract::ApiQuery, query::HistoryQuery};
     responses((status = 200, description = "The tests, support files and `eventual.toml`s", body = crate::openapi::CatalogListing), (status = 401, description = "`--token` is set and the request did not carry it (`unauthorized`)", body = sink::openapi::ErrorBody))
 )]
 pub(super) async fn list_tests(State(h): State<Harness>) -> Json<CatalogListing> {
+    h.refresh_catalog().await;
     let (tests, support) = h.catalog().listing();
     Json(CatalogListing {
         tests,
@@ -40,6 +41,7 @@ pub(super) async fn test_source(
     Path(path): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Response, ApiError> {
+    h.refresh_catalog().await;
     // `{path}/history` (the wildcard takes the whole rest of the URL), unless a file has
     // that very path.
     if let Some(test) = path.strip_suffix("/history") {
@@ -77,6 +79,7 @@ pub(super) async fn delete_test(
     State(h): State<Harness>,
     Path(path): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    h.refresh_catalog().await;
     let test = TestPath::parse(&path).map_err(ApiError::InvalidPath)?;
     h.check_upload_unused(&test).await?;
     let harness = h.clone();
@@ -97,6 +100,7 @@ pub(super) async fn upload_test(
     State(h): State<Harness>,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    h.refresh_catalog().await;
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest {
         code: "invalid_multipart",
         message: format!(

@@ -27,6 +27,7 @@ pub(super) async fn create_run(
     State(h): State<Harness>,
     RunBody(body): RunBody,
 ) -> Result<Response, ApiError> {
+    h.refresh_catalog().await;
     let new = NewRun::validate(body, h.config().envs, h.catalog())?;
     let run = h.create_run(&new.username, new.env_id, &new.tests).await?;
     Ok((StatusCode::CREATED, Json(run)).into_response())
@@ -140,6 +141,7 @@ pub(super) async fn rerun(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let failed_only = rerun_only_failed(&body)?;
+    h.refresh_catalog().await;
     let again = NewRun::again(&h.get_run(id).await?, failed_only, h.catalog())?;
     let run = h
         .create_run(&again.username, again.env_id, &again.tests)

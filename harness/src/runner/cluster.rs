@@ -334,6 +334,13 @@ impl Harness {
         }
     }
 
+    /// Cluster mode: brings this node's catalog in line with the cluster's uploads before a
+    /// route reads it, so a test uploaded through any node is there at once (one small query;
+    /// nothing on a single process).
+    pub(crate) async fn refresh_catalog(&self) {
+        self.mirror_uploads().await;
+    }
+
     /// Brings this node's uploads in line with the cluster's.
     pub(super) async fn mirror_uploads(&self) {
         let Some(cluster) = self.cluster() else {
