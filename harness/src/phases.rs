@@ -283,7 +283,8 @@ pub(crate) async fn await_phase<H: PhaseHost>(
             deadline: humantime::format_rfc3339_millis(started_wall + *t).to_string(),
         })
         .collect();
-    host.report(Phase::Awaiting, &awaiting).await?;
+    // Logged first: the line's time is when the wait (and every deadline) starts, however long
+    // recording the phase takes.
     if wanted.is_empty() {
         log.line(Tag::Harness, "phase awaiting: no callbacks were announced");
     } else {
@@ -292,6 +293,7 @@ pub(crate) async fn await_phase<H: PhaseHost>(
             &format!("phase awaiting: {} key(s)", wanted.len()),
         );
     }
+    host.report(Phase::Awaiting, &awaiting).await?;
     let Some(sink) = sink else {
         log.line(Tag::Harness, "error: this server has no sink to wait on");
         return Ok(AwaitEnd::TimedOut);
