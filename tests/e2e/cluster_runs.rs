@@ -452,3 +452,57 @@ async fn a_run_that_ends_while_the_database_is_down_is_interrupted_saying_so_and
     ensure!(status == 200, "callbacks again: {status} {ack}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_under_its_name_kills_what_it_left_running_and_its_environment_goes_on()
+-> anyhow::Result<()> {
+    let Some(pg) = TestPostgres::start_or_skip("a node restarted after kill -9") else {
+        return Ok(());
+    };
+    let url = pg.fresh_database().await?;
+    let dir = tempfile::tempdir()?;
+    let launch = || node(dir.path(), FIXTURE_TESTS, &url, "node-a", &["--envs", "2"]);
+    let mut a = launch().spawn().await?;
+    let hanging = a.create_run("ann", 1, &["hang.sh"]).await?;
+    let hanging = hanging["id"].as_i64().context("id")?;
+    a.follow_log(hanging)
+        .await?
+        .until_line(
+            "hang.sh ready",
+            |l| l.ends_with("out ready"),
+            Duration::from_secs(30),
+        )
+        .await?;
+    let pids_file = dir.path().join(format!("runs/{hanging}/work/pids"));
+    let pids: Vec<u32> = std::fs::read_to_string(&pids_file)?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let next = a.create_run("bob", 1, &["pass.sh"]).await?;
+    let next = next["id"].as_i64().context("id")?;
+    a.kill_9()?;
+    ensure!(
+        pids.iter().all(|p| testkit::procfs::alive(*p)),
+        "hang.sh's tree outlives the killed node: {pids:?}"
+    );
+
+    // Back under its name, before anyone could declare it dead.
+    let again = launch().spawn().await?;
+    let (run, log) = again.wait_run_finished(hanging).await?;
+    ensure!(run["status"] == "interrupted", "{run}\n{log}");
+    ensure!(
+        log.contains("interrupted: node node-a stopped while this run was running")
+            && log.contains("killed 4 leftover process(es)"),
+        "the log says what happened:\n{log}"
+    );
+    ensure!(
+        pids.iter().all(|p| !testkit::procfs::alive(*p)),
+        "what it left running is killed: {pids:?}"
+    );
+    let (after, log) = again.wait_run_finished(next).await?;
+    ensure!(
+        after["status"] == "passed",
+        "the queue goes on: {after}\n{log}"
+    );
+    Ok(())
+}
