@@ -1,6 +1,7 @@
 //! Small named definitions that tell the sink how to behave — stubs (`/stubs/{id}`) and
 //! verifiers (`/verifiers/{id}`) — kept in memory and, with `--data-dir`, in one JSON file each
-//! kind, so a restart keeps them.
+//! kind, so a restart keeps them; in cluster mode (`--database`) in one row each kind of the
+//! cluster's database, so every node answers with the same set.
 //!
 //! They change rarely (a test sets a few) and are read on every callback, so reads take a shared
 //! lock on an in-memory map and a change rewrites the whole file: written beside it, fsync'd and
@@ -8,6 +9,11 @@
 //! set or the new one, never half of either. A change is answered only once it is on disk, the
 //! same promise as a callback under `--fsync always`. Files are created mode 0600 (verifiers hold
 //! secrets).
+//!
+//! In cluster mode a change is a transaction on the kind's row (`SELECT … FOR UPDATE`, applied
+//! to the set the database holds, written back with its version bumped, a `NOTIFY` to the
+//! other nodes), answered once committed; each node keeps a copy in memory for its callbacks and
+//! reads the row again when told, when its listener reconnects and every re-check interval.
 
 use std::{
     collections::BTreeMap,
@@ -29,8 +35,8 @@ use serde::{Serialize, de::DeserializeOwned};
 pub(crate) struct Definitions<T> {
     /// The definitions by id, in id order (what `GET` lists).
     map: Arc<RwLock<BTreeMap<String, T>>>,
-    /// The file they persist to; `None` keeps them in memory only.
-    file: Option<Arc<PathBuf>>,
+    /// Where they persist.
+    persist: Persist,
     /// Serialises writers so that files are written in the order the map changed (the map lock
     /// itself is never held across the file write).
     write: Arc<tokio::sync::Mutex<()>>,
@@ -39,11 +45,31 @@ pub(crate) struct Definitions<T> {
     empty: Arc<AtomicBool>,
 }
 
+/// Where a set of definitions persists.
+#[derive(Debug, Clone)]
+enum Persist {
+    /// Nowhere: memory only.
+    Memory,
+    /// `<data-dir>/<name>.json`.
+    File(Arc<PathBuf>),
+    /// A row of the cluster's `definitions` table.
+    Database(Arc<InDatabase>),
+}
+
+/// A kind's row in the cluster's database.
+#[derive(Debug)]
+struct InDatabase {
+    pool: deadpool_postgres::Pool,
+    kind: &'static str,
+    /// The row's version this node's copy holds.
+    version: std::sync::atomic::AtomicI64,
+}
+
 impl<T> Clone for Definitions<T> {
     fn clone(&self) -> Self {
         Self {
             map: Arc::clone(&self.map),
-            file: self.file.clone(),
+            persist: self.persist.clone(),
             write: Arc::clone(&self.write),
             empty: Arc::clone(&self.empty),
         }
@@ -61,6 +87,9 @@ pub enum DefinitionsError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The cluster's database could not take or give the definitions.
+    #[error("{0}")]
+    Database(#[from] crate::postgres::Unavailable),
     /// The file is not what this version wrote.
     #[error("{path} is not a valid definitions file ({source}); fix or remove it")]
     Corrupt {
@@ -76,7 +105,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
     pub(crate) fn in_memory() -> Self {
         Self {
             map: Arc::default(),
-            file: None,
+            persist: Persist::Memory,
             write: Arc::default(),
             empty: Arc::new(AtomicBool::new(true)),
         }
@@ -98,9 +127,71 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
         Ok(Self {
             empty: Arc::new(AtomicBool::new(map.is_empty())),
             map: Arc::new(RwLock::new(map)),
-            file: Some(Arc::new(path)),
+            persist: Persist::File(Arc::new(path)),
             write: Arc::default(),
         })
+    }
+
+    /// The definitions of `kind` in the cluster's database behind `pool` (its row made if new).
+    pub(crate) async fn in_database(
+        pool: deadpool_postgres::Pool,
+        kind: &'static str,
+    ) -> Result<Self, DefinitionsError> {
+        let client = pool
+            .get()
+            .await
+            .map_err(crate::postgres::Unavailable::from)?;
+        client
+            .execute(
+                "INSERT INTO definitions (kind) VALUES ($1) ON CONFLICT DO NOTHING",
+                &[&kind],
+            )
+            .await
+            .map_err(crate::postgres::Unavailable::from)?;
+        drop(client);
+        let defs = Self {
+            map: Arc::default(),
+            persist: Persist::Database(Arc::new(InDatabase {
+                pool,
+                kind,
+                version: std::sync::atomic::AtomicI64::new(-1),
+            })),
+            write: Arc::default(),
+            empty: Arc::new(AtomicBool::new(true)),
+        };
+        defs.reload().await?;
+        Ok(defs)
+    }
+
+    /// Cluster mode: reads the row again if its version moved past this node's copy (another
+    /// node changed the set). Nothing to do elsewhere.
+    pub(crate) async fn reload(&self) -> Result<(), DefinitionsError> {
+        let Persist::Database(db) = &self.persist else {
+            return Ok(());
+        };
+        let _writer = self.write.lock().await;
+        let client = db
+            .pool
+            .get()
+            .await
+            .map_err(crate::postgres::Unavailable::from)?;
+        let row = client
+            .query_one(
+                "SELECT version, doc FROM definitions WHERE kind = $1",
+                &[&db.kind],
+            )
+            .await
+            .map_err(crate::postgres::Unavailable::from)?;
+        let version: i64 = row.get(0);
+        if version == db.version.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let map = parse_doc(db.kind, row.get(1))?;
+        let mut current = self.map.write();
+        self.empty.store(map.is_empty(), Ordering::Release);
+        *current = map;
+        db.version.store(version, Ordering::Release);
+        Ok(())
     }
 
     /// Runs `f` on the definitions under a shared lock (never held across an `.await`).
@@ -149,6 +240,9 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
         f: impl FnOnce(&mut BTreeMap<String, T>) -> R,
     ) -> Result<R, DefinitionsError> {
         let _writer = self.write.lock().await;
+        if let Persist::Database(db) = &self.persist {
+            return self.change_in_database(db, f).await;
+        }
         let (before, after, answer) = {
             let mut map = self.map.write();
             let before = map.clone();
@@ -156,7 +250,7 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
             self.empty.store(map.is_empty(), Ordering::Release);
             (before, map.clone(), answer)
         };
-        let Some(path) = self.file.clone() else {
+        let Persist::File(path) = self.persist.clone() else {
             return Ok(answer);
         };
         let written = tokio::task::spawn_blocking(move || write_replacing(&path, &after))
@@ -177,6 +271,71 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definition
             }
         }
     }
+}
+
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Definitions<T> {
+    /// Cluster mode's change (the caller holds the writer lock): applied to the set the database
+    /// holds, under its row lock, written back with the version bumped and the other nodes told
+    /// — then this node's copy is that set.
+    async fn change_in_database<R>(
+        &self,
+        db: &InDatabase,
+        f: impl FnOnce(&mut BTreeMap<String, T>) -> R,
+    ) -> Result<R, DefinitionsError> {
+        use crate::postgres::Unavailable;
+        let mut client = db.pool.get().await.map_err(Unavailable::from)?;
+        let tx = client.transaction().await.map_err(Unavailable::from)?;
+        let row = tx
+            .query_one(
+                "SELECT doc FROM definitions WHERE kind = $1 FOR UPDATE",
+                &[&db.kind],
+            )
+            .await
+            .map_err(Unavailable::from)?;
+        let mut map = parse_doc(db.kind, row.get(0))?;
+        let answer = f(&mut map);
+        let doc = serde_json::to_string(&map).map_err(|e| {
+            DefinitionsError::Database(Unavailable(format!(
+                "the {} cannot be encoded: {e}",
+                db.kind
+            )))
+        })?;
+        let version: i64 = tx
+            .query_one(
+                "UPDATE definitions SET doc = $2, version = version + 1 WHERE kind = $1 RETURNING version",
+                &[&db.kind, &doc],
+            )
+            .await
+            .map_err(Unavailable::from)?
+            .get(0);
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[
+                &crate::postgres::CHANNEL,
+                &crate::postgres::DEFINITIONS_CHANGED,
+            ],
+        )
+        .await
+        .map_err(Unavailable::from)?;
+        tx.commit().await.map_err(Unavailable::from)?;
+        let mut current = self.map.write();
+        self.empty.store(map.is_empty(), Ordering::Release);
+        *current = map;
+        db.version.store(version, Ordering::Release);
+        Ok(answer)
+    }
+}
+
+/// A kind's row as this build reads it.
+fn parse_doc<T: DeserializeOwned>(
+    kind: &str,
+    doc: &str,
+) -> Result<BTreeMap<String, T>, DefinitionsError> {
+    serde_json::from_str(doc).map_err(|e| {
+        DefinitionsError::Database(crate::postgres::Unavailable(format!(
+            "the {kind} in the database are not what this build reads ({e}): is another version of eventual writing them?"
+        )))
+    })
 }
 
 /// Writes `map` as JSON beside `path`, fsyncs it, renames it over `path` and fsyncs the directory.

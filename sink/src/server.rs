@@ -43,6 +43,20 @@ impl Sink {
         };
         if let Some(url) = &config.database {
             let db = PgStore::open(url, &config, &shutdown).await?;
+            // Shared by every node: in the database beside the callbacks.
+            let stubs = StubSet::in_database(db.pool())
+                .await
+                .map_err(Error::Definitions)?;
+            let verifiers = Definitions::in_database(db.pool(), "verifiers")
+                .await
+                .map_err(Error::Definitions)?;
+            tokio::spawn(reload_definitions(
+                db.clone(),
+                stubs.clone(),
+                verifiers.clone(),
+                config.recheck_interval,
+                shutdown.clone(),
+            ));
             let state = AppState::new(
                 Backend::Postgres(db),
                 stubs,
@@ -132,6 +146,31 @@ impl Sink {
 }
 
 /// Opens the log in `dir`, replaying its frames into a new store, then attaches it to the store.
+/// Cluster mode: this node's stubs and verifiers follow the database's — read again when another
+/// node says it changed them, when the listener reconnects, and every `recheck` (the safety
+/// net for a lost notification).
+async fn reload_definitions(
+    db: PgStore,
+    stubs: StubSet,
+    verifiers: Definitions<crate::verify::Verifier>,
+    recheck: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = db.definitions_changed().notified() => {}
+            () = tokio::time::sleep(recheck) => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(e) = stubs.reload().await {
+            tracing::warn!(error = %e, "failed to read the stubs again");
+        }
+        if let Err(e) = verifiers.reload().await {
+            tracing::warn!(error = %e, "failed to read the verifiers again");
+        }
+    }
+}
+
 fn open_logged(config: &Config, dir: &Path) -> io::Result<(Store, ReplayStats)> {
     // Replay into a store without a log (nothing replayed is written again), then attach it.
     let store = Store::new(config.max_callbacks, config.retention, None);

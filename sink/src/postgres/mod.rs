@@ -63,7 +63,10 @@ pub const RECHECK_INTERVAL: Duration = Duration::from_secs(2);
 const POOL_SIZE: usize = 32;
 
 /// The `NOTIFY` channel of stored callbacks; the payload is keys, hex-encoded, joined by `,`.
-const CHANNEL: &str = "eventual_callbacks";
+pub(crate) const CHANNEL: &str = "eventual_callbacks";
+
+/// The payload on [`CHANNEL`] that says stubs or verifiers changed (never a hex key: odd length).
+pub(crate) const DEFINITIONS_CHANGED: &str = "definitions";
 
 /// Why the database could not answer: it is down, restarting or unreachable, or refused the
 /// statement.
@@ -179,6 +182,17 @@ impl PgStore {
     /// `--max-callbacks`, cluster-wide.
     pub(crate) fn max_callbacks(&self) -> usize {
         self.inner.max_callbacks
+    }
+
+    /// The pool, for the stubs and verifiers kept beside the callbacks.
+    pub(crate) fn pool(&self) -> Pool {
+        self.inner.pool.clone()
+    }
+
+    /// Woken when another node changed stubs or verifiers, and when the listener reconnects
+    /// (a change may have been missed): read them again.
+    pub(crate) fn definitions_changed(&self) -> &tokio::sync::Notify {
+        &self.inner.wakeups.definitions
     }
 
     /// Requests of this node waiting for a callback right now.

@@ -32,6 +32,8 @@ pub(super) struct Wakeups {
     any: Notify,
     /// How many prefix watchers there are: no wake-up of `any` without one.
     watchers: AtomicUsize,
+    /// Stubs or verifiers changed on some node (or may have: a reconnection).
+    pub(super) definitions: Notify,
 }
 
 /// A prefix watcher's registration; unregisters on drop.
@@ -125,6 +127,7 @@ impl Wakeups {
     /// Wakes every waiter (notifications may have been lost).
     fn wake_all(&self) {
         self.wake_any();
+        self.definitions.notify_one();
         let all: Vec<Arc<Notify>> = self
             .keys
             .lock()
@@ -205,6 +208,10 @@ async fn listen_once(
 
 /// A notification names the keys stored (hex, joined by `,`: see `notifier.rs`).
 fn wake_payload(wakeups: &Wakeups, payload: &str) {
+    if payload == super::DEFINITIONS_CHANGED {
+        wakeups.definitions.notify_one();
+        return;
+    }
     for hex in payload.split(',') {
         match decode_hex(hex) {
             Some(key) => wakeups.wake(&key),

@@ -29,6 +29,20 @@ impl StubSet {
         Definitions::open(dir, "stubs").map(Self::with)
     }
 
+    /// The stubs of the cluster's database behind `pool` (cluster mode).
+    pub(crate) async fn in_database(
+        pool: deadpool_postgres::Pool,
+    ) -> Result<Self, DefinitionsError> {
+        Definitions::in_database(pool, "stubs")
+            .await
+            .map(Self::with)
+    }
+
+    /// Cluster mode: reads them again if another node changed them.
+    pub(crate) async fn reload(&self) -> Result<(), DefinitionsError> {
+        self.defs.reload().await
+    }
+
     fn with(defs: Definitions<Arc<Stub>>) -> Self {
         Self {
             defs,

@@ -384,3 +384,101 @@ async fn a_database_restart_under_load_loses_nothing_acknowledged_and_nodes_reco
     assert_eq!(post(&a, "after-restart", json!({})).await.status(), 200);
     assert_eq!(poll.await.unwrap().status(), 200);
 }
+
+/// Reads `GET {path}` on `node` until `done` says yes (bounded): another node's change reaches
+/// this one by a notification, milliseconds after the change was answered.
+async fn until_json(node: &TestSink, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let body: Value = http()
+            .get(format!("{}{path}", node.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&body) {
+            return body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{path} never got there: {body}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stub_set_through_one_node_answers_on_the_other_by_seq_and_a_delete_there_ends_it() {
+    let Some(pg) = TestPostgres::start_or_skip("stubs across nodes") else {
+        return;
+    };
+    let url = pg.fresh_database().await.unwrap();
+    let (a, b) = (node(&url).await, node(&url).await);
+    let put = http()
+        .put(format!("{}/stubs/flaky", a.url()))
+        .json(&json!({"key": "job-1", "responses": [{"status": 503, "times": 2}, {"status": 200, "body": "{\"b\":1,\"a\":2}"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    until_json(&b, "/stubs", |s| {
+        s["stubs"].as_array().is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    // Attempts alternate between the nodes; each seq gets its scripted answer.
+    let mut answers = Vec::new();
+    for n in 0..4 {
+        let to = if n % 2 == 0 { &b } else { &a };
+        let response = post(to, "job-1", json!({"n": n})).await;
+        answers.push((response.status().as_u16(), response.text().await.unwrap()));
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [503, 503, 200, 200]);
+    assert_eq!(answers[2].1, "{\"b\":1,\"a\":2}", "the body byte for byte");
+    let deleted = http()
+        .delete(format!("{}/stubs/flaky", b.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    until_json(&a, "/stubs", |s| {
+        s["stubs"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+    // A node started now finds the set as it is.
+    let c = node(&url).await;
+    let listed = until_json(&c, "/stubs", |_| true).await;
+    assert_eq!(listed["stubs"], json!([]), "{listed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verifier_set_through_one_node_checks_callbacks_on_another() {
+    let Some(pg) = TestPostgres::start_or_skip("verifiers across nodes") else {
+        return;
+    };
+    let url = pg.fresh_database().await.unwrap();
+    let (a, b) = (node(&url).await, node(&url).await);
+    let put = http()
+        .put(format!("{}/verifiers/gh", a.url()))
+        .json(&json!({"prefix": "k.", "scheme": "github", "secret": "s3", "reject": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let listed = until_json(&b, "/verifiers", |v| {
+        v["verifiers"].as_array().is_some_and(|l| l.len() == 1)
+    })
+    .await;
+    assert!(
+        !listed.to_string().contains("s3\""),
+        "the secret is not shown by the other node either: {listed}"
+    );
+    let unsigned = post(&b, "k.1", json!({})).await;
+    assert_eq!(
+        unsigned.status(),
+        401,
+        "node b rejects what a's verifier rejects"
+    );
+}
