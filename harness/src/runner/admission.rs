@@ -238,7 +238,7 @@ impl Harness {
     /// Run `next` holds its environment now: start it.
     async fn start_next(&self, next: i64) {
         if self.inner.cluster.is_some() {
-            self.wake_startable().await;
+            self.wake_for_hand_over().await;
         } else {
             self.start(next);
         }

@@ -128,6 +128,21 @@ impl Harness {
         }
     }
 
+    /// A release on this node handed an environment to a queued run: this node starts it if it
+    /// has a free worker (no notification, no node racing the others for nothing); else every
+    /// node is told. A node whose take fills its workers tells the others itself (see
+    /// `take_runs`), so a run never waits on a busy node while another is idle.
+    pub(super) async fn wake_for_hand_over(&self) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        if self.inner.workers.available_permits() > 0 && !self.inner.stopping.is_cancelled() {
+            cluster.startable.notify_one();
+        } else {
+            self.wake_startable().await;
+        }
+    }
+
     /// Cluster mode's submission: the run is created and claims or queues on `env` in one
     /// transaction (see the module docs).
     pub(super) async fn submit_cluster(

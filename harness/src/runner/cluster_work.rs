@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     claims::Startable,
-    cluster::RECHECK,
+    cluster::{Hint, RECHECK},
     error::HarnessError,
     logs::RunLog,
     model::{RunStatus, TestStatus},
@@ -43,6 +43,10 @@ impl Harness {
             }
             match claims.take_startable(&cluster.name, permits.len()).await {
                 Ok(taken) if !taken.is_empty() => {
+                    if taken.len() == permits.len() {
+                        // Every free worker here got one: there may be more for the others.
+                        self.hint(Hint::Claims);
+                    }
                     for (startable, permit) in taken.into_iter().zip(permits) {
                         let harness = self.clone();
                         tokio::spawn(async move { harness.begin(startable, permit).await });
