@@ -303,5 +303,27 @@ mod tests {
             claims.token(1).await.expect("token").map(|(run, _)| run),
             Some(second.id)
         );
+        // Node a comes back and tries to record the run's end: refused, the run stays interrupted.
+        assert!(
+            !history_a
+                .finish_run(first.id, RunStatus::Passed, Some((1, token_of_a)))
+                .await
+                .expect("finish"),
+            "a fenced-off node cannot write the run's end"
+        );
+        let run = history_a
+            .get_run(first.id)
+            .await
+            .expect("get")
+            .expect("run");
+        assert_eq!(run.status, RunStatus::Interrupted);
+        // The holder's own node writes it.
+        let (_, token_now) = claims.token(1).await.expect("token").expect("held");
+        assert!(
+            history_a
+                .finish_run(second.id, RunStatus::Passed, Some((1, token_now)))
+                .await
+                .expect("finish")
+        );
     }
 }

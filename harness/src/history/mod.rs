@@ -218,6 +218,23 @@ impl History {
         }
     }
 
+    /// Sets a run's final status unless `fence` — cluster mode: its environment and its claim's
+    /// fencing token — says the run lost its claim; answers whether it was written. One
+    /// statement, so no hand-over on another node can come between the check and the write.
+    pub(crate) async fn finish_run(
+        &self,
+        id: i64,
+        status: RunStatus,
+        fence: Option<(u32, i64)>,
+    ) -> Result<bool, HarnessError> {
+        match (self, fence) {
+            (Self::Postgres(db), Some(fence)) => {
+                Ok(db.finish_run_fenced(id, status, fence).await?)
+            }
+            _ => self.set_run_status(id, status).await.map(|()| true),
+        }
+    }
+
     /// Sets one test's status, exit code and duration.
     pub(crate) async fn set_test(
         &self,

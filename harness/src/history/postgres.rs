@@ -227,6 +227,26 @@ impl PgHistory {
         Ok(())
     }
 
+    /// Sets run `id`'s final status if its environment `fence.0` is still held by it under
+    /// token `fence.1`; answers whether it was.
+    pub(crate) async fn finish_run_fenced(
+        &self,
+        id: i64,
+        status: RunStatus,
+        (env, token): (u32, i64),
+    ) -> Result<bool, Unavailable> {
+        let written = self
+            .client()
+            .await?
+            .execute(
+                "UPDATE runs SET status = $2, finished_at = now() WHERE id = $1
+                   AND EXISTS (SELECT 1 FROM environments WHERE id = $3 AND holder = $1 AND token = $4)",
+                &[&id, &status.as_str(), &to_i32(env), &token],
+            )
+            .await?;
+        Ok(written == 1)
+    }
+
     /// Records a test's status (and, once it ended, its exit code and duration).
     pub(crate) async fn set_test(
         &self,

@@ -290,14 +290,22 @@ impl Harness {
             return self.give_up_lost(id, log).await;
         }
         history.finish_open_tests(id, TestStatus::Skipped).await?;
+        let fence = self.fence_of(id);
         if self.inner.stopping.is_cancelled() {
-            history.set_run_status(id, RunStatus::Interrupted).await?;
+            if !history
+                .finish_run(id, RunStatus::Interrupted, fence)
+                .await?
+            {
+                return self.give_up_lost(id, log).await;
+            }
             log.line(
                 Tag::Harness,
                 "interrupted: the server stopped while this run was running",
             );
         } else {
-            history.set_run_status(id, RunStatus::Cancelled).await?;
+            if !history.finish_run(id, RunStatus::Cancelled, fence).await? {
+                return self.give_up_lost(id, log).await;
+            }
             log.line(Tag::Harness, &format!("run {id} cancelled"));
         }
         self.retire(id).await;

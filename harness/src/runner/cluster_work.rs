@@ -143,6 +143,16 @@ impl Harness {
         self.start_with(id, Some(permit));
     }
 
+    /// Run `id`'s environment and claim token, in cluster mode (for [`History::finish_run`]).
+    ///
+    /// [`History::finish_run`]: crate::history::History::finish_run
+    pub(super) fn fence_of(&self, id: i64) -> Option<(u32, i64)> {
+        self.inner
+            .active
+            .get(&id)
+            .and_then(|a| a.fence.map(|token| (a.env_id, token)))
+    }
+
     /// Whether run `id` may still write its results: always on a single process; in cluster
     /// mode while its claim has the fencing token it started with.
     pub(super) async fn holds_claim(&self, id: i64) -> bool {

@@ -105,7 +105,9 @@ impl Harness {
             .map(|r| r.tests)
             .unwrap_or_default();
         let status = status.unwrap_or_else(|| Run::outcome(&tests));
-        history.set_run_status(id, status).await?;
+        if !history.finish_run(id, status, self.fence_of(id)).await? {
+            return self.give_up_lost(id, &log).await;
+        }
         log.line(Tag::Harness, &format!("run {id} {}", status.as_str()));
         self.retire(id).await;
         Ok(())
