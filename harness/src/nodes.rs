@@ -28,7 +28,8 @@ pub(crate) struct NodeView {
     pub(crate) workers: u32,
     /// The runs it is executing now, by id.
     pub(crate) running: Vec<i64>,
-    /// `alive`, or `dead` once silent for longer than `--node-timeout`.
+    /// `alive`; `stopped` once it stopped gracefully; `dead` once silent for longer than
+    /// `--node-timeout` without having stopped.
     pub(crate) state: NodeState,
 }
 
@@ -40,6 +41,9 @@ pub(crate) enum NodeState {
     Alive,
     /// Silent for longer than that.
     Dead,
+    /// It stopped gracefully (SIGTERM, Ctrl-C): its runs ended `interrupted` and their
+    /// environments went on.
+    Stopped,
 }
 
 /// This node's membership in the cluster.
@@ -66,7 +70,7 @@ impl Nodes {
             .execute(
                 "INSERT INTO nodes (name, address, workers) VALUES ($1, $2, $3)
                  ON CONFLICT (name) DO UPDATE SET address = $2, workers = $3, started_at = now(),
-                     heartbeat_at = now(), reaped_at = NULL",
+                     heartbeat_at = now(), reaped_at = NULL, stopped_at = NULL",
                 &[&name, &address, &workers],
             )
             .await?;
@@ -95,6 +99,19 @@ impl Nodes {
         Ok(())
     }
 
+    /// This node stopped gracefully (what it ran has ended).
+    pub(crate) async fn leave(&self) -> Result<(), Unavailable> {
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "UPDATE nodes SET stopped_at = now() WHERE name = $1",
+                &[&self.name],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Every node, by name.
     pub(crate) async fn list(&self) -> Result<Vec<NodeView>, Unavailable> {
         let rows = self
@@ -110,7 +127,8 @@ impl Nodes {
                     ", ",
                     "heartbeat_at < now() - make_interval(secs => $1), workers, ",
                     "coalesce((SELECT array_agg(r.id ORDER BY r.id) FROM runs r ",
-                    "WHERE r.node = nodes.name AND r.status = 'running'), '{}') ",
+                    "WHERE r.node = nodes.name AND r.status = 'running'), '{}'), ",
+                    "stopped_at IS NOT NULL ",
                     "FROM nodes ORDER BY name"
                 ),
                 &[&self.timeout.as_secs_f64()],
@@ -125,7 +143,9 @@ impl Nodes {
                 last_seen: r.get(3),
                 workers: u32::try_from(r.get::<_, i32>(5)).unwrap_or_default(),
                 running: r.get(6),
-                state: if r.get(4) {
+                state: if r.get(7) {
+                    NodeState::Stopped
+                } else if r.get(4) {
                     NodeState::Dead
                 } else {
                     NodeState::Alive

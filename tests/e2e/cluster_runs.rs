@@ -105,9 +105,15 @@ async fn a_thousand_runs_from_fifty_clients_on_three_nodes_never_overlap_and_sta
         schema.as_array().map(Vec::len) == Some(3),
         "three nodes: {schema}"
     );
+    let known = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/harness/migrations"))?
+        .filter(|f| {
+            f.as_ref()
+                .is_ok_and(|f| f.file_name().to_string_lossy().ends_with(".sql"))
+        })
+        .count();
     ensure!(
-        migrations == 6,
-        "each of the harness's 6 migrations applied once in all: {migrations}"
+        migrations == known,
+        "each of the harness's {known} migrations applied once in all: {migrations}"
     );
 
     const CLIENTS: u64 = 50;
@@ -376,7 +382,20 @@ async fn a_callback_posted_to_node_a_answers_a_long_poll_on_b_and_releases_a_pha
         run["status"] == "passed" && run["node"] == "c" && log.contains("uploaded test runs"),
         "{run}\n{log}"
     );
-    drop(c);
+    // Stopped for maintenance, a node says so.
+    let mut c = c;
+    ensure!(c.terminate().await?.success(), "node c stops cleanly");
+    let (_, nodes) = a.get("/api/nodes").await?;
+    let state = |name: &str| {
+        nodes
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["name"] == name))
+            .map(|n| n["state"].clone())
+    };
+    ensure!(
+        state("c") == Some(json!("stopped")) && state("a") == Some(json!("alive")),
+        "GET /api/nodes after node c stopped: {nodes}"
+    );
     Ok(())
 }
 

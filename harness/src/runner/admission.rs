@@ -409,5 +409,6 @@ impl Harness {
                 let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
             }
         }
+        self.leave_cluster().await;
     }
 }

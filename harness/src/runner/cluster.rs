@@ -391,6 +391,15 @@ impl Harness {
         Ok(())
     }
 
+    /// Cluster mode, once this node has stopped running things: the others see it `stopped`.
+    pub(super) async fn leave_cluster(&self) {
+        if let Some(cluster) = self.cluster() {
+            if let Err(e) = cluster.nodes.leave().await {
+                tracing::warn!(error = %e, "failed to record that this node stopped");
+            }
+        }
+    }
+
     /// `GET /api/nodes`: every node of the cluster; on a single process, this one.
     pub(crate) async fn nodes(&self) -> Result<Vec<NodeView>, HarnessError> {
         match self.cluster() {
