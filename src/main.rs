@@ -102,7 +102,8 @@ struct HarnessFlags {
     /// Environment ids are 1..=N.
     #[arg(long, env = "EVENTUAL_ENVS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     envs: u32,
-    /// Runs executing at once on different environments (default: the number of environments).
+    /// Runs executing at once on different environments (default: the number of environments);
+    /// with --database, 0 makes a node that only serves the API and the sink.
     #[arg(long, env = "EVENTUAL_WORKERS")]
     workers: Option<usize>,
     /// A test still running after this is terminated (`timed_out`). DURATION: 30s, 500ms, 3m;
@@ -153,8 +154,9 @@ struct SinkArgs {
 
 #[derive(Debug, Args)]
 struct SinkFlags {
-    /// Cluster mode: keep the callbacks in this PostgreSQL database, shared by every node
-    /// started on it (postgres://user:password@host:port/database). Default: this process only.
+    /// Cluster mode: keep the callbacks — and under `serve` the runs, logs, uploads and
+    /// environment claims — in this PostgreSQL database, shared by every node started on it
+    /// (postgres://user:password@host:port/database). Default: this process only.
     #[arg(
         long,
         env = "EVENTUAL_DATABASE",

@@ -37,49 +37,30 @@ async fn callbacks_acknowledged_by_a_node_killed_with_9_are_read_from_another() 
     Ok(())
 }
 
+/// Starts `eventual ARGS…`, which must refuse to start; returns what it said on stderr.
+async fn refused(args: &[&str]) -> anyhow::Result<String> {
+    let out = Launch::new(args)
+        .output(crate::helpers::EXIT_TIMEOUT)
+        .await?;
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    ensure!(!out.status.success(), "{args:?} started: {said}");
+    Ok(said)
+}
+
 #[tokio::test]
 async fn database_flags_that_cannot_work_are_refused_at_start_saying_why() -> anyhow::Result<()> {
     let url = "postgres://nobody@127.0.0.1:1/none";
     let dir = tempfile::tempdir()?;
-    let serve = Launch::new(&[
-        "serve",
-        "--database",
-        url,
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .output(crate::helpers::EXIT_TIMEOUT)
-    .await?;
-    let said = String::from_utf8_lossy(&serve.stderr);
-    ensure!(
-        !serve.status.success() && said.contains("failed to open the database"),
-        "{said}"
-    );
+    let data_dir = dir.path().to_str().unwrap();
+    let said = refused(&["serve", "--database", url, "--data-dir", data_dir]).await?;
+    ensure!(said.contains("failed to open the database"), "{said}");
     ensure!(!said.contains("nobody@"), "the URL is not echoed: {said}");
 
-    let both = Launch::new(&[
-        "sink",
-        "--database",
-        url,
-        "--data-dir",
-        dir.path().to_str().unwrap(),
-    ])
-    .output(crate::helpers::EXIT_TIMEOUT)
-    .await?;
-    let said = String::from_utf8_lossy(&both.stderr);
-    ensure!(
-        !both.status.success() && said.contains("give one of them"),
-        "{said}"
-    );
+    let said = refused(&["sink", "--database", url, "--data-dir", data_dir]).await?;
+    ensure!(said.contains("give one of them"), "{said}");
 
-    let unreachable = Launch::new(&["sink", "--database", url])
-        .output(crate::helpers::EXIT_TIMEOUT)
-        .await?;
-    let said = String::from_utf8_lossy(&unreachable.stderr);
-    ensure!(
-        !unreachable.status.success() && said.contains("failed to open the database"),
-        "{said}"
-    );
+    let said = refused(&["sink", "--database", url]).await?;
+    ensure!(said.contains("failed to open the database"), "{said}");
     ensure!(
         said.matches("the database is unreachable").count() == 1,
         "the cause is said once: {said}"

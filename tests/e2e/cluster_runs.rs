@@ -38,6 +38,29 @@ fn node(dir: &Path, catalog: &str, url: &str, name: &str, extra: &[&str]) -> Lau
     Launch::new(&args)
 }
 
+/// A fresh database of a private PostgreSQL (dropped with the returned server), or `None` where
+/// PostgreSQL is not installed and not required: the test is skipped, saying `what` it needed.
+async fn database(what: &str) -> anyhow::Result<Option<(TestPostgres, String)>> {
+    let Some(pg) = TestPostgres::start_or_skip(what) else {
+        return Ok(None);
+    };
+    let url = pg.fresh_database().await?;
+    Ok(Some((pg, url)))
+}
+
+/// Follows run `id` (`hang.sh`) on `node` until its whole process tree exists.
+async fn until_ready(node: &Running, id: i64) -> anyhow::Result<()> {
+    node.follow_log(id)
+        .await?
+        .until_line(
+            "hang.sh ready",
+            |l| l.ends_with("out ready"),
+            Duration::from_secs(30),
+        )
+        .await?;
+    Ok(())
+}
+
 fn write_script(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text)?;
@@ -71,10 +94,9 @@ fn pick(client: u64, n: u64, modulo: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_thousand_runs_from_fifty_clients_on_three_nodes_never_overlap_and_start_in_id_order()
 -> anyhow::Result<()> {
-    let Some(pg) = TestPostgres::start_or_skip("runs across three nodes") else {
+    let Some((_pg, url)) = database("runs across three nodes").await? else {
         return Ok(());
     };
-    let url = pg.fresh_database().await?;
     let dirs = [
         tempfile::tempdir()?,
         tempfile::tempdir()?,
@@ -210,10 +232,9 @@ async fn a_thousand_runs_from_fifty_clients_on_three_nodes_never_overlap_and_sta
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_killed_with_9_has_its_run_interrupted_and_the_next_run_starts_on_another_node()
 -> anyhow::Result<()> {
-    let Some(pg) = TestPostgres::start_or_skip("kill -9 of a node executing a run") else {
+    let Some((_pg, url)) = database("kill -9 of a node executing a run").await? else {
         return Ok(());
     };
-    let url = pg.fresh_database().await?;
     let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
     let timeout = ["--node-timeout", "2s", "--envs", "2"];
     let mut a = node(dir_a.path(), FIXTURE_TESTS, &url, "node-a", &timeout)
@@ -222,14 +243,7 @@ async fn a_node_killed_with_9_has_its_run_interrupted_and_the_next_run_starts_on
     // Alone, node a takes the run; then b joins.
     let hanging = a.create_run("ann", 1, &["hang.sh"]).await?;
     let hanging = hanging["id"].as_i64().context("id")?;
-    a.follow_log(hanging)
-        .await?
-        .until_line(
-            "hang.sh ready",
-            |l| l.ends_with("out ready"),
-            Duration::from_secs(30),
-        )
-        .await?;
+    until_ready(&a, hanging).await?;
     let b = node(dir_b.path(), FIXTURE_TESTS, &url, "node-b", &timeout)
         .spawn()
         .await?;
@@ -291,10 +305,9 @@ async fn a_node_killed_with_9_has_its_run_interrupted_and_the_next_run_starts_on
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_callback_posted_to_node_a_answers_a_long_poll_on_b_and_releases_a_phased_run_on_c()
 -> anyhow::Result<()> {
-    let Some(pg) = TestPostgres::start_or_skip("callbacks and phased runs across nodes") else {
+    let Some((_pg, url)) = database("callbacks and phased runs across nodes").await? else {
         return Ok(());
     };
-    let url = pg.fresh_database().await?;
     let catalog = tempfile::tempdir()?;
     let prep = catalog.path().join("job/preparation");
     let validation = catalog.path().join("job/validation");
@@ -402,10 +415,9 @@ async fn a_callback_posted_to_node_a_answers_a_long_poll_on_b_and_releases_a_pha
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_ends_while_the_database_is_down_is_interrupted_saying_so_and_the_queue_goes_on()
 -> anyhow::Result<()> {
-    let Some(pg) = TestPostgres::start_or_skip("a database restart under a run") else {
+    let Some((pg, url)) = database("a database restart under a run").await? else {
         return Ok(());
     };
-    let url = pg.fresh_database().await?;
     let catalog = tempfile::tempdir()?;
     let flag = catalog.path().join("end-now");
     // Ends when the test says so: while the database is down.
@@ -475,23 +487,15 @@ async fn a_run_that_ends_while_the_database_is_down_is_interrupted_saying_so_and
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_restarted_under_its_name_kills_what_it_left_running_and_its_environment_goes_on()
 -> anyhow::Result<()> {
-    let Some(pg) = TestPostgres::start_or_skip("a node restarted after kill -9") else {
+    let Some((_pg, url)) = database("a node restarted after kill -9").await? else {
         return Ok(());
     };
-    let url = pg.fresh_database().await?;
     let dir = tempfile::tempdir()?;
     let launch = || node(dir.path(), FIXTURE_TESTS, &url, "node-a", &["--envs", "2"]);
     let mut a = launch().spawn().await?;
     let hanging = a.create_run("ann", 1, &["hang.sh"]).await?;
     let hanging = hanging["id"].as_i64().context("id")?;
-    a.follow_log(hanging)
-        .await?
-        .until_line(
-            "hang.sh ready",
-            |l| l.ends_with("out ready"),
-            Duration::from_secs(30),
-        )
-        .await?;
+    until_ready(&a, hanging).await?;
     let pids_file = dir.path().join(format!("runs/{hanging}/work/pids"));
     let pids: Vec<u32> = std::fs::read_to_string(&pids_file)?
         .split_whitespace()

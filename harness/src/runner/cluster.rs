@@ -214,7 +214,7 @@ impl Harness {
                 tokio::spawn(async move { harness.refresh_follow(id).await });
             }
             Hint::Uploads => {
-                tokio::spawn(async move { harness.mirror_uploads().await });
+                tokio::spawn(async move { harness.refresh_catalog().await });
             }
             Hint::Reconnected => {
                 tokio::spawn(async move { harness.recheck().await });
@@ -229,7 +229,7 @@ impl Harness {
             return;
         };
         cluster.startable.notify_one();
-        self.mirror_uploads().await;
+        self.refresh_catalog().await;
         let followed: Vec<i64> = cluster.follows.iter().map(|f| *f.key()).collect();
         for id in followed {
             self.refresh_follow(id).await;
@@ -268,7 +268,7 @@ impl Harness {
             }
             self.emit_run(id).await;
         }
-        self.mirror_uploads().await;
+        self.refresh_catalog().await;
         let stopping = self.inner.stopping.clone();
         let harness = self.clone();
         let config = cluster.listen_config.clone();
@@ -332,32 +332,34 @@ impl Harness {
         }
         let limit = self.inner.config.kill_grace + Duration::from_secs(30);
         let deadline = tokio::time::Instant::now() + limit;
+        // Subscribed before asking: the executor's end reaches this node's followers as a run
+        // event (forwarded from its hint), so it cannot be missed between a read and the wait.
+        let mut events = self.subscribe();
         loop {
             self.hint(Hint::Cancel(id));
             let run = self.get_run(id).await?;
             if run.status.is_finished() || tokio::time::Instant::now() >= deadline {
                 return Ok(run);
             }
-            // Its end arrives as a notification; the re-check bounds a lost one.
-            let mut done = self.done_signal(id).await;
-            match &mut done {
-                Some(done) => {
-                    let _ = tokio::time::timeout(RECHECK, done.wait_for(|d| *d)).await;
+            // The ask is repeated every re-check, in case the hint or the answer was lost.
+            let ended = async {
+                loop {
+                    match events.recv().await {
+                        Ok(super::Event::Run(r)) if r.id == id && r.status.is_finished() => return,
+                        Ok(_) => {}
+                        // Missed events: read the run again.
+                        Err(_) => return,
+                    }
                 }
-                None => tokio::time::sleep(RECHECK).await,
-            }
+            };
+            let _ = tokio::time::timeout(RECHECK, ended).await;
         }
     }
 
-    /// Cluster mode: brings this node's catalog in line with the cluster's uploads before a
-    /// route reads it, so a test uploaded through any node is there at once (one small query;
-    /// nothing on a single process).
+    /// Cluster mode: brings this node's catalog in line with the cluster's uploads — before a
+    /// route reads it (so a test uploaded through any node is there at once: one small query),
+    /// on a hint, and at every re-check. Nothing on a single process.
     pub(crate) async fn refresh_catalog(&self) {
-        self.mirror_uploads().await;
-    }
-
-    /// Brings this node's uploads in line with the cluster's.
-    pub(super) async fn mirror_uploads(&self) {
         let Some(cluster) = self.cluster() else {
             return;
         };

@@ -13,6 +13,7 @@ use refinery::Runner;
 use tokio_postgres::{Client, NoTls};
 
 use super::{OpenError, Unavailable};
+pub use super::{listener::listen, notifier::send_batched};
 
 /// How long connecting to the database may take before the attempt fails (the database is
 /// down or unreachable: answered at once, not after a wait for a busy pool).

@@ -26,11 +26,13 @@
 //! # Layout
 //! - `mod.rs` — [`PgStore`]: opening the store; `database.rs` — the URL, pools and migrations
 //!   (shared with the harness); `records.rs` — insert, reads, listing,
-//!   deletion, waits; `notifier.rs` — telling the other nodes, batched; `wakeups.rs` — the
-//!   listener and the local waiters by key; `schema.rs` — migrations; `retention.rs` — the purge
+//!   deletion, waits; `notifier.rs` — telling the other nodes, batched; `listener.rs` — one
+//!   listening connection, reconnected (both shared with the harness through `database`);
+//!   `wakeups.rs` — the local waiters by key, woken by the listener; `schema.rs` — migrations; `retention.rs` — the purge
 //!   task; `watch.rs` — `GET /watch`: the records under a prefix in commit (xid) order.
 
 pub mod database;
+mod listener;
 mod notifier;
 mod records;
 mod retention;
@@ -134,8 +136,8 @@ struct Inner {
     retention: Option<Duration>,
     /// How often a waiter reads again without a notification ([`RECHECK_INTERVAL`]).
     recheck: Duration,
-    /// Keys stored by this node, for the notifier to tell the other nodes about.
-    notify: tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+    /// Keys stored by this node (hex, as notifications carry them), for the notifier to tell the other nodes about.
+    notify: tokio::sync::mpsc::UnboundedSender<String>,
     /// This node's waiters by key, woken by the listener.
     wakeups: Arc<Wakeups>,
     /// Requests of this node waiting for a callback right now.
@@ -156,7 +158,13 @@ impl PgStore {
         let pool = database::pool(&config, POOL_SIZE)?;
         let wakeups = Arc::new(Wakeups::default());
         let (notify, stored_keys) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(notifier::run(config.clone(), stored_keys, shutdown.clone()));
+        tokio::spawn(notifier::send_batched(
+            config.clone(),
+            CHANNEL,
+            ',',
+            stored_keys,
+            shutdown.clone(),
+        ));
         tokio::spawn(wakeups::listen(
             config,
             Arc::clone(&wakeups),

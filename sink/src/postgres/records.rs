@@ -159,7 +159,7 @@ impl PgStore {
     /// the other nodes.
     fn stored(&self, key: &str) {
         self.inner.wakeups.wake(key.as_bytes());
-        let _ = self.inner.notify.send(key.as_bytes().to_vec());
+        let _ = self.inner.notify.send(super::notifier::hex(key.as_bytes()));
     }
 
     /// Records held, cluster-wide.

@@ -9,19 +9,13 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
-use futures_util::StreamExt as _;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::CHANNEL;
-
-/// How long the listener waits before connecting again after losing its connection.
-const RECONNECT_DELAY: Duration = Duration::from_millis(500);
 
 /// This node's waiters, by key.
 #[derive(Debug, Default)]
@@ -140,70 +134,23 @@ impl Wakeups {
     }
 }
 
-/// Listens on [`CHANNEL`] until `shutdown`, reconnecting whenever the connection is lost.
+/// Listens on [`CHANNEL`] until `shutdown`: every notification wakes the waiters of the keys
+/// it names, and every (re)connection wakes every waiter (what was notified while nobody
+/// listened is caught up by reading again).
 pub(super) async fn listen(
     config: tokio_postgres::Config,
     wakeups: Arc<Wakeups>,
     shutdown: CancellationToken,
 ) {
-    let mut connected_before = false;
-    loop {
-        let ended = tokio::select! {
-            ended = listen_once(&config, &wakeups, &mut connected_before) => ended,
-            () = shutdown.cancelled() => return,
-        };
-        match ended {
-            Ok(()) => tracing::warn!("the database closed the listening connection; reconnecting"),
-            Err(e) => {
-                tracing::warn!(error = %e, "the listening connection to the database failed; reconnecting")
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(RECONNECT_DELAY) => {}
-            () = shutdown.cancelled() => return,
-        }
-    }
-}
-
-/// One connection's life: `LISTEN`, then wake waiters per notification until it ends.
-async fn listen_once(
-    config: &tokio_postgres::Config,
-    wakeups: &Arc<Wakeups>,
-    connected_before: &mut bool,
-) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = config.connect(NoTls).await?;
-    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-    // The connection is driven by polling its messages; LISTEN runs meanwhile.
-    let statement = format!("LISTEN {CHANNEL}");
-    let listening = client.batch_execute(&statement);
-    tokio::pin!(listening);
-    loop {
-        tokio::select! {
-            done = &mut listening => {
-                done?;
-                break;
-            }
-            message = messages.next() => match message {
-                Some(Ok(AsyncMessage::Notification(n))) => wake_payload(wakeups, n.payload()),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => return Ok(()),
-            }
-        }
-    }
-    if *connected_before {
-        tracing::info!("listening to the database again; every waiter reads again");
-    }
-    *connected_before = true;
-    // Whatever was notified while nobody listened is caught up by reading again.
-    wakeups.wake_all();
-    while let Some(message) = messages.next().await {
-        match message? {
-            AsyncMessage::Notification(n) => wake_payload(wakeups, n.payload()),
-            _ => continue,
-        }
-    }
-    Ok(())
+    let again = Arc::clone(&wakeups);
+    super::listener::listen(
+        config,
+        CHANNEL,
+        |payload| wake_payload(&wakeups, payload),
+        || again.wake_all(),
+        shutdown,
+    )
+    .await;
 }
 
 /// A notification names the keys stored (hex, joined by `,`: see `notifier.rs`).

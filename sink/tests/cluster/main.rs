@@ -44,25 +44,7 @@ async fn post(node: &TestSink, key: &str, body: Value) -> reqwest::Response {
 
 /// Polls a node's `/healthz` until `n` requests wait on it (bounded).
 async fn until_waiting(node: &TestSink, n: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let health: Value = http()
-            .get(format!("{}/healthz", node.url()))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if health["waiting"] == n {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never saw {n} waiting: {health}"
-        );
-        tokio::task::yield_now().await;
-    }
+    until_json(node, "/healthz", |health| health["waiting"] == n).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,8 +367,8 @@ async fn a_database_restart_under_load_loses_nothing_acknowledged_and_nodes_reco
     assert_eq!(poll.await.unwrap().status(), 200);
 }
 
-/// Reads `GET {path}` on `node` until `done` says yes (bounded): another node's change reaches
-/// this one by a notification, milliseconds after the change was answered.
+/// Reads `GET {path}` on `node` until `done` says yes (bounded): what another node did reaches
+/// this one by a notification, milliseconds after it was answered.
 async fn until_json(node: &TestSink, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
