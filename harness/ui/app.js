@@ -736,7 +736,8 @@ function logViewer(box, runId, ui) {
       const t = getLine(searchedTo);
       if (t !== undefined) noteMatch(searchedTo, t);
     }
-    if (!count) { showCount(); redraw(); return; }
+    // Drawn at once, not on the next frame: "no matches" never shows beside the old highlights.
+    if (!count) { draw(); showCount(); return; }
     step(1);
   }
   function step(dir) {
